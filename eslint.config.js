@@ -1,0 +1,22 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly', URLSearchParams: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      'no-console': 'off',
+    },
+  },
+  {
+    // The core knows nothing of express: it stays testable as plain functions (STYLE.md).
+    files: ['src/auth/**', 'src/session/**', 'src/coze/**', 'src/policy/**', 'src/metrics/**', 'src/proxy/**', 'src/http/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'express', message: 'express lives at the edges (server, admin, vending).' }] }] },
+  },
+);

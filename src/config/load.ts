@@ -1,0 +1,342 @@
+import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, listSettings, type ParsedConfig, type SettingInfo } from './schema.js';
+
+/** One bad setting, named both ways so the operator finds it whichever way they set it. */
+export interface ConfigIssue {
+  key: string;
+  env?: string;
+  message: string;
+}
+
+/** A misconfiguration. main.ts prints it and exits 2; nothing else catches it. */
+export class ConfigError extends Error {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  - ${formatIssue(i)}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  const name = issue.env ? `${issue.key} (${issue.env})` : issue.key;
+  return `${name}: ${issue.message}`;
+}
+
+/** The validated config plus what is derived from it at load time. Deeply frozen. */
+export type GatewayConfig = ParsedConfig & {
+  coze: ParsedConfig['coze'] & {
+    appId: string;
+    keyId: string;
+    privateKey: string;
+    audience: string;
+    wsBaseUrl: string;
+  };
+};
+
+export interface LoadOptions {
+  /** Flags: `--config FILE`, `--<yaml.key>=value` or `--<yaml.key> value`. */
+  flags?: Record<string, string>;
+  env?: Record<string, string | undefined>;
+  /** Path of config/default.yaml; defaults to the one shipped with the package. */
+  defaultsFile?: string;
+  /** Skip the checks that only `serve` needs (an identity source). */
+  requireIdentity?: boolean;
+}
+
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULTS_FILE = resolve(PACKAGE_ROOT, 'config', 'default.yaml');
+
+type Tree = Record<string, unknown>;
+
+export function loadConfig(options: LoadOptions = {}): GatewayConfig {
+  const env = options.env ?? process.env;
+  const flags = { ...(options.flags ?? {}) };
+  const settings = listSettings();
+  const issues: ConfigIssue[] = [];
+
+  const configFile = flags.config ?? env.GATEWAY_CONFIG;
+  delete flags.config;
+
+  const layers: Tree[] = [readYaml(options.defaultsFile ?? DEFAULTS_FILE, 'config/default.yaml', issues)];
+  if (configFile) layers.push(readYaml(configFile, configFile, issues));
+  layers.push(fromEnv(settings, env));
+  layers.push(fromFlags(settings, flags, issues));
+
+  const merged: Tree = {};
+  for (const layer of layers) deepMerge(merged, layer);
+  resolveSecretFiles(settings, merged, issues);
+
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    issues.push(...zodIssues(parsed.error, settings));
+    // Report a bad key alongside the schema errors rather than one start-up later.
+    const rawKey = getPath(merged, 'coze.privateKey');
+    const keyProblem = typeof rawKey === 'string' ? checkRsaPrivateKey(rawKey) : undefined;
+    if (keyProblem) issues.push(issueFor(settings, 'coze.privateKey', keyProblem));
+  }
+  if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
+
+  const config = parsed.data;
+  const derived = derive(config, settings, issues, options.requireIdentity ?? true);
+  if (issues.length > 0 || !derived) throw new ConfigError(issues);
+  return deepFreeze(derived);
+}
+
+function readYaml(path: string, label: string, issues: ConfigIssue[]): Tree {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    issues.push({ key: 'config', env: 'GATEWAY_CONFIG', message: `cannot read ${label}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return {};
+  }
+  try {
+    const value: unknown = parseYaml(text);
+    if (value === null || value === undefined) return {};
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      issues.push({ key: 'config', env: 'GATEWAY_CONFIG', message: `${label} must hold a YAML mapping` });
+      return {};
+    }
+    return value as Tree;
+  } catch (err) {
+    issues.push({ key: 'config', env: 'GATEWAY_CONFIG', message: `${label} is not valid YAML: ${(err as Error).message.split('\n')[0]}` });
+    return {};
+  }
+}
+
+function fromEnv(settings: SettingInfo[], env: Record<string, string | undefined>): Tree {
+  const tree: Tree = {};
+  for (const s of settings) {
+    const value = s.env ? env[s.env] : undefined;
+    if (value !== undefined && value !== '') setPath(tree, s.key, value);
+    const fileValue = s.fileEnv ? env[s.fileEnv] : undefined;
+    if (s.fileKey && fileValue !== undefined && fileValue !== '') setPath(tree, s.fileKey, fileValue);
+  }
+  return tree;
+}
+
+const FLAG_ALIASES: Record<string, string> = {
+  port: 'server.port',
+  host: 'server.host',
+  'admin-port': 'admin.port',
+  'log-level': 'log.level',
+};
+
+function fromFlags(settings: SettingInfo[], flags: Record<string, string>, issues: ConfigIssue[]): Tree {
+  const tree: Tree = {};
+  const known = new Set(settings.flatMap((s) => (s.fileKey ? [s.key, s.fileKey] : [s.key])));
+  for (const [rawName, value] of Object.entries(flags)) {
+    const name = FLAG_ALIASES[rawName] ?? rawName;
+    if (!known.has(name)) {
+      issues.push({ key: `--${rawName}`, message: 'unknown flag; flags are --config FILE or --<yaml.key>=VALUE (see --help)' });
+      continue;
+    }
+    setPath(tree, name, value);
+  }
+  return tree;
+}
+
+/** `<key>File` becomes the file's contents under `<key>`: Kubernetes mounts secrets as files. */
+function resolveSecretFiles(settings: SettingInfo[], tree: Tree, issues: ConfigIssue[]): void {
+  for (const s of settings) {
+    if (!s.fileKey) continue;
+    const path = getPath(tree, s.fileKey);
+    if (path === undefined) continue;
+    deletePath(tree, s.fileKey);
+    const fileIssue = { key: s.fileKey, ...(s.fileEnv ? { env: s.fileEnv } : {}) };
+    if (getPath(tree, s.key) !== undefined) {
+      issues.push({ ...fileIssue, message: `set either ${s.key} or ${s.fileKey}, not both` });
+      continue;
+    }
+    if (typeof path !== 'string' || path === '') {
+      issues.push({ ...fileIssue, message: 'expected a file path' });
+      continue;
+    }
+    try {
+      setPath(tree, s.key, readFileSync(path, 'utf8').trim());
+    } catch (err) {
+      issues.push({ ...fileIssue, message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+    }
+  }
+}
+
+function zodIssues(error: z.ZodError, settings: SettingInfo[]): ConfigIssue[] {
+  const byKey = new Map(settings.map((s) => [s.key, s]));
+  const out: ConfigIssue[] = [];
+  for (const issue of error.issues) {
+    const base = issue.path.filter((p) => typeof p === 'string').join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) out.push({ key: base ? `${base}.${k}` : k, message: 'unknown setting' });
+      continue;
+    }
+    // Array items (policy.routes[2].name) keep their index in the message, not in the key.
+    const leafKey = settings.find((s) => base === s.key || base.startsWith(`${s.key}.`))?.key ?? base;
+    const setting = byKey.get(leafKey);
+    const where = issue.path.length > leafKey.split('.').length ? ` (at ${issue.path.join('.')})` : '';
+    const message = setting?.secret ? `${secretSafe(issue.message)}${where}` : `${issue.message}${where}`;
+    out.push({ key: leafKey, ...(setting?.env ? { env: setting.env } : {}), message });
+  }
+  return out;
+}
+
+/** zod messages never echo input values today; this keeps it so for secrets if that changes. */
+function secretSafe(message: string): string {
+  return message.replace(/received .*/i, 'received an invalid value');
+}
+
+function issueFor(settings: SettingInfo[], key: string, message: string): ConfigIssue {
+  const s = settings.find((x) => x.key === key);
+  return { key, ...(s?.env ? { env: s.env } : {}), message };
+}
+
+function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[], requireIdentity: boolean): GatewayConfig | undefined {
+  const { coze } = config;
+  for (const key of ['appId', 'keyId', 'privateKey'] as const) {
+    if (!coze[key]) issues.push(issueFor(settings, `coze.${key}`, key === 'privateKey' ? 'required (set coze.privateKey or coze.privateKeyFile)' : 'required'));
+  }
+  if (coze.privateKey) {
+    const problem = checkRsaPrivateKey(coze.privateKey);
+    if (problem) issues.push(issueFor(settings, 'coze.privateKey', problem));
+  }
+  if (coze.refreshBeforeSeconds >= coze.tokenTtlSeconds) {
+    issues.push(issueFor(settings, 'coze.refreshBeforeSeconds', `must be below coze.tokenTtlSeconds (${coze.tokenTtlSeconds})`));
+  }
+
+  const jwt = config.identity.jwt;
+  const jwtKeys = [jwt.jwksUrl, jwt.publicKey, jwt.secret].filter((v) => v !== undefined).length;
+  if (jwtKeys > 1) {
+    issues.push(issueFor(settings, 'identity.jwt.jwksUrl', 'set only one of identity.jwt.jwksUrl, identity.jwt.publicKey and identity.jwt.secret'));
+  }
+  if (jwt.publicKey && !parsePublicKey(jwt.publicKey)) {
+    issues.push(issueFor(settings, 'identity.jwt.publicKey', 'expected a PEM public key (SPKI) or a public JWK as JSON'));
+  }
+  if (jwt.secret && Buffer.byteLength(jwt.secret) < 32) {
+    issues.push(issueFor(settings, 'identity.jwt.secret', 'must be at least 32 bytes'));
+  }
+  if (jwt.algorithms?.some((a) => a.toLowerCase() === 'none')) {
+    issues.push(issueFor(settings, 'identity.jwt.algorithms', '"none" is never accepted'));
+  }
+  if (jwt.secret && jwt.algorithms?.some((a) => !a.startsWith('HS'))) {
+    issues.push(issueFor(settings, 'identity.jwt.algorithms', 'an HMAC secret only verifies HS256, HS384 or HS512'));
+  }
+  if ((jwt.publicKey || jwt.jwksUrl) && jwt.algorithms?.some((a) => a.startsWith('HS'))) {
+    issues.push(issueFor(settings, 'identity.jwt.algorithms', 'HS algorithms cannot be used with a public key or JWKS (key confusion)'));
+  }
+  if (requireIdentity && jwtKeys === 0 && !config.identity.apiKeys.file && !config.identity.trustedHeader.name) {
+    issues.push({
+      key: 'identity',
+      message: 'configure at least one identity source: identity.jwt.jwksUrl / publicKey / secret, identity.apiKeys.file or identity.trustedHeader.name',
+    });
+  }
+  if (config.cors.allowedOrigins?.includes('*')) {
+    issues.push(issueFor(settings, 'cors.allowedOrigins', '"*" is refused: every gateway route carries credentials; list the origins'));
+  }
+  if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
+    issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
+  }
+  if (issues.length > 0) return undefined;
+
+  const baseHost = new URL(coze.baseUrl).host;
+  return {
+    ...config,
+    coze: {
+      ...coze,
+      appId: coze.appId as string,
+      keyId: coze.keyId as string,
+      privateKey: coze.privateKey as string,
+      audience: coze.audience ?? baseHost,
+      wsBaseUrl: coze.wsBaseUrl ?? deriveWsBaseUrl(coze.baseUrl),
+    },
+  };
+}
+
+/** api.coze.cn -> ws.coze.cn, api.coze.com -> ws.coze.com (coze-protocol.md section 6). */
+export function deriveWsBaseUrl(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  url.protocol = url.protocol === 'http:' ? 'ws:' : 'wss:';
+  if (url.hostname.startsWith('api.')) url.hostname = `ws.${url.hostname.slice(4)}`;
+  else if (url.hostname.startsWith('api-')) url.hostname = `ws-${url.hostname.slice(4)}`;
+  return url.origin.replace(/^http/, 'ws');
+}
+
+/** Returns a problem description, or undefined when the PEM is a usable RSA private key. */
+export function checkRsaPrivateKey(pem: string): string | undefined {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pem, format: 'pem' });
+  } catch {
+    return 'not a PEM private key (expected "-----BEGIN PRIVATE KEY-----" or "-----BEGIN RSA PRIVATE KEY-----")';
+  }
+  if (key.asymmetricKeyType !== 'rsa') return `expected an RSA key for RS256, got ${key.asymmetricKeyType ?? 'unknown'}`;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < 2048) return `the RSA key has ${bits} bits; Coze keys have at least 2048`;
+  return undefined;
+}
+
+export function parsePublicKey(text: string): KeyObject | undefined {
+  try {
+    const trimmed = text.trim();
+    if (trimmed.startsWith('{')) return createPublicKey({ key: JSON.parse(trimmed) as JsonWebKey, format: 'jwk' });
+    return createPublicKey({ key: trimmed, format: 'pem' });
+  } catch {
+    return undefined;
+  }
+}
+
+function setPath(tree: Tree, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = tree;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[part] = {};
+    node = node[part] as Tree;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+function getPath(tree: Tree, key: string): unknown {
+  let node: unknown = tree;
+  for (const part of key.split('.')) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Tree)[part];
+  }
+  return node;
+}
+
+function deletePath(tree: Tree, key: string): void {
+  const parts = key.split('.');
+  const parent = getPath(tree, parts.slice(0, -1).join('.'));
+  if (typeof parent === 'object' && parent !== null) delete (parent as Tree)[parts[parts.length - 1] as string];
+}
+
+function deepMerge(target: Tree, source: Tree): void {
+  for (const [k, v] of Object.entries(source)) {
+    // An empty YAML key (`cors:`) parses as null: it means "not set", not "set to null".
+    if (v === null) continue;
+    const existing = target[k];
+    if (isPlainObject(v) && isPlainObject(existing)) deepMerge(existing, v);
+    else if (isPlainObject(v)) {
+      const copy: Tree = {};
+      deepMerge(copy, v);
+      target[k] = copy;
+    } else target[k] = v;
+  }
+}
+
+function isPlainObject(v: unknown): v is Tree {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,405 @@
+import { z } from 'zod';
+
+/**
+ * The config schema: the single source of truth for validation, the TypeScript type, the
+ * environment variable names, `docs/configuration.md` and the comments of `config/default.yaml`.
+ *
+ * Every leaf is built by one of the helpers below, which attach a `SettingMeta` with `.meta()`.
+ * Later issues add keys by adding leaves; nothing else needs reshaping.
+ */
+export type SettingType = 'integer' | 'string' | 'boolean' | 'list' | 'url' | 'enum' | 'routes';
+
+export interface SettingMeta {
+  /** Environment variable; absent for YAML-only settings. */
+  env?: string;
+  type: SettingType;
+  description: string;
+  /** Shown in docs; `undefined` means "unset". */
+  default?: unknown;
+  /** Human wording of a derived default, e.g. "host of coze.baseUrl". */
+  defaultText?: string;
+  /** Secrets may come from `<key>File` / `<ENV>_FILE` and are never printed. */
+  secret?: boolean;
+  /** Allowed values, for enums. */
+  values?: readonly string[];
+}
+
+type Bounds = { min?: number; max?: number };
+
+function leaf<T extends z.ZodType>(schema: T, meta: SettingMeta): T {
+  return schema.meta(meta as unknown as Record<string, unknown>) as T;
+}
+
+/** Env and flags arrive as strings; YAML may already have typed them. */
+function parseIntString(value: unknown): unknown {
+  if (typeof value === 'string' && /^-?\d+$/.test(value.trim())) return Number(value.trim());
+  return value;
+}
+
+function parseBoolString(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const v = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  return value;
+}
+
+function parseListString(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function int(meta: Omit<SettingMeta, 'type' | 'default'> & Bounds & { default: number }) {
+  let n = z.number().int();
+  if (meta.min !== undefined) n = n.min(meta.min);
+  if (meta.max !== undefined) n = n.max(meta.max);
+  const { min: _min, max: _max, ...rest } = meta;
+  return leaf(z.preprocess(parseIntString, n).default(meta.default), { ...rest, type: 'integer' });
+}
+
+function bool(meta: Omit<SettingMeta, 'type' | 'default'> & { default: boolean }) {
+  return leaf(z.preprocess(parseBoolString, z.boolean()).default(meta.default), { ...meta, type: 'boolean' });
+}
+
+function str(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string }) {
+  return leaf(z.string().default(meta.default), { ...meta, type: 'string' });
+}
+
+function optionalStr(meta: Omit<SettingMeta, 'type' | 'default'>) {
+  return leaf(z.string().min(1).optional(), { ...meta, type: 'string' });
+}
+
+function httpUrl(meta: Omit<SettingMeta, 'type'>, options: { ws?: boolean } = {}) {
+  const protocols = options.ws ? ['ws:', 'wss:'] : ['http:', 'https:'];
+  const schema = z
+    .string()
+    .refine(
+      (s) => {
+        try {
+          const u = new URL(s);
+          return protocols.includes(u.protocol) && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash;
+        } catch {
+          return false;
+        }
+      },
+      { message: `expected an absolute ${protocols.map((p) => p.slice(0, -1)).join(' or ')} URL with no path` },
+    )
+    .transform((s) => s.replace(/\/+$/, ''));
+  const withDefault = typeof meta.default === 'string' ? schema.default(meta.default) : schema.optional();
+  return leaf(withDefault, { ...meta, type: 'url' });
+}
+
+function list(meta: Omit<SettingMeta, 'type' | 'default'> & { default?: string[] }) {
+  const schema = z.preprocess(parseListString, z.array(z.string().min(1)));
+  return leaf(meta.default ? schema.default(meta.default) : schema.optional(), { ...meta, type: 'list' });
+}
+
+function oneOf<const V extends readonly [string, ...string[]]>(values: V, meta: Omit<SettingMeta, 'type' | 'values' | 'default'> & { default: V[number] }) {
+  return leaf(z.enum(values).default(meta.default as never), { ...meta, type: 'enum', values });
+}
+
+export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const routeRule = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'route names are short lowercase slugs such as "chat" or "conversation.list"'),
+    method: z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH']),
+    path: z.string().regex(/^\/[A-Za-z0-9_/:.-]*$/, 'a path pattern such as /v1/conversations/:conversation_id'),
+  })
+  .strict();
+
+export type RouteRule = z.infer<typeof routeRule>;
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        port: int({ env: 'PORT', default: 8080, min: 0, max: 65535, description: 'Main (proxy) port.' }),
+        host: str({ env: 'HOST', default: '0.0.0.0', description: 'Main bind address. A sidecar uses 127.0.0.1.' }),
+        maxBodyBytes: int({
+          env: 'MAX_BODY_BYTES',
+          default: 20971520,
+          min: 1,
+          description: 'Request bodies larger than this get 413. Counted as the body streams, never buffered.',
+        }),
+        keepAliveTimeoutSeconds: int({
+          default: 65,
+          min: 1,
+          description: 'Idle keep-alive timeout for client connections. Keep it above your load balancer idle timeout (60 s on most).',
+        }),
+        headersTimeoutSeconds: int({
+          default: 66,
+          min: 1,
+          description: 'Time allowed to receive the request headers (slowloris guard). Just above keepAliveTimeoutSeconds.',
+        }),
+        requestTimeoutSeconds: int({
+          default: 0,
+          min: 0,
+          description: 'Deadline for receiving a whole request body, 0 for none (long uploads stay possible; idle uploads are cut by streamIdleTimeoutSeconds).',
+        }),
+        upstreamTimeoutSeconds: int({
+          env: 'UPSTREAM_TIMEOUT_SECONDS',
+          default: 300,
+          min: 1,
+          description: 'Deadline for Coze to send response headers. Past it the client gets 504.',
+        }),
+        streamIdleTimeoutSeconds: int({
+          env: 'STREAM_IDLE_TIMEOUT_SECONDS',
+          default: 300,
+          min: 1,
+          description: 'A request or response that sends no byte for this long is ended. Idle-based, so minute-long streams that keep talking are never cut.',
+        }),
+        shutdownGraceSeconds: int({
+          env: 'SHUTDOWN_GRACE_SECONDS',
+          default: 30,
+          min: 0,
+          description: 'Drain window on SIGTERM: in-flight requests and streams may finish within it.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    admin: z
+      .object({
+        port: int({ env: 'ADMIN_PORT', default: 9091, min: 0, max: 65535, description: 'Port for /metrics, /healthz and /readyz.' }),
+        host: str({ env: 'ADMIN_HOST', default: '0.0.0.0', description: 'Admin bind address.' }),
+      })
+      .strict()
+      .prefault({}),
+    coze: z
+      .object({
+        baseUrl: httpUrl({
+          env: 'COZE_BASE_URL',
+          default: 'https://api.coze.cn',
+          description: 'Coze API base URL: https://api.coze.cn (China) or https://api.coze.com (global).',
+        }),
+        wsBaseUrl: httpUrl(
+          {
+            env: 'COZE_WS_BASE_URL',
+            defaultText: 'wss://ws.coze.cn for api.coze.cn, wss://ws.coze.com for api.coze.com',
+            description: 'WebSocket upstream for the realtime APIs.',
+          },
+          { ws: true },
+        ),
+        appId: optionalStr({ env: 'COZE_APP_ID', description: 'OAuth app id (the JWT iss). Required.' }),
+        keyId: optionalStr({ env: 'COZE_KEY_ID', description: 'Public key fingerprint of the OAuth app (the JWT kid). Required.' }),
+        privateKey: optionalStr({
+          env: 'COZE_PRIVATE_KEY',
+          secret: true,
+          description: 'The OAuth app private key, PEM (PKCS#8 or PKCS#1). Required, inline or as a file.',
+        }),
+        audience: optionalStr({
+          env: 'COZE_AUDIENCE',
+          defaultText: 'host of coze.baseUrl',
+          description: 'JWT aud claim.',
+        }),
+        accountId: optionalStr({
+          env: 'COZE_ACCOUNT_ID',
+          description: 'If set, tokens come from /api/permission/oauth2/account/{accountId}/token.',
+        }),
+        tokenTtlSeconds: int({
+          env: 'COZE_TOKEN_TTL_SECONDS',
+          default: 900,
+          min: 60,
+          max: 86399,
+          description: 'duration_seconds asked of Coze for each access token.',
+        }),
+        refreshBeforeSeconds: int({
+          env: 'COZE_REFRESH_BEFORE_SECONDS',
+          default: 60,
+          min: 0,
+          description: 'A token is refreshed this long before its expires_in (minus up to 10% jitter).',
+        }),
+        tokenCacheMaxEntries: int({
+          env: 'COZE_TOKEN_CACHE_MAX',
+          default: 50000,
+          min: 1,
+          description: 'Bound of the per-session token cache (LRU).',
+        }),
+        jwtTtlSeconds: int({
+          default: 600,
+          min: 30,
+          max: 3600,
+          description: 'Lifetime (exp - iat) of each signed JWT. Short: the JWT is exchanged at once.',
+        }),
+        mintDeadlineSeconds: int({
+          env: 'COZE_MINT_DEADLINE_SECONDS',
+          default: 10,
+          min: 1,
+          description: 'Deadline for one token exchange including its retries. Past it the request gets 504.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    identity: z
+      .object({
+        jwt: z
+          .object({
+            jwksUrl: httpUrl({ env: 'IDENTITY_JWT_JWKS_URL', description: 'Verify callers\' JWTs with this remote key set (cached, bounded refetch).' }),
+            publicKey: optionalStr({
+              env: 'IDENTITY_JWT_PUBLIC_KEY',
+              secret: true,
+              description: 'Or verify with this static public key (PEM SPKI or a JWK as JSON).',
+            }),
+            secret: optionalStr({
+              env: 'IDENTITY_JWT_SECRET',
+              secret: true,
+              description: 'Or verify with this HMAC secret (HS256/384/512), at least 32 bytes.',
+            }),
+            algorithms: list({
+              env: 'IDENTITY_JWT_ALGORITHMS',
+              defaultText: 'RS256, ES256 and EdDSA for keys; HS256 for a secret',
+              description: `Allowed JWT algorithms (comma list of ${JWT_ALGORITHMS.join(', ')}). Never "none".`,
+            }),
+            issuer: list({ env: 'IDENTITY_JWT_ISSUER', description: 'Required iss (comma list allowed).' }),
+            audience: list({ env: 'IDENTITY_JWT_AUDIENCE', description: 'Required aud (comma list allowed).' }),
+            subjectClaim: str({
+              env: 'IDENTITY_JWT_SUBJECT_CLAIM',
+              default: 'sub',
+              description: 'Claim that names the user; a dotted path is allowed. Must be a non-empty string.',
+            }),
+            clockToleranceSeconds: int({ default: 30, min: 0, max: 300, description: 'Clock skew tolerated on exp and nbf.' }),
+            jwksCooldownSeconds: int({
+              default: 30,
+              min: 1,
+              description: 'Minimum time between two JWKS refetches (an unknown kid cannot make the gateway hammer the IdP).',
+            }),
+            jwksCacheMaxAgeSeconds: int({ default: 600, min: 1, description: 'Refetch the JWKS after this long.' }),
+          })
+          .strict()
+          .prefault({}),
+        apiKeys: z
+          .object({
+            file: optionalStr({
+              env: 'IDENTITY_API_KEYS_FILE',
+              description: 'YAML or JSON list of {subject, sha256}. Keys arrive in X-Api-Key or as Bearer.',
+            }),
+          })
+          .strict()
+          .prefault({}),
+        trustedHeader: z
+          .object({
+            name: optionalStr({
+              env: 'IDENTITY_TRUSTED_HEADER',
+              description: 'Header set by a trusted auth proxy or by the app next to a sidecar, e.g. x-forwarded-user.',
+            }),
+            allowFrom: list({
+              env: 'IDENTITY_TRUSTED_HEADER_ALLOW_FROM',
+              default: ['127.0.0.1/32', '::1/128'],
+              description: 'Source CIDRs that may set the trusted header. From anywhere else it gets 401.',
+            }),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    session: z
+      .object({
+        template: str({
+          env: 'SESSION_NAME_TEMPLATE',
+          default: '{subject}',
+          description: 'Placeholders {subject}, {issuer}, {source}, {claims.NAME}.',
+        }),
+        prefix: str({ env: 'SESSION_NAME_PREFIX', default: '', description: 'Prepended to every session_name, e.g. a tenant or environment.' }),
+        hmacSecret: optionalStr({
+          env: 'SESSION_NAME_HMAC_SECRET',
+          secret: true,
+          description: 'If set, session_name = prefix + base64url(HMAC-SHA256(rendered)): no raw user id reaches Coze.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    policy: z
+      .object({
+        enforceUserId: bool({
+          env: 'ENFORCE_USER_ID',
+          default: true,
+          description: 'Force user_id, ext.user_id, connector_uid, uid and chat_config.user_id to the session_name.',
+        }),
+        allowedBotIds: list({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
+        allowedWorkflowIds: list({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
+        routes: leaf(z.array(routeRule).min(1).optional(), {
+          type: 'routes',
+          defaultText: 'the end-user API (docs/routes.md)',
+          description: 'The route allowlist: a list of {name, method, path} rules. The name is the route label in metrics and logs.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    rateLimit: z
+      .object({
+        requestsPerMinute: int({
+          env: 'RATE_LIMIT_RPM',
+          default: 0,
+          min: 0,
+          description: 'Requests per minute per identity; 0 turns it off. Over it: 429 with Retry-After.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    cors: z
+      .object({
+        allowedOrigins: list({
+          env: 'CORS_ALLOWED_ORIGINS',
+          description: 'Origins allowed to call the gateway from a browser (comma list). "*" is refused, because every route carries credentials.',
+        }),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: oneOf(LOG_LEVELS, { env: 'LOG_LEVEL', default: 'info', description: 'Log level.' }),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** One leaf of the schema, as listed in the docs and used by the loader. */
+export interface SettingInfo extends SettingMeta {
+  key: string;
+  fileKey?: string;
+  fileEnv?: string;
+}
+
+/** Walks the schema once and lists every setting (objects are containers, everything else a leaf). */
+export function listSettings(schema: z.ZodType = configSchema): SettingInfo[] {
+  const out: SettingInfo[] = [];
+  const visit = (node: z.ZodType, path: string[]): void => {
+    const meta = node.meta() as SettingMeta | undefined;
+    if (meta?.type) {
+      const key = path.join('.');
+      const info: SettingInfo = { key, ...meta };
+      if (meta.secret) {
+        info.fileKey = `${key}File`;
+        if (meta.env) info.fileEnv = `${meta.env}_FILE`;
+      }
+      out.push(info);
+      return;
+    }
+    const shape = objectShape(node);
+    if (!shape) throw new TypeError(`config schema node at "${path.join('.')}" has no setting metadata`);
+    for (const [name, child] of Object.entries(shape)) visit(child as z.ZodType, [...path, name]);
+  };
+  visit(schema, []);
+  return out;
+}
+
+function objectShape(node: z.ZodType): Record<string, z.ZodType> | undefined {
+  let current: z.ZodType = node;
+  // Unwrap prefault/default/optional wrappers around section objects.
+  for (let i = 0; i < 5; i++) {
+    if (current instanceof z.ZodObject) return current.shape as Record<string, z.ZodType>;
+    const def = (current as unknown as { _zod: { def: { innerType?: z.ZodType } } })._zod.def;
+    if (!def.innerType) return undefined;
+    current = def.innerType;
+  }
+  return undefined;
+}

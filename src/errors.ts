@@ -1,0 +1,189 @@
+/**
+ * The one error catalogue. Every error the gateway produces itself is one of these reasons,
+ * turned into the Coze envelope in exactly one place (`toErrorResponse`), so that the official
+ * SDKs surface it (SPEC section 7) and `docs/errors.md` can be checked against it by a test.
+ *
+ * Envelope codes are HTTP status x 1000 + n, so they never collide with Coze's own codes
+ * (4000-5000, 4100, 700012006, ...) and a user can tell our errors from Coze's at a glance.
+ */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly code: number;
+  readonly message: string;
+}
+
+export const ERROR_CATALOGUE = {
+  'bad-path': {
+    status: 400,
+    code: 400001,
+    message:
+      'The request path is not allowed: it contains "..", an encoded slash, dot or backslash, a NUL byte, or an empty segment. Send the plain Coze API path.',
+  },
+  'absolute-uri': {
+    status: 400,
+    code: 400002,
+    message: 'Absolute-URI request lines are refused: this gateway is not a forward proxy. Send the path only.',
+  },
+  'bad-json-body': {
+    status: 400,
+    code: 400003,
+    message: 'The request body must be valid JSON on this route, because the gateway applies its identity policy to it.',
+  },
+  'bad-session-name': {
+    status: 400,
+    code: 400004,
+    message:
+      'The caller identity maps to an invalid session_name (it must be 1 to 128 printable ASCII characters). Check the identity claims and session.template.',
+  },
+  'bad-request': {
+    status: 400,
+    code: 400005,
+    message: 'The request is malformed.',
+  },
+  'credential-missing': {
+    status: 401,
+    code: 401001,
+    message: 'No credential was sent. Send your application credential as "Authorization: Bearer <token>" (or X-Api-Key).',
+  },
+  'credential-invalid': {
+    status: 401,
+    code: 401002,
+    message: 'The credential was rejected by the gateway. Obtain a fresh credential from your application and retry.',
+  },
+  'untrusted-identity-header': {
+    status: 401,
+    code: 401003,
+    message: 'The trusted identity header was sent from an address that is not allowed to set it.',
+  },
+  'route-forbidden': {
+    status: 403,
+    code: 403001,
+    message: 'This Coze API route is not exposed by the gateway. See policy.routes for the allowed routes.',
+  },
+  'bot-forbidden': {
+    status: 403,
+    code: 403002,
+    message: 'This bot_id is not allowed by the gateway (policy.allowedBotIds).',
+  },
+  'workflow-forbidden': {
+    status: 403,
+    code: 403003,
+    message: 'This workflow_id is not allowed by the gateway (policy.allowedWorkflowIds).',
+  },
+  'cors-forbidden': {
+    status: 403,
+    code: 403004,
+    message: 'This origin is not allowed (cors.allowedOrigins).',
+  },
+  'not-found': {
+    status: 404,
+    code: 404001,
+    message: 'No such gateway endpoint.',
+  },
+  'body-too-large': {
+    status: 413,
+    code: 413001,
+    message: 'The request body is larger than the gateway allows (server.maxBodyBytes).',
+  },
+  'rate-limited': {
+    status: 429,
+    code: 429001,
+    message: 'Too many requests for this identity. Retry after the number of seconds in Retry-After.',
+  },
+  'internal-error': {
+    status: 500,
+    code: 500001,
+    message: 'The gateway failed unexpectedly. Retry; if it persists, report the logid.',
+  },
+  'token-mint-failed': {
+    status: 502,
+    code: 502001,
+    message: 'The gateway could not obtain a Coze access token for this session.',
+  },
+  'upstream-unavailable': {
+    status: 502,
+    code: 502002,
+    message: 'The Coze API could not be reached.',
+  },
+  'upstream-bad-response': {
+    status: 502,
+    code: 502003,
+    message: 'The Coze API returned a response the gateway could not relay.',
+  },
+  draining: {
+    status: 503,
+    code: 503001,
+    message: 'The gateway is shutting down. Retry on another replica.',
+  },
+  'token-mint-timeout': {
+    status: 504,
+    code: 504001,
+    message: 'Obtaining a Coze access token for this session timed out.',
+  },
+  'upstream-timeout': {
+    status: 504,
+    code: 504002,
+    message: 'The Coze API did not answer in time.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorReason = keyof typeof ERROR_CATALOGUE;
+
+export interface GatewayErrorOptions {
+  /** Appended to the catalogue message; must never contain a secret. */
+  detail?: string;
+  /** Extra response headers, e.g. Retry-After. */
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+/** A request error with a catalogue reason. Programmer errors stay plain Errors/TypeErrors. */
+export class GatewayError extends Error {
+  readonly reason: ErrorReason;
+  readonly status: number;
+  readonly code: number;
+  readonly detail: string | undefined;
+  readonly headers: Record<string, string>;
+
+  constructor(reason: ErrorReason, options: GatewayErrorOptions = {}) {
+    const spec = ERROR_CATALOGUE[reason];
+    super(options.detail ? `${spec.message} ${options.detail}` : spec.message, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.reason = reason;
+    this.status = spec.status;
+    this.code = spec.code;
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * The only place an error becomes a client response. Anything that is not a GatewayError is an
+ * internal error: its message and stack are never sent.
+ */
+export function toErrorResponse(err: unknown, requestId: string): ErrorResponse {
+  const gatewayError = err instanceof GatewayError ? err : new GatewayError('internal-error');
+  const body = JSON.stringify({
+    code: gatewayError.code,
+    msg: gatewayError.message,
+    detail: { logid: requestId },
+  });
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    'x-gateway-error': gatewayError.reason,
+    'x-request-id': requestId,
+    ...gatewayError.headers,
+  };
+  if (gatewayError.status === 401 && !('www-authenticate' in headers)) {
+    headers['www-authenticate'] = 'Bearer realm="coze-session-gateway"';
+  }
+  return { status: gatewayError.status, headers, body };
+}

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../../src/config/load.js';
+import { generateRsaKey } from '../../helpers/keys.js';
+
+const key = generateRsaKey();
+const dir = mkdtempSync(join(tmpdir(), 'csg-config-'));
+const keyFile = join(dir, 'private_key.pem');
+writeFileSync(keyFile, key.privatePkcs8);
+
+const baseEnv = { COZE_APP_ID: '1127900106117', COZE_KEY_ID: 'kid-1', COZE_PRIVATE_KEY_FILE: keyFile, IDENTITY_API_KEYS_FILE: '/dev/null' };
+
+function issuesOf(fn: () => unknown): ConfigError['issues'] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.issues;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config loading', () => {
+  it('loads the defaults and derives audience and wsBaseUrl from the base URL', () => {
+    const config = loadConfig({ env: baseEnv });
+    assert.equal(config.server.port, 8080);
+    assert.equal(config.coze.baseUrl, 'https://api.coze.cn');
+    assert.equal(config.coze.audience, 'api.coze.cn');
+    assert.equal(config.coze.wsBaseUrl, 'wss://ws.coze.cn');
+    assert.equal(config.coze.tokenTtlSeconds, 900);
+    assert.match(config.coze.privateKey, /BEGIN PRIVATE KEY/);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.coze));
+  });
+
+  it('applies defaults < file < env < flags', () => {
+    const file = join(dir, 'precedence.yaml');
+    writeFileSync(file, 'server:\n  port: 7000\n  host: 127.0.0.1\ncoze:\n  baseUrl: https://api.coze.com\n  tokenTtlSeconds: 1200\nlog:\n  level: warn\n');
+    const config = loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file, PORT: '7100', LOG_LEVEL: 'debug' }, flags: { port: '7200' } });
+    assert.equal(config.server.port, 7200, 'flag beats env');
+    assert.equal(config.log.level, 'debug', 'env beats file');
+    assert.equal(config.server.host, '127.0.0.1', 'file beats defaults');
+    assert.equal(config.coze.tokenTtlSeconds, 1200);
+    assert.equal(config.coze.audience, 'api.coze.com');
+    assert.equal(config.coze.wsBaseUrl, 'wss://ws.coze.com');
+  });
+
+  it('takes --config and --<yaml.key>=value flags', () => {
+    const file = join(dir, 'flags.yaml');
+    writeFileSync(file, 'coze:\n  accountId: "42"\n');
+    const config = loadConfig({ env: baseEnv, flags: { config: file, 'coze.refreshBeforeSeconds': '30' } });
+    assert.equal(config.coze.accountId, '42');
+    assert.equal(config.coze.refreshBeforeSeconds, 30);
+  });
+
+  it('accepts PKCS#1 keys inline', () => {
+    const { COZE_PRIVATE_KEY_FILE: _f, ...env } = baseEnv;
+    const config = loadConfig({ env: { ...env, COZE_PRIVATE_KEY: key.privatePkcs1 } });
+    assert.match(config.coze.privateKey, /BEGIN RSA PRIVATE KEY/);
+  });
+
+  it('reports every bad setting at once, naming the YAML key and the environment variable', () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'coze:\n  tokenTtlSecs: 10\nserver:\n  port: 99999\n');
+    const issues = issuesOf(() =>
+      loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file, COZE_TOKEN_TTL_SECONDS: '30', LOG_LEVEL: 'loud', COZE_BASE_URL: 'ftp://x' } }),
+    );
+    const byKey = new Map(issues.map((i) => [i.key, i]));
+    assert.equal(byKey.get('coze.tokenTtlSecs')?.message, 'unknown setting');
+    assert.equal(byKey.get('server.port')?.env, 'PORT');
+    assert.equal(byKey.get('coze.tokenTtlSeconds')?.env, 'COZE_TOKEN_TTL_SECONDS');
+    assert.equal(byKey.get('log.level')?.env, 'LOG_LEVEL');
+    assert.equal(byKey.get('coze.baseUrl')?.env, 'COZE_BASE_URL');
+    assert.equal(issues.length, 5);
+  });
+
+  it('fails on a missing or unusable private key, naming the setting and never echoing the key', () => {
+    const { COZE_PRIVATE_KEY_FILE: _f, ...env } = baseEnv;
+    const missing = issuesOf(() => loadConfig({ env }));
+    assert.deepEqual(missing.map((i) => [i.key, i.env]), [['coze.privateKey', 'COZE_PRIVATE_KEY']]);
+
+    const garbage = '-----BEGIN PRIVATE KEY-----\nnot-really-a-key-SECRETMATERIAL\n-----END PRIVATE KEY-----';
+    const bad = issuesOf(() => loadConfig({ env: { ...env, COZE_PRIVATE_KEY: garbage } }));
+    assert.equal(bad[0]?.key, 'coze.privateKey');
+    assert.ok(!JSON.stringify(bad).includes('SECRETMATERIAL'));
+
+    const ec = issuesOf(() => loadConfig({ env: { ...env, COZE_PRIVATE_KEY: generateEcPem() } }));
+    assert.match(ec[0]?.message ?? '', /expected an RSA key/);
+  });
+
+  it('rejects a secret set both inline and as a file, and an unreadable secret file', () => {
+    const both = issuesOf(() => loadConfig({ env: { ...baseEnv, COZE_PRIVATE_KEY: key.privatePkcs8 } }));
+    assert.equal(both[0]?.key, 'coze.privateKeyFile');
+    assert.equal(both[0]?.env, 'COZE_PRIVATE_KEY_FILE');
+    const unreadable = issuesOf(() => loadConfig({ env: { ...baseEnv, COZE_PRIVATE_KEY_FILE: join(dir, 'nope.pem') } }));
+    assert.match(unreadable[0]?.message ?? '', /cannot read the file \(ENOENT\)/);
+  });
+
+  it('requires an identity source and refuses contradictory identity settings', () => {
+    const { IDENTITY_API_KEYS_FILE: _a, ...env } = baseEnv;
+    assert.equal(issuesOf(() => loadConfig({ env }))[0]?.key, 'identity');
+    const confused = issuesOf(() => loadConfig({ env: { ...env, IDENTITY_JWT_PUBLIC_KEY: key.publicSpki, IDENTITY_JWT_ALGORITHMS: 'HS256' } }));
+    assert.equal(confused[0]?.key, 'identity.jwt.algorithms');
+    const star = issuesOf(() => loadConfig({ env: { ...baseEnv, CORS_ALLOWED_ORIGINS: '*' } }));
+    assert.equal(star[0]?.key, 'cors.allowedOrigins');
+  });
+
+  it('refuses an unknown flag', () => {
+    const issues = issuesOf(() => loadConfig({ env: baseEnv, flags: { 'coze.nope': '1' } }));
+    assert.equal(issues[0]?.key, '--coze.nope');
+  });
+});
+
+function generateEcPem(): string {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
