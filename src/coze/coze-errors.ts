@@ -1,0 +1,17 @@
+import { GatewayError } from '../errors.js';
+import { TokenMintError } from './token-client.js';
+
+/**
+ * Maps a failed mint to the client-facing error: 504 when time ran out, 502 otherwise, with
+ * the Coze error_code named so that an operator can act (coze-protocol.md section 2.5).
+ * The X-Tt-Logid goes to the log, not to the client.
+ */
+export function mintErrorToGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof TokenMintError) {
+    const hint = err.outcome === 'invalid_client' ? ' Check coze.appId, coze.keyId, coze.privateKey, coze.audience and the clock.' : '';
+    const detail = `${err.message}.${hint}`;
+    return new GatewayError(err.outcome === 'timeout' ? 'token-mint-timeout' : 'token-mint-failed', { detail, cause: err });
+  }
+  return new GatewayError('token-mint-failed', { cause: err });
+}

@@ -1,0 +1,41 @@
+import { createPrivateKey, randomBytes } from 'node:crypto';
+import { importPKCS8, SignJWT } from 'jose';
+
+export interface JwtSignerOptions {
+  appId: string;
+  keyId: string;
+  /** PEM, PKCS#8 or PKCS#1 (coze-protocol.md section 1.1: the console hands out PKCS#8). */
+  privateKeyPem: string;
+  audience: string;
+  /** exp - iat. Short, because the JWT is exchanged at once and only once. */
+  ttlSeconds: number;
+  /** Seconds-resolution clock is derived from this; injected for tests. */
+  now?: () => number;
+}
+
+/** Signs the one-shot JWTs exchanged at Coze's token endpoint (coze-protocol.md section 1). */
+export interface JwtSigner {
+  sign(sessionName: string): Promise<string>;
+}
+
+export async function createJwtSigner(options: JwtSignerOptions): Promise<JwtSigner> {
+  const now = options.now ?? Date.now;
+  // jose 6 signs with WebCrypto keys and imports PKCS#8 only: normalise PKCS#1 first.
+  const pkcs8 = createPrivateKey({ key: options.privateKeyPem, format: 'pem' }).export({ type: 'pkcs8', format: 'pem' }).toString();
+  const key = await importPKCS8(pkcs8, 'RS256');
+
+  return {
+    async sign(sessionName: string): Promise<string> {
+      const iat = Math.floor(now() / 1000);
+      return new SignJWT({ session_name: sessionName })
+        .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: options.keyId })
+        .setIssuer(options.appId)
+        .setAudience(options.audience)
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + options.ttlSeconds)
+        // Each JWT may be exchanged once; 32 CSPRNG bytes (coze-protocol.md section 1.4).
+        .setJti(randomBytes(32).toString('hex'))
+        .sign(key);
+    },
+  };
+}
