@@ -1,0 +1,105 @@
+import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { compactVerify, decodeProtectedHeader } from 'jose';
+import type { EmulatorApp, IssuedToken } from './types.js';
+
+export interface TokenEndpointOptions {
+  apps: EmulatorApp[];
+  audience: string;
+  now: () => number;
+  maxJwtWindowSeconds: number;
+  clockSkewSeconds: number;
+}
+
+export type TokenResult =
+  | { ok: true; accessToken: string; expiresIn: number; sessionName: string; appId: string }
+  | { ok: false; errorCode: string; errorMessage: string };
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/**
+ * The Coze token endpoint, built from coze-protocol.md section 9.2: it really verifies the RS256
+ * signature with the app's registered key, the claims, and that each jti is used once.
+ */
+export function createTokenEndpoint(options: TokenEndpointOptions) {
+  const keys = new Map<string, { app: EmulatorApp; key: KeyObject }>();
+  for (const app of options.apps) {
+    if (app.keys.length > 3) throw new TypeError(`app ${app.appId}: Coze allows at most 3 keys per app`);
+    for (const k of app.keys) keys.set(k.kid, { app, key: createPublicKey(k.publicKeyPem) });
+  }
+  const usedJti = new Map<string, number>();
+  const tokens = new Map<string, IssuedToken>();
+
+  function fail(errorCode: string, errorMessage: string): TokenResult {
+    return { ok: false, errorCode, errorMessage };
+  }
+
+  function purgeJti(nowSeconds: number): void {
+    for (const [jti, exp] of usedJti) if (exp < nowSeconds - options.clockSkewSeconds) usedJti.delete(jti);
+  }
+
+  async function exchange(req: IncomingMessage, body: unknown): Promise<TokenResult> {
+    const auth = req.headers.authorization ?? '';
+    const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(auth);
+    if (!match) return fail('invalid_client', 'the Authorization header must carry a signed JWT');
+    const jwt = match[1] as string;
+    let header;
+    try {
+      header = decodeProtectedHeader(jwt);
+    } catch {
+      return fail('invalid_client', 'the JWT header cannot be decoded');
+    }
+    if (header.alg !== 'RS256') return fail('invalid_client', 'the JWT must be signed with RS256');
+    if (header.typ !== 'JWT') return fail('invalid_client', 'the JWT header typ must be JWT');
+    const registered = typeof header.kid === 'string' ? keys.get(header.kid) : undefined;
+    if (!registered) return fail('invalid_client', 'unknown kid: no public key of an OAuth app matches');
+    let payload: Record<string, unknown>;
+    try {
+      const verified = await compactVerify(jwt, registered.key, { algorithms: ['RS256'] });
+      payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
+    } catch {
+      return fail('invalid_client', 'the JWT signature does not verify');
+    }
+    const now = Math.floor(options.now() / 1000);
+    const skew = options.clockSkewSeconds;
+    if (payload.iss !== registered.app.appId) return fail('invalid_client', 'iss must be the id of the app that owns kid');
+    if (payload.aud !== options.audience) return fail('invalid_client', `aud must be ${options.audience}`);
+    const { iat, exp, jti } = payload;
+    if (typeof iat !== 'number' || typeof exp !== 'number') return fail('invalid_client', 'iat and exp are required');
+    if (typeof jti !== 'string' || jti.length < 16) return fail('invalid_client', 'jti is required (at least 16 characters)');
+    if (exp <= iat) return fail('invalid_client', 'exp must be after iat');
+    if (exp < now - skew) return fail('invalid_client', 'the JWT has expired');
+    if (iat > now + skew) return fail('invalid_client', 'iat is in the future');
+    if (exp - iat > options.maxJwtWindowSeconds) return fail('invalid_client', 'the JWT lifetime is too long');
+    purgeJti(now);
+    if (usedJti.has(jti)) return fail('invalid_client', 'this JWT was already used (jti replay)');
+    if (payload.session_name !== undefined && typeof payload.session_name !== 'string') return fail('invalid_client', 'session_name must be a string');
+    if (registered.app.disabled) return fail('access_deny', `app: ${registered.app.name ?? registered.app.appId} is currently deactivated by the owner`);
+
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail('invalid_request', 'invalid request: body');
+    const { grant_type: grantType, duration_seconds: duration } = body as Record<string, unknown>;
+    if (grantType !== GRANT_TYPE) return fail('unsupported_grant_type', `not supported grant type: ${String(grantType)}`);
+    const seconds = duration === undefined ? 900 : duration;
+    if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1 || seconds > 86399) return fail('invalid_request', 'invalid request: duration_seconds');
+
+    usedJti.set(jti, exp);
+    const accessToken = `czs_${randomBytes(32).toString('base64url')}`;
+    const sessionName = typeof payload.session_name === 'string' ? payload.session_name : '';
+    tokens.set(accessToken, { appId: registered.app.appId, sessionName, expiresAtMs: (now + seconds) * 1000, revoked: false });
+    return { ok: true, accessToken, expiresIn: now + seconds, sessionName, appId: registered.app.appId };
+  }
+
+  return {
+    exchange,
+    /** The live binding of a token, or undefined when it is unknown, revoked or expired. */
+    resolve(token: string): IssuedToken | undefined {
+      const issued = tokens.get(token);
+      if (!issued || issued.revoked || issued.expiresAtMs <= options.now()) return undefined;
+      return issued;
+    },
+    revoke(token: string): void {
+      const issued = tokens.get(token);
+      if (issued) issued.revoked = true;
+    },
+  };
+}
