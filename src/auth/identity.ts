@@ -1,0 +1,131 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { GatewayConfig } from '../config/load.js';
+import { GatewayError, type ErrorReason } from '../errors.js';
+import { createApiKeySource, loadApiKeyFile } from './api-key-source.js';
+import { createJwtSource } from './jwt-source.js';
+import { createTrustedHeaderSource } from './trusted-header-source.js';
+
+export const IDENTITY_SOURCES = ['jwt', 'api_key', 'trusted_header'] as const;
+export type IdentitySource = (typeof IDENTITY_SOURCES)[number];
+
+/** Closed set: the `reason` label of coze_gateway_auth_failures_total. */
+export const AUTH_FAILURE_REASONS = [
+  'missing',
+  'malformed',
+  'expired',
+  'not_yet_valid',
+  'bad_signature',
+  'bad_claims',
+  'unknown_key',
+  'bad_subject',
+  'unknown_api_key',
+  'untrusted_source',
+  'jwks_unavailable',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
+export interface Identity {
+  subject: string;
+  issuer?: string;
+  source: IdentitySource;
+  claims: Readonly<Record<string, unknown>>;
+}
+
+export interface CredentialRequest {
+  headers: IncomingHttpHeaders;
+  remoteAddress: string | undefined;
+  /** WebSocket upgrades only: browsers put the credential in the `authorization` query parameter. */
+  queryAuthorization?: string;
+}
+
+/** A 401 with the source and the reason kept for metrics; its message never holds the credential. */
+export class AuthError extends GatewayError {
+  readonly source: IdentitySource | 'none';
+  readonly failure: AuthFailureReason;
+  constructor(source: IdentitySource | 'none', failure: AuthFailureReason, detail?: string, reason: ErrorReason = failure === 'missing' ? 'credential-missing' : 'credential-invalid') {
+    super(reason, detail ? { detail } : {});
+    this.source = source;
+    this.failure = failure;
+  }
+}
+
+export interface IdentitySourceImpl {
+  readonly name: IdentitySource;
+  /** undefined: this source's credential is absent. Throws AuthError when present but invalid. */
+  authenticate(req: CredentialRequest): Promise<Identity | undefined>;
+  /** For /readyz: false while a remote key set has never been fetched. */
+  ready?(): Promise<boolean>;
+}
+
+export interface Authenticator {
+  authenticate(req: CredentialRequest): Promise<Identity>;
+  ready(): Promise<boolean>;
+}
+
+/**
+ * The source chain of SPEC section 3: the first source whose credential is present decides.
+ * A present but invalid credential is a 401 and never falls through to the next source.
+ */
+export function createAuthenticator(sources: IdentitySourceImpl[]): Authenticator {
+  return {
+    async authenticate(req) {
+      for (const source of sources) {
+        const identity = await source.authenticate(req);
+        if (identity) return identity;
+      }
+      throw new AuthError('none', 'missing');
+    },
+    async ready() {
+      const states = await Promise.all(sources.map((s) => (s.ready ? s.ready() : Promise.resolve(true))));
+      return states.every(Boolean);
+    },
+  };
+}
+
+/** A Bearer value shaped like a compact JWS goes to the JWT source; anything else is an API key. */
+export function looksLikeJwt(value: string): boolean {
+  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value);
+}
+
+/**
+ * The caller's bearer credential, from the Authorization header or (WebSocket) the query.
+ * Returns undefined when none is sent; throws when it is sent but malformed.
+ */
+export function bearerCredential(req: CredentialRequest, source: IdentitySource): string | undefined {
+  const header = req.headers.authorization;
+  const raw = header ?? req.queryAuthorization;
+  if (raw === undefined || raw === '') return undefined;
+  // Node joins repeated Authorization headers with ", ": two credentials are never accepted.
+  const match = /^Bearer ([^\s,]+)$/i.exec(raw.trim());
+  if (!match) throw new AuthError(source, 'malformed', 'Expected "Authorization: Bearer <credential>".');
+  return match[1] as string;
+}
+
+export async function createAuthenticatorFromConfig(
+  config: GatewayConfig['identity'],
+  deps: { now?: () => number } = {},
+): Promise<Authenticator> {
+  const sources: IdentitySourceImpl[] = [];
+  if (config.trustedHeader.name) sources.push(createTrustedHeaderSource({ name: config.trustedHeader.name, allowFrom: config.trustedHeader.allowFrom }));
+  const jwt = config.jwt;
+  if (jwt.jwksUrl || jwt.publicKey || jwt.secret) {
+    sources.push(
+      await createJwtSource({
+        ...(jwt.jwksUrl ? { jwksUrl: jwt.jwksUrl } : {}),
+        ...(jwt.publicKey ? { publicKey: jwt.publicKey } : {}),
+        ...(jwt.secret ? { secret: jwt.secret } : {}),
+        ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
+        ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
+        ...(jwt.audience ? { audience: jwt.audience } : {}),
+        subjectClaim: jwt.subjectClaim,
+        clockToleranceSeconds: jwt.clockToleranceSeconds,
+        jwksCooldownSeconds: jwt.jwksCooldownSeconds,
+        jwksCacheMaxAgeSeconds: jwt.jwksCacheMaxAgeSeconds,
+        claimAllBearer: !config.apiKeys.file,
+        ...(deps.now ? { now: deps.now } : {}),
+      }),
+    );
+  }
+  if (config.apiKeys.file) sources.push(createApiKeySource({ entries: loadApiKeyFile(config.apiKeys.file) }));
+  return createAuthenticator(sources);
+}

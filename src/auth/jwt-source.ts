@@ -1,0 +1,167 @@
+import { createHash } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  importSPKI,
+  jwtVerify,
+  type CryptoKey,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { LRUCache } from 'lru-cache';
+import { AuthError, bearerCredential, looksLikeJwt, type Identity, type IdentitySourceImpl } from './identity.js';
+
+export interface JwtSourceOptions {
+  jwksUrl?: string;
+  /** PEM (SPKI) or a public JWK as JSON. */
+  publicKey?: string;
+  secret?: string;
+  algorithms?: string[];
+  issuer?: string[];
+  audience?: string[];
+  subjectClaim: string;
+  clockToleranceSeconds: number;
+  jwksCooldownSeconds: number;
+  jwksCacheMaxAgeSeconds: number;
+  /** When no API key source exists, every Bearer value is treated as a JWT. */
+  claimAllBearer?: boolean;
+  now?: () => number;
+}
+
+const MAX_TOKEN_LENGTH = 8 * 1024;
+/** Verified tokens are remembered this long at most, and never past their exp. */
+const VERIFIED_TTL_MS = 60_000;
+const KEY_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
+
+interface Verified {
+  identity: Identity;
+  expiresAtMs: number;
+}
+
+/**
+ * Caller JWTs, verified with jose under strict settings (SPEC section 3.1): a restricted
+ * algorithm list (so `alg: none` and HS/RS confusion cannot verify), a required `exp`, the
+ * configured `iss`/`aud`, and a clock tolerance. `jku`/`x5u` headers are ignored: keys come only
+ * from the configured source. Successful verifications are cached by a hash of the token, since
+ * verifying the same token on every request is the largest avoidable cost on the hot path.
+ */
+export async function createJwtSource(options: JwtSourceOptions): Promise<IdentitySourceImpl> {
+  const now = options.now ?? Date.now;
+  const algorithms = options.algorithms ?? (options.secret ? ['HS256'] : KEY_ALGORITHMS);
+  let key: JWTVerifyGetKey | CryptoKey | Uint8Array;
+  let remote: ReturnType<typeof createRemoteJWKSet> | undefined;
+  if (options.jwksUrl) {
+    remote = createRemoteJWKSet(new URL(options.jwksUrl), {
+      cooldownDuration: options.jwksCooldownSeconds * 1000,
+      cacheMaxAge: options.jwksCacheMaxAgeSeconds * 1000,
+      timeoutDuration: 5000,
+    });
+    key = remote;
+  } else if (options.publicKey) {
+    const text = options.publicKey.trim();
+    if (text.startsWith('{')) {
+      const jwk = JSON.parse(text) as JWK;
+      key = createLocalJWKSet({ keys: [jwk] });
+    } else {
+      // One imported key per allowed algorithm family; the JWS header picks, the allowlist bounds.
+      const imported = new Map<string, CryptoKey>();
+      for (const alg of algorithms) {
+        try {
+          imported.set(alg, await importSPKI(text, alg));
+        } catch {
+          // This key type cannot do this algorithm (an RSA key and ES256): such tokens fail.
+        }
+      }
+      key = async (header) => {
+        const k = imported.get(header.alg ?? '');
+        if (!k) throw new errors.JOSEAlgNotAllowed('the key cannot verify this algorithm');
+        return k;
+      };
+    }
+  } else if (options.secret) {
+    key = new TextEncoder().encode(options.secret);
+  } else {
+    throw new TypeError('a JWT source needs jwksUrl, publicKey or secret');
+  }
+
+  const verified = new LRUCache<string, Verified>({ max: 10_000 });
+  let jwksFetched = false;
+
+  async function verify(token: string): Promise<Identity> {
+    const digest = createHash('sha256').update(token).digest('base64url');
+    const cached = verified.get(digest);
+    if (cached && now() < cached.expiresAtMs) return cached.identity;
+    let payload: JWTPayload;
+    try {
+      const result = await jwtVerify(token, key as JWTVerifyGetKey, {
+        algorithms,
+        requiredClaims: ['exp'],
+        clockTolerance: options.clockToleranceSeconds,
+        currentDate: new Date(now()),
+        ...(options.issuer?.length ? { issuer: options.issuer } : {}),
+        ...(options.audience?.length ? { audience: options.audience } : {}),
+      });
+      payload = result.payload;
+      if (remote) jwksFetched = true;
+    } catch (err) {
+      throw toAuthError(err);
+    }
+    const subject = readClaim(payload, options.subjectClaim);
+    if (typeof subject !== 'string' || subject === '') throw new AuthError('jwt', 'bad_subject', `The claim ${options.subjectClaim} must be a non-empty string.`);
+    const identity: Identity = { subject, source: 'jwt', claims: payload, ...(typeof payload.iss === 'string' ? { issuer: payload.iss } : {}) };
+    const expMs = (payload.exp as number) * 1000;
+    verified.set(digest, { identity, expiresAtMs: Math.min(expMs, now() + VERIFIED_TTL_MS) });
+    return identity;
+  }
+
+  return {
+    name: 'jwt',
+    async authenticate(req) {
+      const credential = bearerCredential(req, 'jwt');
+      if (credential === undefined) return undefined;
+      if (!looksLikeJwt(credential)) {
+        if (options.claimAllBearer) throw new AuthError('jwt', 'malformed', 'The bearer credential is not a JWT.');
+        return undefined;
+      }
+      if (credential.length > MAX_TOKEN_LENGTH) throw new AuthError('jwt', 'malformed', 'The JWT is too large.');
+      return verify(credential);
+    },
+    async ready() {
+      if (!remote || jwksFetched) return true;
+      try {
+        await remote.reload();
+        jwksFetched = true;
+      } catch {
+        return false;
+      }
+      return true;
+    },
+  };
+}
+
+function readClaim(payload: JWTPayload, path: string): unknown {
+  let node: unknown = payload;
+  for (const part of path.split('.')) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/** Every verify failure, including the TypeError of a key-confusion attempt, becomes a 401. */
+function toAuthError(err: unknown): AuthError {
+  if (err instanceof errors.JWTExpired) return new AuthError('jwt', 'expired', 'The JWT has expired.');
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'nbf' || err.claim === 'iat') return new AuthError('jwt', 'not_yet_valid', 'The JWT is not valid yet.');
+    if (err.claim === 'exp') return new AuthError('jwt', 'malformed', 'The JWT has no exp claim.');
+    return new AuthError('jwt', 'bad_claims', `The JWT ${err.claim} claim is not accepted.`);
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError('jwt', 'bad_signature', 'The JWT signature does not verify.');
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return new AuthError('jwt', 'unknown_key', 'No key of the identity provider matches this JWT.');
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network/i.test(err.message))) {
+    return new AuthError('jwt', 'jwks_unavailable', 'The identity provider key set could not be fetched.');
+  }
+  return new AuthError('jwt', 'malformed', 'The JWT is malformed or uses an algorithm that is not allowed.');
+}

@@ -1,0 +1,38 @@
+import { GatewayError } from '../errors.js';
+
+const MAX_PATH_LENGTH = 2048;
+
+/**
+ * Decides on the raw request target, before routing and before authentication. The path is
+ * never decoded: what is checked is exactly what is forwarded. http-proxy itself passes `..`
+ * and `%2e%2e` through, turns `\` into `/` and collapses `//` (SPEC section 10), so every one
+ * of those tricks is refused here instead.
+ */
+export function guardRequestTarget(method: string, rawUrl: string): { path: string; query: string } {
+  if (method === 'CONNECT' || !rawUrl.startsWith('/')) {
+    // Absolute-form (http://host/...), authority-form (CONNECT) and asterisk-form (OPTIONS *).
+    throw new GatewayError(rawUrl === '*' ? 'bad-request' : 'absolute-uri');
+  }
+  const q = rawUrl.indexOf('?');
+  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const query = q === -1 ? '' : rawUrl.slice(q + 1);
+  if (path.length > MAX_PATH_LENGTH) throw new GatewayError('bad-path', { detail: 'The path is too long.' });
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,=:@/%]*$/.test(path)) throw new GatewayError('bad-path');
+  if (path.includes(';')) throw new GatewayError('bad-path');
+  // Every escape must be well-formed, and none may encode a separator, a dot, a backslash, a
+  // NUL, or a percent sign (double encoding).
+  for (const match of path.matchAll(/%(..)?/g)) {
+    const hex = match[1];
+    if (!hex || !/^[0-9A-Fa-f]{2}$/.test(hex)) throw new GatewayError('bad-path');
+    if (['2e', '2f', '5c', '00', '25'].includes(hex.toLowerCase()) || parseInt(hex, 16) < 0x20) throw new GatewayError('bad-path');
+  }
+  const segments = path.split('/').slice(1);
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i] as string;
+    const last = i === segments.length - 1;
+    if (segment === '' && !(last && segments.length === 1)) throw new GatewayError('bad-path');
+    if (segment === '.' || segment === '..' || segment.endsWith('.')) throw new GatewayError('bad-path');
+  }
+  if (/[^\x21-\x7e]/.test(query)) throw new GatewayError('bad-request', { detail: 'The query string holds raw control or non-ASCII characters.' });
+  return { path, query };
+}
