@@ -4,6 +4,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { isValidCidr } from '../http/client-ip.js';
+import { createSessionNamer } from '../session/session-name.js';
 import { configSchema, listSettings, type ParsedConfig, type SettingInfo } from './schema.js';
 
 /** One bad setting, named both ways so the operator finds it whichever way they set it. */
@@ -72,14 +74,19 @@ export function loadConfig(options: LoadOptions = {}): GatewayConfig {
   for (const layer of layers) deepMerge(merged, layer);
   resolveSecretFiles(settings, merged, issues);
 
-  const parsed = configSchema.safeParse(merged);
-  if (!parsed.success) {
-    issues.push(...zodIssues(parsed.error, settings));
-    // Report a bad key alongside the schema errors rather than one start-up later.
-    const rawKey = getPath(merged, 'coze.privateKey');
-    const keyProblem = typeof rawKey === 'string' ? checkRsaPrivateKey(rawKey) : undefined;
-    if (keyProblem) issues.push(issueFor(settings, 'coze.privateKey', keyProblem));
+  // Required settings and the key are checked on the raw values, so that they are reported
+  // together with schema errors rather than one start-up later.
+  for (const key of ['appId', 'keyId', 'privateKey'] as const) {
+    if (getPath(merged, `coze.${key}`) === undefined) {
+      issues.push(issueFor(settings, `coze.${key}`, key === 'privateKey' ? 'required (set coze.privateKey or coze.privateKeyFile)' : 'required'));
+    }
   }
+  const rawKey = getPath(merged, 'coze.privateKey');
+  const keyProblem = typeof rawKey === 'string' ? checkRsaPrivateKey(rawKey) : undefined;
+  if (keyProblem) issues.push(issueFor(settings, 'coze.privateKey', keyProblem));
+
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) issues.push(...zodIssues(parsed.error, settings));
   if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
 
   const config = parsed.data;
@@ -197,13 +204,6 @@ function issueFor(settings: SettingInfo[], key: string, message: string): Config
 
 function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[], requireIdentity: boolean): GatewayConfig | undefined {
   const { coze } = config;
-  for (const key of ['appId', 'keyId', 'privateKey'] as const) {
-    if (!coze[key]) issues.push(issueFor(settings, `coze.${key}`, key === 'privateKey' ? 'required (set coze.privateKey or coze.privateKeyFile)' : 'required'));
-  }
-  if (coze.privateKey) {
-    const problem = checkRsaPrivateKey(coze.privateKey);
-    if (problem) issues.push(issueFor(settings, 'coze.privateKey', problem));
-  }
   if (coze.refreshBeforeSeconds >= coze.tokenTtlSeconds) {
     issues.push(issueFor(settings, 'coze.refreshBeforeSeconds', `must be below coze.tokenTtlSeconds (${coze.tokenTtlSeconds})`));
   }
@@ -236,6 +236,14 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   }
   if (config.cors.allowedOrigins?.includes('*')) {
     issues.push(issueFor(settings, 'cors.allowedOrigins', '"*" is refused: every gateway route carries credentials; list the origins'));
+  }
+  for (const cidr of config.identity.trustedHeader.allowFrom) {
+    if (!isValidCidr(cidr)) issues.push(issueFor(settings, 'identity.trustedHeader.allowFrom', `"${cidr}" is not a CIDR such as 10.0.0.0/8`));
+  }
+  try {
+    createSessionNamer({ template: config.session.template, prefix: config.session.prefix });
+  } catch (err) {
+    issues.push(issueFor(settings, 'session.template', (err as Error).message.replace(/^session\.template: /, '')));
   }
   if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));

@@ -72,7 +72,7 @@ function optionalStr(meta: Omit<SettingMeta, 'type' | 'default'>) {
   return leaf(z.string().min(1).optional(), { ...meta, type: 'string' });
 }
 
-function httpUrl(meta: Omit<SettingMeta, 'type'>, options: { ws?: boolean } = {}) {
+function urlSchema(options: { ws?: boolean }) {
   const protocols = options.ws ? ['ws:', 'wss:'] : ['http:', 'https:'];
   const schema = z
     .string()
@@ -88,13 +88,27 @@ function httpUrl(meta: Omit<SettingMeta, 'type'>, options: { ws?: boolean } = {}
       { message: `expected an absolute ${protocols.map((p) => p.slice(0, -1)).join(' or ')} URL with no path` },
     )
     .transform((s) => s.replace(/\/+$/, ''));
-  const withDefault = typeof meta.default === 'string' ? schema.default(meta.default) : schema.optional();
-  return leaf(withDefault, { ...meta, type: 'url' });
+  return schema;
 }
 
-function list(meta: Omit<SettingMeta, 'type' | 'default'> & { default?: string[] }) {
-  const schema = z.preprocess(parseListString, z.array(z.string().min(1)));
-  return leaf(meta.default ? schema.default(meta.default) : schema.optional(), { ...meta, type: 'list' });
+function httpUrl(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string }, options: { ws?: boolean } = {}) {
+  return leaf(urlSchema(options).default(meta.default), { ...meta, type: 'url' });
+}
+
+function optionalUrl(meta: Omit<SettingMeta, 'type' | 'default'>, options: { ws?: boolean } = {}) {
+  return leaf(urlSchema(options).optional(), { ...meta, type: 'url' });
+}
+
+function listSchema() {
+  return z.preprocess(parseListString, z.array(z.string().min(1)));
+}
+
+function list(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string[] }) {
+  return leaf(listSchema().default(meta.default), { ...meta, type: 'list' });
+}
+
+function optionalList(meta: Omit<SettingMeta, 'type' | 'default'>) {
+  return leaf(listSchema().optional(), { ...meta, type: 'list' });
 }
 
 function oneOf<const V extends readonly [string, ...string[]]>(values: V, meta: Omit<SettingMeta, 'type' | 'values' | 'default'> & { default: V[number] }) {
@@ -176,7 +190,7 @@ export const configSchema = z
           default: 'https://api.coze.cn',
           description: 'Coze API base URL: https://api.coze.cn (China) or https://api.coze.com (global).',
         }),
-        wsBaseUrl: httpUrl(
+        wsBaseUrl: optionalUrl(
           {
             env: 'COZE_WS_BASE_URL',
             defaultText: 'wss://ws.coze.cn for api.coze.cn, wss://ws.coze.com for api.coze.com',
@@ -238,7 +252,7 @@ export const configSchema = z
       .object({
         jwt: z
           .object({
-            jwksUrl: httpUrl({ env: 'IDENTITY_JWT_JWKS_URL', description: 'Verify callers\' JWTs with this remote key set (cached, bounded refetch).' }),
+            jwksUrl: optionalUrl({ env: 'IDENTITY_JWT_JWKS_URL', description: 'Verify callers\' JWTs with this remote key set (cached, bounded refetch).' }),
             publicKey: optionalStr({
               env: 'IDENTITY_JWT_PUBLIC_KEY',
               secret: true,
@@ -249,13 +263,13 @@ export const configSchema = z
               secret: true,
               description: 'Or verify with this HMAC secret (HS256/384/512), at least 32 bytes.',
             }),
-            algorithms: list({
+            algorithms: optionalList({
               env: 'IDENTITY_JWT_ALGORITHMS',
               defaultText: 'RS256, ES256 and EdDSA for keys; HS256 for a secret',
               description: `Allowed JWT algorithms (comma list of ${JWT_ALGORITHMS.join(', ')}). Never "none".`,
             }),
-            issuer: list({ env: 'IDENTITY_JWT_ISSUER', description: 'Required iss (comma list allowed).' }),
-            audience: list({ env: 'IDENTITY_JWT_AUDIENCE', description: 'Required aud (comma list allowed).' }),
+            issuer: optionalList({ env: 'IDENTITY_JWT_ISSUER', description: 'Required iss (comma list allowed).' }),
+            audience: optionalList({ env: 'IDENTITY_JWT_AUDIENCE', description: 'Required aud (comma list allowed).' }),
             subjectClaim: str({
               env: 'IDENTITY_JWT_SUBJECT_CLAIM',
               default: 'sub',
@@ -320,8 +334,8 @@ export const configSchema = z
           default: true,
           description: 'Force user_id, ext.user_id, connector_uid, uid and chat_config.user_id to the session_name.',
         }),
-        allowedBotIds: list({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
-        allowedWorkflowIds: list({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
+        allowedBotIds: optionalList({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
+        allowedWorkflowIds: optionalList({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
         routes: leaf(z.array(routeRule).min(1).optional(), {
           type: 'routes',
           defaultText: 'the end-user API (docs/routes.md)',
@@ -341,9 +355,20 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    tokenVending: z
+      .object({
+        enabled: bool({
+          env: 'TOKEN_VENDING_ENABLED',
+          default: false,
+          description:
+            'Serve POST /gateway/token: the caller\'s own Coze token, for the Web Chat SDK\'s onRefreshToken. The browser then holds a Coze token the route allowlist does not cover: keep coze.tokenTtlSeconds short.',
+        }),
+      })
+      .strict()
+      .prefault({}),
     cors: z
       .object({
-        allowedOrigins: list({
+        allowedOrigins: optionalList({
           env: 'CORS_ALLOWED_ORIGINS',
           description: 'Origins allowed to call the gateway from a browser (comma list). "*" is refused, because every route carries credentials.',
         }),

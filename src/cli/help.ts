@@ -1,0 +1,39 @@
+/** `--help`: the subcommands, the settings people reach for first, and where the rest is. */
+export function helpText(version: string): string {
+  return `coze-session-gateway ${version}
+Per-user session isolation for the Coze API: authenticates your users, mints a Coze OAuth
+token per session_name, and proxies HTTP, SSE and WebSocket traffic to Coze.
+
+Usage:
+  coze-session-gateway [serve] [--config FILE] [--<yaml.key>=VALUE ...]
+  coze-session-gateway demo [--once] [--port N] [--emulator-port N] [--admin-port N]
+  coze-session-gateway emulator [--port N] [--host ADDR] [--app-id ID] [--write-private-key FILE]
+  coze-session-gateway check-config [--config FILE] [--mint SESSION_NAME]
+  coze-session-gateway --help | --version
+
+Commands:
+  serve          Run the gateway (default).
+  demo           Run the gateway with the built-in Coze emulator and two demo users, walk
+                 through the isolation story, then keep serving. --once exits 0 if isolation
+                 held, 1 if not.
+  emulator       Run the Coze emulator alone (a local stand-in for api.coze.cn).
+  check-config   Validate the configuration; with --mint, perform one real token exchange
+                 and print the session and expiry (never the token).
+
+Most used settings (YAML key / environment variable):
+  coze.appId / COZE_APP_ID                       OAuth app id (required)
+  coze.keyId / COZE_KEY_ID                       public key fingerprint (required)
+  coze.privateKeyFile / COZE_PRIVATE_KEY_FILE    PEM private key (required, or COZE_PRIVATE_KEY)
+  coze.baseUrl / COZE_BASE_URL                   https://api.coze.cn (default) or https://api.coze.com
+  identity.jwt.jwksUrl / IDENTITY_JWT_JWKS_URL   verify your users' JWTs (or publicKey / secret)
+  identity.apiKeys.file / IDENTITY_API_KEYS_FILE API keys as {subject, sha256}
+  identity.trustedHeader.name / IDENTITY_TRUSTED_HEADER   header set by your auth proxy or app
+  server.port / PORT (8080)   admin.port / ADMIN_PORT (9091)   log.level / LOG_LEVEL (info)
+
+Precedence: flags > environment > --config FILE (or GATEWAY_CONFIG) > config/default.yaml.
+Secrets may be given as files: <key>File in YAML, <ENV>_FILE in the environment.
+A bad setting stops start-up with exit code 2 and names every bad setting.
+
+Every setting: docs/configuration.md. Errors: docs/errors.md. Deployment: docs/deployment.md.
+`;
+}

@@ -1,0 +1,39 @@
+import { ERROR_CATALOGUE } from './errors.js';
+
+/** Renders docs/errors.md from the catalogue; a contract test keeps the two equal. */
+export function renderErrorsMd(): string {
+  const rows = Object.entries(ERROR_CATALOGUE).map(
+    ([reason, spec]) => `| \`${reason}\` | ${spec.status} | ${spec.code} | ${spec.message.replace(/\|/g, '\\|')} |`,
+  );
+  return `# Gateway errors
+
+<!-- Generated from src/errors.ts by \`npm run docs:errors\`. A test fails when this file drifts. -->
+
+Every error the gateway produces itself is JSON in the Coze envelope, so the official SDKs surface it:
+
+\`\`\`json
+{"code": 401002, "msg": "The credential was rejected by the gateway. ...", "detail": {"logid": "<X-Request-Id>"}}
+\`\`\`
+
+It carries the HTTP status below, an \`X-Gateway-Error: <reason>\` header and an \`X-Request-Id\` header, so you
+can tell a gateway error from a Coze one: Coze's own errors (for example \`{"code":4100,...}\`) pass through
+untouched and never carry \`X-Gateway-Error\`. A 401 also carries \`WWW-Authenticate: Bearer\`, and a 429 carries
+\`Retry-After\`. Envelope codes are the HTTP status times 1000 plus a number, so they never collide with Coze's.
+
+| Reason (\`X-Gateway-Error\`) | HTTP status | \`code\` | Message |
+|---|---|---|---|
+${rows.join('\n')}
+
+## Errors inside a stream
+
+When an SSE stream cannot end normally, the gateway ends it with one final event in Coze's own framing
+(\`event:error\` with \`{"code","msg"}\` for chat streams, \`event: Error\` with \`{"error_code","error_message"}\`
+for workflow streams):
+
+| Code | When |
+|---|---|
+| 502002 | Coze cut the stream before it ended. |
+| 503001 | The gateway is shutting down and the stream outlived the drain window. |
+| 504002 | Coze sent nothing for \`server.streamIdleTimeoutSeconds\`. |
+`;
+}

@@ -1,0 +1,143 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AUTH_FAILURE_REASONS, IDENTITY_SOURCES } from '../auth/identity.js';
+import { CACHE_RESULTS } from '../coze/token-cache.js';
+import { MINT_OUTCOMES } from '../coze/token-client.js';
+
+/**
+ * Every metric of SPEC section 7 on an injected Registry. Labels come from closed sets only
+ * (route names, methods, status codes, outcomes): never a user, session, token or raw path.
+ */
+export const POLICY_DENIAL_REASONS = ['route', 'path', 'bot', 'workflow', 'cors', 'body'] as const;
+export type PolicyDenialReason = (typeof POLICY_DENIAL_REASONS)[number];
+
+export const UPSTREAM_ERROR_KINDS = ['connect', 'reset', 'timeout', 'idle_timeout', 'bad_response', 'retried_token'] as const;
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
+
+/** Coze codes worth a dashboard of their own (coze-protocol.md section 7); the rest count as `other`. */
+export const KNOWN_COZE_CODES = [
+  '4000', '4001', '4002', '4006', '4007', '4008', '4009', '4010', '4011', '4013', '4015', '4016', '4019', '4020',
+  '4100', '4101', '4102', '4104', '4105', '4200', '4300', '4302', '5000', '700012006', '103000001', 'other',
+] as const;
+
+export const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OTHER'] as const;
+
+export interface GatewayMetrics {
+  registry: Registry;
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpDuration: Histogram<'route' | 'method'>;
+  upstreamResponse: Histogram<'route'>;
+  upstreamFirstByte: Histogram<'route'>;
+  activeStreams: Gauge;
+  activeWebsockets: Gauge;
+  tokenCacheRequests: Counter<'result'>;
+  tokenMints: Counter<'outcome'>;
+  tokenMintDuration: Histogram;
+  authFailures: Counter<'source' | 'reason'>;
+  policyDenials: Counter<'reason'>;
+  rateLimited: Counter;
+  upstreamErrors: Counter<'kind'>;
+  cozeErrorCodes: Counter<'code'>;
+  countCozeCode(code: number | string): void;
+  methodLabel(method: string | undefined): (typeof METHODS)[number];
+}
+
+export interface MetricsOptions {
+  registry: Registry;
+  routeNames: readonly string[];
+  /** Scraped, not pushed: the cache size is read when Prometheus asks. */
+  tokenCacheEntries: () => number;
+  defaultMetrics?: boolean;
+}
+
+const PREFIX = 'coze_gateway_';
+
+export function createMetrics(options: MetricsOptions): GatewayMetrics {
+  const registers = [options.registry];
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: options.registry, prefix: PREFIX });
+
+  const httpRequests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered, by route rule name, method and status.', labelNames: ['route', 'method', 'status'] as const, registers });
+  const httpDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: 'Time from the request to the end of the response, by route.',
+    labelNames: ['route', 'method'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers,
+  });
+  const upstreamResponse = new Histogram({
+    name: `${PREFIX}upstream_response_seconds`,
+    help: 'Time for Coze to send response headers, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const upstreamFirstByte = new Histogram({
+    name: `${PREFIX}upstream_first_byte_seconds`,
+    help: 'Time from the request to the first body byte of a streamed (SSE) answer, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const activeStreams = new Gauge({ name: `${PREFIX}active_streams`, help: 'SSE responses being relayed now.', registers });
+  const activeWebsockets = new Gauge({ name: `${PREFIX}active_websockets`, help: 'WebSocket connections being relayed now.', registers });
+  const tokenCacheRequests = new Counter({ name: `${PREFIX}token_cache_requests_total`, help: 'Token cache lookups by result.', labelNames: ['result'] as const, registers });
+  new Gauge({
+    name: `${PREFIX}token_cache_entries`,
+    help: 'Sessions holding a cached Coze token.',
+    registers,
+    collect() {
+      this.set(options.tokenCacheEntries());
+    },
+  });
+  const tokenMints = new Counter({ name: `${PREFIX}token_mints_total`, help: 'Token exchanges at Coze by outcome.', labelNames: ['outcome'] as const, registers });
+  const tokenMintDuration = new Histogram({
+    name: `${PREFIX}token_mint_duration_seconds`,
+    help: 'Duration of one token exchange, retries included.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const authFailures = new Counter({ name: `${PREFIX}auth_failures_total`, help: 'Rejected caller credentials by source and reason.', labelNames: ['source', 'reason'] as const, registers });
+  const policyDenials = new Counter({ name: `${PREFIX}policy_denials_total`, help: 'Requests refused by policy, by reason.', labelNames: ['reason'] as const, registers });
+  const rateLimited = new Counter({ name: `${PREFIX}rate_limited_total`, help: 'Requests refused by the per-identity rate limit.', registers });
+  const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });
+  const cozeErrorCodes = new Counter({ name: `${PREFIX}coze_error_codes_total`, help: 'Non-zero Coze error codes seen in JSON answers and SSE error events.', labelNames: ['code'] as const, registers });
+
+  // Known label values start at zero, so rate() works from the first scrape.
+  for (const result of CACHE_RESULTS) tokenCacheRequests.labels(result).inc(0);
+  for (const outcome of MINT_OUTCOMES) tokenMints.labels(outcome).inc(0);
+  for (const source of [...IDENTITY_SOURCES, 'none'] as const) {
+    for (const reason of AUTH_FAILURE_REASONS) authFailures.labels(source, reason).inc(0);
+  }
+  for (const reason of POLICY_DENIAL_REASONS) policyDenials.labels(reason).inc(0);
+  for (const kind of UPSTREAM_ERROR_KINDS) upstreamErrors.labels(kind).inc(0);
+  for (const code of KNOWN_COZE_CODES) cozeErrorCodes.labels(code).inc(0);
+  rateLimited.inc(0);
+
+  const knownCodes = new Set<string>(KNOWN_COZE_CODES);
+  const knownMethods = new Set<string>(METHODS);
+
+  return {
+    registry: options.registry,
+    httpRequests,
+    httpDuration,
+    upstreamResponse,
+    upstreamFirstByte,
+    activeStreams,
+    activeWebsockets,
+    tokenCacheRequests,
+    tokenMints,
+    tokenMintDuration,
+    authFailures,
+    policyDenials,
+    rateLimited,
+    upstreamErrors,
+    cozeErrorCodes,
+    countCozeCode(code) {
+      const text = String(code);
+      if (text === '0') return;
+      cozeErrorCodes.labels(knownCodes.has(text) ? text : 'other').inc();
+    },
+    methodLabel(method) {
+      return method && knownMethods.has(method) ? (method as (typeof METHODS)[number]) : 'OTHER';
+    },
+  };
+}

@@ -1,0 +1,103 @@
+import type { IncomingMessage } from 'node:http';
+import { AuthError, type Identity } from '../auth/identity.js';
+import { GatewayError } from '../errors.js';
+import { guardRequestTarget } from '../http/request-guard.js';
+import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
+import type { BodyPolicy } from '../policy/body-policy.js';
+import type { createRateLimiter } from '../policy/rate-limit.js';
+import type { createRoutePolicy } from '../policy/routes.js';
+
+export interface Admission {
+  route: string;
+  path: string;
+  /** The query string to forward, after the policy rewrote it. */
+  query: string;
+  params: Readonly<Record<string, string>>;
+  identity: Identity;
+  sessionName: string;
+}
+
+export interface AdmitDeps {
+  routes: ReturnType<typeof createRoutePolicy>;
+  authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; queryAuthorization?: string }): Promise<Identity>;
+  rateLimiter: ReturnType<typeof createRateLimiter>;
+  sessionName(identity: Identity): string;
+  bodyPolicy: BodyPolicy;
+  metrics: GatewayMetrics;
+}
+
+/** What the request log records as the admission goes: filled in step by step. */
+export interface AdmissionTrace {
+  route: string;
+  path: string;
+  source: string | undefined;
+  sessionName: string | undefined;
+}
+
+const DENIAL_REASONS: Partial<Record<GatewayError['reason'], PolicyDenialReason>> = {
+  'bad-path': 'path',
+  'absolute-uri': 'path',
+  'route-forbidden': 'route',
+  'bot-forbidden': 'bot',
+  'workflow-forbidden': 'workflow',
+  'bad-json-body': 'body',
+};
+
+/**
+ * Steps 2 to 4 of SPEC section 1, shared by HTTP requests, WebSocket upgrades and token vending:
+ * the path is checked before anything else, then the route, then the caller, then the rate
+ * limit, then the session. Nothing here reaches Coze.
+ */
+export async function admit(
+  deps: AdmitDeps,
+  req: IncomingMessage,
+  trace: AdmissionTrace,
+  options: { route?: string; queryAuthorization?: (query: string) => string | undefined } = {},
+): Promise<Admission> {
+  try {
+    const { path, query } = guardRequestTarget(req.method ?? 'GET', req.url ?? '');
+    trace.path = path;
+    let route = options.route;
+    let params: Record<string, string> = {};
+    if (route === undefined) {
+      const match = deps.routes.match(req.method ?? '', path);
+      if (!match) throw new GatewayError('route-forbidden');
+      route = match.name;
+      params = match.params;
+    }
+    trace.route = route;
+
+    const queryAuthorization = options.queryAuthorization?.(query);
+    const identity = await deps.authenticate({
+      headers: req.headers,
+      remoteAddress: req.socket.remoteAddress,
+      ...(queryAuthorization !== undefined ? { queryAuthorization } : {}),
+    });
+    trace.source = identity.source;
+
+    const limit = deps.rateLimiter.take(`${identity.source}:${identity.subject}`);
+    if (!limit.allowed) {
+      deps.metrics.rateLimited.inc();
+      throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });
+    }
+
+    const sessionName = deps.sessionName(identity);
+    trace.sessionName = sessionName;
+    const forwardedQuery = deps.bodyPolicy.applyToQuery(route, query, params, sessionName);
+    return { route, path, query: forwardedQuery, params, identity, sessionName };
+  } catch (err) {
+    recordDenial(deps.metrics, err);
+    throw err;
+  }
+}
+
+export function recordDenial(metrics: GatewayMetrics, err: unknown): void {
+  if (err instanceof AuthError) {
+    metrics.authFailures.labels(err.source, err.failure).inc();
+    return;
+  }
+  if (err instanceof GatewayError) {
+    const reason = DENIAL_REASONS[err.reason];
+    if (reason) metrics.policyDenials.labels(reason).inc();
+  }
+}

@@ -1,0 +1,121 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { scrubResponseHeaders } from '../http/headers.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import { createSseErrorObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
+
+export interface RelayContext {
+  res: ServerResponse;
+  /** Ends an SSE stream with a final error event in the route's framing (drain, idle, reset). */
+  endWithError(code: number, message: string): void;
+}
+
+export interface RelayOptions {
+  proxyRes: IncomingMessage;
+  res: ServerResponse;
+  route: string;
+  inspected: InspectedResponse;
+  metrics: GatewayMetrics;
+  streams: Set<RelayContext>;
+  idleTimeoutMs: number;
+  requestStarted: number;
+  onBytes(n: number): void;
+}
+
+/** Codes of the final events the gateway itself writes into a stream (docs/errors.md). */
+export const STREAM_IDLE_CODE = 504002;
+export const STREAM_RESET_CODE = 502002;
+
+/**
+ * Relays the upstream answer: status and headers (minus Set-Cookie and hop-by-hop), then the
+ * body byte for byte. SSE is flushed per chunk and never re-framed; the only bytes the gateway
+ * ever adds to a stream are a final error event when the stream cannot end normally.
+ */
+export function relayResponse(options: RelayOptions): void {
+  const { proxyRes, res, inspected, metrics } = options;
+  const sse = isEventStream(proxyRes);
+  const headers: OutgoingHttpHeaders = scrubResponseHeaders(proxyRes.headers);
+  if (sse) {
+    // Tell any buffering hop in front of us (nginx, ingress) to pass events through at once.
+    headers['x-accel-buffering'] = 'no';
+    headers['cache-control'] ??= 'no-cache';
+  }
+  res.writeHead(proxyRes.statusCode ?? 502, headers);
+
+  if (inspected.complete) {
+    const bytes = Buffer.concat(inspected.prefix);
+    options.onBytes(bytes.length);
+    res.end(bytes);
+    return;
+  }
+
+  const workflowFraming = options.route.startsWith('workflow.stream');
+  let idleTimer: NodeJS.Timeout | undefined;
+  let firstByte = true;
+  const context: RelayContext = {
+    res,
+    endWithError(code, message) {
+      if (res.writableEnded || res.destroyed) return;
+      proxyRes.unpipe(res);
+      proxyRes.destroy();
+      res.end(finalEvent(workflowFraming, code, message));
+    },
+  };
+
+  if (sse) {
+    res.flushHeaders();
+    metrics.activeStreams.inc();
+    options.streams.add(context);
+  }
+  const observeSse = sse ? createSseErrorObserver((code) => metrics.countCozeCode(code)) : undefined;
+
+  idleTimer = setTimeout(() => {
+    metrics.upstreamErrors.labels('idle_timeout').inc();
+    if (sse) context.endWithError(STREAM_IDLE_CODE, 'The Coze stream went quiet for too long and was ended by the gateway.');
+    else res.destroy();
+  }, options.idleTimeoutMs);
+
+  for (const chunk of inspected.prefix) {
+    options.onBytes(chunk.length);
+    res.write(chunk);
+  }
+  proxyRes.on('data', (chunk: Buffer) => {
+    idleTimer?.refresh();
+    options.onBytes(chunk.length);
+    if (sse && firstByte) {
+      firstByte = false;
+      metrics.upstreamFirstByte.labels(options.route).observe((performance.now() - options.requestStarted) / 1000);
+    }
+    observeSse?.(chunk);
+  });
+  const onUpstreamCut = () => {
+    if (res.writableEnded) return;
+    metrics.upstreamErrors.labels('reset').inc();
+    if (sse) context.endWithError(STREAM_RESET_CODE, 'The Coze stream was cut before it ended.');
+    else res.destroy();
+  };
+  proxyRes.on('aborted', onUpstreamCut);
+  proxyRes.on('error', onUpstreamCut);
+  proxyRes.pipe(res);
+
+  res.on('close', () => {
+    clearTimeout(idleTimer);
+    idleTimer = undefined;
+    if (sse) {
+      metrics.activeStreams.dec();
+      options.streams.delete(context);
+    }
+    // The client left: stop Coze generating (and billing) for nobody (SPEC section 10).
+    if (!res.writableFinished) {
+      proxyRes.destroy();
+      (proxyRes as IncomingMessage & { req?: { destroy(): void } }).req?.destroy();
+    }
+  });
+}
+
+/** Coze's own framing: chat streams `event:error` with {code,msg}; workflows `event: Error`. */
+function finalEvent(workflowFraming: boolean, code: number, message: string): string {
+  return workflowFraming
+    ? `event: Error\ndata: ${JSON.stringify({ error_code: code, error_message: message })}\n\n`
+    : `event:error\ndata:${JSON.stringify({ code, msg: message })}\n\n`;
+}

@@ -1,0 +1,126 @@
+import type { IncomingMessage } from 'node:http';
+
+/** Coze's ways of saying "this token is not valid" (coze-protocol.md sections 3.5 and 7.2). */
+const TOKEN_INVALID_CODES: ReadonlySet<number> = new Set([4100, 700012006]);
+
+/** An auth error body is tiny; anything longer is a real answer and is streamed on. */
+const INSPECT_LIMIT_BYTES = 16 * 1024;
+
+export interface InspectedResponse {
+  /** Coze rejected the token: HTTP 401, or a JSON body with code 4100 / 700012006. */
+  tokenRejected: boolean;
+  /** The `code` of a small JSON answer, for the error-code metric; undefined when not known. */
+  cozeCode: number | undefined;
+  /** Body bytes already read from the upstream response, to be written first. */
+  prefix: Buffer[];
+  /** True when `prefix` is the whole body. */
+  complete: boolean;
+}
+
+export function isEventStream(res: IncomingMessage): boolean {
+  return /^text\/event-stream\b/i.test(res.headers['content-type'] ?? '');
+}
+
+function isJson(res: IncomingMessage): boolean {
+  return /\bjson\b/i.test(res.headers['content-type'] ?? '');
+}
+
+/**
+ * Reads just enough of a non-streaming answer to tell whether Coze rejected the token, before
+ * any byte reaches the client (SPEC section 1, step 8). Streams and large bodies pass at once.
+ */
+export function inspectResponse(res: IncomingMessage): Promise<InspectedResponse> {
+  const status = res.statusCode ?? 0;
+  if (isEventStream(res) || (!isJson(res) && status !== 401)) {
+    return Promise.resolve({ tokenRejected: false, cozeCode: undefined, prefix: [], complete: false });
+  }
+  const declared = Number(res.headers['content-length']);
+  if (Number.isFinite(declared) && declared > INSPECT_LIMIT_BYTES) {
+    return Promise.resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix: [], complete: false });
+  }
+  return new Promise((resolve, reject) => {
+    const prefix: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      res.off('data', onData);
+      res.off('end', onEnd);
+      res.off('error', onError);
+      res.off('aborted', onAborted);
+    };
+    const onData = (chunk: Buffer) => {
+      prefix.push(chunk);
+      size += chunk.length;
+      if (size > INSPECT_LIMIT_BYTES) {
+        res.pause();
+        cleanup();
+        resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix, complete: false });
+      }
+    };
+    const onEnd = () => {
+      cleanup();
+      const cozeCode = readCode(Buffer.concat(prefix));
+      const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
+      resolve({ tokenRejected, cozeCode, prefix, complete: true });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onAborted = () => onError(Object.assign(new Error('upstream response aborted'), { code: 'ECONNRESET' }));
+    res.on('data', onData);
+    res.on('end', onEnd);
+    res.on('error', onError);
+    res.on('aborted', onAborted);
+  });
+}
+
+function readCode(body: Buffer): number | undefined {
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null && 'code' in parsed) {
+      const code = (parsed as { code: unknown }).code;
+      return typeof code === 'number' ? code : undefined;
+    }
+  } catch {
+    // Not JSON after all: nothing to learn from it.
+  }
+  return undefined;
+}
+
+/**
+ * Watches an SSE byte stream for `error` events (chat framing `event:error`, workflow framing
+ * `event: Error`) and reports their codes. It only observes the bytes: the stream itself is
+ * relayed untouched and unDelayed.
+ */
+export function createSseErrorObserver(onCode: (code: number | string) => void): (chunk: Buffer) => void {
+  let carry = '';
+  let currentEvent = '';
+  return (chunk) => {
+    const text = carry + chunk.toString('utf8');
+    const lines = text.split('\n');
+    carry = lines.pop() ?? '';
+    // A pathological unterminated line must not grow without bound.
+    if (carry.length > 64 * 1024) carry = '';
+    for (const raw of lines) {
+      const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+      if (line === '') {
+        currentEvent = '';
+      } else if (line.startsWith('event:')) {
+        currentEvent = line.slice(6).trim().toLowerCase();
+      } else if (line.startsWith('data:') && currentEvent === 'error') {
+        const code = errorCodeOf(line.slice(5).trim());
+        if (code !== undefined) onCode(code);
+      }
+    }
+  };
+}
+
+function errorCodeOf(data: string): number | string | undefined {
+  try {
+    const parsed = JSON.parse(data) as { code?: unknown; error_code?: unknown };
+    const code = parsed.code ?? parsed.error_code;
+    return typeof code === 'number' || typeof code === 'string' ? code : 'other';
+  } catch {
+    return 'other';
+  }
+}

@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import type { TokenCache } from '../coze/token-cache.js';
+import { GatewayError } from '../errors.js';
+import { scrubRequestHeaders } from '../http/headers.js';
+import { sessionHash, type Logger } from '../log/logger.js';
+import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
+import { rejectUpgrade } from './upgrade-reject.js';
+
+export interface WebSocketProxyDeps extends AdmitDeps {
+  tokens: TokenCache;
+  logger: Logger;
+  /** coze.wsBaseUrl: the only host WebSockets are ever relayed to. */
+  wsBaseUrl: string;
+  enforceUserId: boolean;
+  trustedHeaderName: string | undefined;
+  connectTimeoutMs: number;
+  isDraining(): boolean;
+}
+
+export interface WebSocketProxy {
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Sends a close frame to every relayed client (and its upstream); resolves once all are closed. */
+  closeAll(code: number, reason: string): Promise<void>;
+  readonly size: number;
+}
+
+/** WebSocket close codes a relay may forward as they are; others become 1011/1000. */
+function forwardableCode(code: number): number {
+  return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000;
+}
+
+const HEARTBEAT_MS = 30_000;
+
+/**
+ * The realtime APIs (coze-protocol.md section 6). The upgrade is admitted like any request (the
+ * browser's credential may come as the `authorization` query parameter), then the gateway opens
+ * the upstream socket with the session's token in both the header and the query, and only then
+ * accepts the client, so a refusal is an HTTP answer rather than a dropped socket. Frames pass
+ * untouched, except `chat.update`, whose user id is forced to the session.
+ */
+export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
+  const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
+  const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
+
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
+    if (deps.isDraining()) throw new GatewayError('draining');
+    const admission = await admit(deps, req, trace, {
+      queryAuthorization: (query) => new URLSearchParams(query).get('authorization') ?? undefined,
+    });
+    if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
+
+    let token;
+    try {
+      token = (await deps.tokens.get(admission.sessionName)).token;
+    } catch (err) {
+      throw mintErrorToGatewayError(err);
+    }
+    const query = new URLSearchParams(admission.query);
+    query.delete('authorization');
+    query.set('authorization', `Bearer ${token.accessToken}`);
+    const target = `${deps.wsBaseUrl}${admission.path}?${query.toString()}`;
+    const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
+    // The ws client sets the handshake headers itself.
+    for (const name of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol']) delete headers[name];
+    headers.authorization = `Bearer ${token.accessToken}`;
+    headers['x-request-id'] = requestId;
+
+    const pending: Array<{ data: RawData; isBinary: boolean }> = [];
+    let client: WebSocket | undefined;
+    const upstream = new WebSocket(target, { headers: headers as Record<string, string>, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
+    upstream.on('message', (data, isBinary) => {
+      if (client) client.send(data, { binary: isBinary });
+      else pending.push({ data, isBinary });
+    });
+
+    // The client may give up while Coze is being dialled: nothing must be left open then.
+    const onClientGone = () => upstream.terminate();
+    socket.once('close', onClientGone);
+    await new Promise<void>((resolve, reject) => {
+      upstream.once('open', () => resolve());
+      upstream.once('unexpected-response', (_r, response) => {
+        response.resume();
+        reject(new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${response.statusCode})` }));
+      });
+      upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
+    });
+
+    socket.off('close', onClientGone);
+    if (socket.destroyed) {
+      upstream.terminate();
+      return;
+    }
+    server.handleUpgrade(req, socket, head, (accepted) => {
+      client = accepted;
+      const pair = { client: accepted, upstream };
+      live.add(pair);
+      deps.metrics.activeWebsockets.inc();
+      const opened = Date.now();
+      for (const m of pending.splice(0)) accepted.send(m.data, { binary: m.isBinary });
+
+      accepted.on('message', (data, isBinary) => {
+        upstream.send(isBinary ? data : rewriteClientEvent(data, admission.route, admission.sessionName), { binary: isBinary });
+      });
+
+      let alive = true;
+      accepted.on('pong', () => {
+        alive = true;
+      });
+      const heartbeat = setInterval(() => {
+        if (!alive) accepted.terminate();
+        alive = false;
+        accepted.ping();
+      }, HEARTBEAT_MS);
+
+      let finished = false;
+      const finish = (code: number, reason: Buffer) => {
+        if (finished) return;
+        finished = true;
+        clearInterval(heartbeat);
+        live.delete(pair);
+        deps.metrics.activeWebsockets.dec();
+        const forward = forwardableCode(code);
+        if (accepted.readyState === WebSocket.OPEN) accepted.close(forward, reason);
+        if (upstream.readyState === WebSocket.OPEN) upstream.close(forward, reason);
+        // A peer that never answers the close frame is cut, so no socket is left open.
+        setTimeout(() => {
+          accepted.terminate();
+          upstream.terminate();
+        }, 2000).unref();
+        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code });
+      };
+      accepted.on('close', finish);
+      upstream.on('close', finish);
+      accepted.on('error', () => finish(1011, Buffer.alloc(0)));
+      upstream.on('error', () => finish(1011, Buffer.alloc(0)));
+    });
+  }
+
+  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData {
+    if (!deps.enforceUserId || route !== 'ws.chat') return data;
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
+    let event: unknown;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      return data;
+    }
+    if (typeof event !== 'object' || event === null || (event as { event_type?: unknown }).event_type !== 'chat.update') return data;
+    deps.bodyPolicy.applyToChatUpdate(event as Record<string, unknown>, sessionName);
+    return Buffer.from(JSON.stringify(event));
+  }
+
+  return {
+    onUpgrade(req, socket, head) {
+      const requestId = randomUUID();
+      const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
+      socket.on('error', () => undefined);
+      upgrade(req, socket, head, requestId, trace).catch((err: unknown) => {
+        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true });
+        if (!socket.destroyed) rejectUpgrade(socket, req, err, requestId);
+      });
+    },
+    async closeAll(code, reason) {
+      const closing = [...live].map(
+        ({ client }) =>
+          new Promise<void>((resolve) => {
+            client.once('close', () => resolve());
+            client.close(code, reason);
+          }),
+      );
+      await Promise.all(closing);
+    },
+    get size() {
+      return live.size;
+    },
+  };
+}

@@ -1,0 +1,203 @@
+import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Registry } from 'prom-client';
+import { createAdminApp } from './admin/admin-app.js';
+import { createAuthenticatorFromConfig } from './auth/identity.js';
+import type { GatewayConfig } from './config/load.js';
+import { createJwtSigner } from './coze/jwt-signer.js';
+import { createTokenCache, type TokenCache } from './coze/token-cache.js';
+import { createTokenClient } from './coze/token-client.js';
+import { createCors } from './http/cors.js';
+import { createLogger, sessionHash, type Logger } from './log/logger.js';
+import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
+import { createBodyPolicy } from './policy/body-policy.js';
+import { DEFAULT_ROUTES } from './policy/default-routes.js';
+import { createRateLimiter } from './policy/rate-limit.js';
+import { createRoutePolicy } from './policy/routes.js';
+import { createForwarder } from './proxy/forwarder.js';
+import { createProxyHandler } from './proxy/proxy-handler.js';
+import type { RelayContext } from './proxy/relay.js';
+import { createWebSocketProxy } from './proxy/websocket.js';
+import { createSessionNamer } from './session/session-name.js';
+
+export interface GatewayDeps {
+  logger?: Logger;
+  registry?: Registry;
+  now?: () => number;
+}
+
+export interface Gateway {
+  /** The main port: the proxied Coze API (and, when enabled, /gateway/token). */
+  handler: RequestListener;
+  /** The admin port: /metrics, /healthz, /readyz. */
+  adminHandler: RequestListener;
+  /** WebSocket upgrades on the main port. */
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  tokens: TokenCache;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** Open SSE responses, so a drain can end the stragglers with a final event. */
+  streams: Set<RelayContext>;
+  startDrain(): void;
+  isDraining(): boolean;
+  /** Sends a close frame to every relayed WebSocket (the end of a drain). */
+  closeWebSockets(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the gateway from a validated config. Reads no environment and opens no port, so tests
+ * can build many gateways side by side and listen wherever they like.
+ */
+export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
+  const logger = deps.logger ?? createLogger({ level: config.log.level });
+  const registry = deps.registry ?? new Registry();
+  const now = deps.now ?? Date.now;
+  let draining = false;
+
+  const routes = createRoutePolicy(config.policy.routes ?? DEFAULT_ROUTES);
+  // The cache is built after the metrics it reports to; the gauge reads it lazily at scrape time.
+  const cacheRef: { current?: TokenCache } = {};
+  const metrics = createMetrics({ registry, routeNames: routes.names, tokenCacheEntries: () => cacheRef.current?.size ?? 0 });
+
+  const signer = await createJwtSigner({
+    appId: config.coze.appId,
+    keyId: config.coze.keyId,
+    privateKeyPem: config.coze.privateKey,
+    audience: config.coze.audience,
+    ttlSeconds: config.coze.jwtTtlSeconds,
+    now,
+  });
+  const tokenClient = createTokenClient({
+    baseUrl: config.coze.baseUrl,
+    accountId: config.coze.accountId,
+    signer,
+    durationSeconds: config.coze.tokenTtlSeconds,
+    deadlineMs: config.coze.mintDeadlineSeconds * 1000,
+    now,
+    onExchange(report) {
+      metrics.tokenMints.labels(report.outcome).inc();
+      metrics.tokenMintDuration.observe(report.durationMs / 1000);
+      const fields = { session: sessionHash(report.sessionName), outcome: report.outcome, attempts: report.attempt, durationMs: report.durationMs, cozeLogId: report.logId, errorCode: report.errorCode };
+      if (report.outcome === 'success') logger.debug(fields, 'minted a Coze token');
+      else logger.warn(fields, 'Coze token exchange failed');
+    },
+  });
+  const tokens = createTokenCache({
+    mint: (session) => tokenClient.exchange(session),
+    maxEntries: config.coze.tokenCacheMaxEntries,
+    refreshBeforeSeconds: config.coze.refreshBeforeSeconds,
+    // A waiter gives up a little after the mint's own deadline, never before it.
+    waitTimeoutMs: config.coze.mintDeadlineSeconds * 1000 + 1000,
+    now,
+    onLookup: (result) => metrics.tokenCacheRequests.labels(result).inc(),
+    onBackgroundRefreshError: (session) => logger.warn({ session: sessionHash(session) }, 'background token refresh failed; serving the current token until it expires'),
+  });
+  cacheRef.current = tokens;
+
+  const authenticator = await createAuthenticatorFromConfig(config.identity, { now });
+  const streams = new Set<RelayContext>();
+  const forwarder = createForwarder({ target: config.coze.baseUrl });
+  const bodyPolicy = createBodyPolicy({
+    enforceUserId: config.policy.enforceUserId,
+    allowedBotIds: config.policy.allowedBotIds,
+    allowedWorkflowIds: config.policy.allowedWorkflowIds,
+  });
+  const sessionName = createSessionNamer({
+    template: config.session.template,
+    prefix: config.session.prefix,
+    ...(config.session.hmacSecret ? { hmacSecret: config.session.hmacSecret } : {}),
+  });
+
+  const rateLimiter = createRateLimiter({ requestsPerMinute: config.rateLimit.requestsPerMinute, now });
+  const proxyHandler = createProxyHandler({
+    routes,
+    authenticate: (req) => authenticator.authenticate(req),
+    rateLimiter,
+    sessionName,
+    bodyPolicy,
+    metrics,
+    tokens,
+    forwarder,
+    cors: createCors(config.cors.allowedOrigins),
+    logger,
+    maxBodyBytes: config.server.maxBodyBytes,
+    upstreamTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,
+    streamIdleTimeoutMs: config.server.streamIdleTimeoutSeconds * 1000,
+    trustedHeaderName: config.identity.trustedHeader.name,
+    isDraining: () => draining,
+    vendingEnabled: config.tokenVending.enabled,
+    streams,
+  });
+
+  const wsProxy = createWebSocketProxy({
+    routes,
+    authenticate: (req) => authenticator.authenticate(req),
+    rateLimiter,
+    sessionName,
+    bodyPolicy,
+    metrics,
+    tokens,
+    logger,
+    wsBaseUrl: config.coze.wsBaseUrl,
+    enforceUserId: config.policy.enforceUserId,
+    trustedHeaderName: config.identity.trustedHeader.name,
+    connectTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,
+    isDraining: () => draining,
+  });
+
+  const adminApp = createAdminApp({
+    registry,
+    ready: async () => {
+      if (draining) return { ready: false, detail: 'draining' };
+      const jwks = await authenticator.ready();
+      return jwks ? { ready: true, detail: 'ok' } : { ready: false, detail: 'the identity JWKS has not been reachable yet' };
+    },
+  });
+
+  return {
+    handler: proxyHandler,
+    adminHandler: adminApp as unknown as RequestListener,
+    onUpgrade: (req, socket, head) => wsProxy.onUpgrade(req, socket, head),
+    closeWebSockets: () => wsProxy.closeAll(1001, 'gateway shutting down'),
+    tokens,
+    metrics,
+    logger,
+    streams,
+    startDrain() {
+      draining = true;
+    },
+    isDraining: () => draining,
+    async close() {
+      forwarder.close();
+      tokenClient.close();
+    },
+  };
+}
+
+export interface ServerTimeouts {
+  keepAliveTimeoutSeconds: number;
+  headersTimeoutSeconds: number;
+  requestTimeoutSeconds: number;
+  streamIdleTimeoutSeconds: number;
+}
+
+/**
+ * The main HTTP server with its timeouts set on purpose (Node's defaults cut streams and cause
+ * load-balancer 502s: SPEC section 10). Headers over 16 KiB get 431 from Node itself.
+ */
+export function createMainServer(handler: RequestListener, timeouts: ServerTimeouts): http.Server {
+  const server = http.createServer(
+    {
+      keepAliveTimeout: timeouts.keepAliveTimeoutSeconds * 1000,
+      headersTimeout: timeouts.headersTimeoutSeconds * 1000,
+      requestTimeout: timeouts.requestTimeoutSeconds * 1000,
+      maxHeaderSize: 16 * 1024,
+      noDelay: true,
+    },
+    handler as (req: IncomingMessage, res: ServerResponse) => void,
+  );
+  // Socket inactivity in either direction: a stalled upload or a dead client is let go.
+  server.timeout = timeouts.streamIdleTimeoutSeconds * 1000;
+  return server;
+}

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { renderConfigurationMd, renderDefaultYaml } from '../../src/config/docs.js';
+import { listSettings } from '../../src/config/schema.js';
+import { ERROR_CATALOGUE } from '../../src/errors.js';
+import { renderErrorsMd } from '../../src/errors-doc.js';
+
+const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
+
+describe('docs stay equal to the code', () => {
+  it('docs/configuration.md is generated from the schema (run `npm run docs:config`)', () => {
+    assert.equal(read('docs/configuration.md'), renderConfigurationMd());
+  });
+
+  it('config/default.yaml is generated from the schema (run `npm run docs:config`)', () => {
+    assert.equal(read('config/default.yaml'), renderDefaultYaml());
+  });
+
+  it('every setting and every environment variable appears in docs/configuration.md', () => {
+    const doc = read('docs/configuration.md');
+    for (const s of listSettings()) {
+      assert.ok(doc.includes(`\`${s.key}\``), s.key);
+      if (s.env) assert.ok(doc.includes(`\`${s.env}\``), s.env);
+    }
+  });
+
+  it('docs/errors.md is generated from the catalogue (run `npm run docs:errors`)', () => {
+    assert.equal(read('docs/errors.md'), renderErrorsMd());
+  });
+
+  it('docs/errors.md lists exactly the catalogue reasons, in both directions', () => {
+    const documented = [...read('docs/errors.md').matchAll(/^\| `([a-z-]+)` \| (\d{3}) \| (\d+) \|/gm)].map((m) => [m[1], Number(m[2]), Number(m[3])]);
+    const catalogue = Object.entries(ERROR_CATALOGUE).map(([reason, spec]) => [reason, spec.status, spec.code]);
+    assert.deepEqual(documented, catalogue);
+    const codes = catalogue.map((c) => c[2]);
+    assert.equal(new Set(codes).size, codes.length, 'envelope codes are unique');
+  });
+});

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
+
+const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
+
+function run(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // Only what the test gives: the developer's own environment must not leak in.
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('command line', () => {
+  let emulator: Emulator;
+  let env: Record<string, string>;
+  let privateKeyPem: string;
+
+  before(async () => {
+    const generated = await generateEmulatorApp('4242');
+    privateKeyPem = generated.privateKeyPem;
+    emulator = await createEmulator({ apps: [generated.app] });
+    const dir = mkdtempSync(join(tmpdir(), 'csg-cli-'));
+    writeFileSync(join(dir, 'key.pem'), privateKeyPem);
+    writeFileSync(join(dir, 'keys.yaml'), '[]\n');
+    env = {
+      COZE_BASE_URL: emulator.url,
+      COZE_AUDIENCE: 'api.coze.cn',
+      COZE_APP_ID: '4242',
+      COZE_KEY_ID: generated.kid,
+      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
+      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
+    };
+  });
+  after(() => emulator.close());
+
+  it('prints its version and help', async () => {
+    const version = await run(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^coze-session-gateway \d+\.\d+\.\d+\n$/);
+    const help = await run(['--help']);
+    assert.equal(help.code, 0);
+    for (const word of ['serve', 'demo', 'emulator', 'check-config', 'COZE_APP_ID', 'docs/configuration.md']) assert.ok(help.stdout.includes(word), word);
+  });
+
+  it('exits 2 naming every bad setting, by YAML key and environment variable', async () => {
+    const res = await run(['check-config'], { ...env, PORT: 'eighty', COZE_TOKEN_TTL_SECONDS: '5', COZE_KEY_ID: '' , LOG_LEVEL: 'chatty' });
+    assert.equal(res.code, 2);
+    for (const name of ['server.port (PORT)', 'coze.tokenTtlSeconds (COZE_TOKEN_TTL_SECONDS)', 'coze.keyId (COZE_KEY_ID)', 'log.level (LOG_LEVEL)']) {
+      assert.ok(res.stderr.includes(name), `${name} in: ${res.stderr}`);
+    }
+    assert.ok(!res.stderr.includes('at '), 'no stack trace');
+  });
+
+  it('exits 2 on an unknown command or flag', async () => {
+    assert.equal((await run(['frobnicate'])).code, 2);
+    assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);
+  });
+
+  it('check-config --mint performs one exchange and never prints the token', async () => {
+    emulator.reset();
+    const res = await run(['check-config', '--mint', 'user-7'], env);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /configuration is valid/);
+    assert.match(res.stdout, /minted a token for session_name "user-7": expires at \d{4}-\d\d-\d\dT/);
+    assert.equal(emulator.stats.exchanges, 1);
+    assert.ok(!/czs_/.test(res.stdout + res.stderr), 'the token is not printed');
+    assert.ok(!(res.stdout + res.stderr).includes('PRIVATE KEY'));
+  });
+
+  it('check-config --mint reports a refused exchange with its Coze error code', async () => {
+    emulator.setTokenFault({ kind: 'error-code', errorCode: 'invalid_client', httpStatus: 200, times: 1 });
+    const res = await run(['check-config', '--mint', 'user-8'], env);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /token exchange failed: invalid_client/);
+    assert.match(res.stderr, /X-Tt-Logid \w+/);
+  });
+
+  it('demo --once tells the isolation story and exits 0', async () => {
+    const res = await run(['demo', '--once', '--port', '0', '--admin-port', '0', '--emulator-port', '0']);
+    assert.equal(res.code, 0, res.stdout + res.stderr);
+    for (const line of ['alice creates a conversation', 'bob lists conversations', "bob tries to read alice's conversation", 'Isolation held', 'ALICE=', 'curl ']) {
+      assert.ok(res.stdout.includes(line), line);
+    }
+    assert.match(res.stdout, /alice> Echo: What is session isolation\?/);
+  });
+
+  it('demo names a busy port', async () => {
+    const res = await run(['demo', '--once', '--port', String(emulator.port), '--admin-port', '0', '--emulator-port', '0']);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, new RegExp(`port ${emulator.port} on 127.0.0.1 is already in use`));
+  });
+});

@@ -1,0 +1,96 @@
+import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
+import { generateKeyPair, exportSPKI, SignJWT, type CryptoKey } from 'jose';
+import { Registry } from 'prom-client';
+import { loadConfig, type GatewayConfig } from '../../src/config/load.js';
+import { createEmulator, generateEmulatorApp, type Emulator, type EmulatorOptions } from '../../src/emulator/index.js';
+import { createLogger } from '../../src/log/logger.js';
+import { createGateway, createMainServer, type Gateway } from '../../src/server.js';
+import { addressPort, listen } from '../../src/cli/serve.js';
+
+export const CALLER_ISSUER = 'https://idp.example.test';
+export const CALLER_AUDIENCE = 'coze-gateway';
+
+export interface Stack {
+  emulator: Emulator;
+  gateway: Gateway;
+  config: GatewayConfig;
+  server: Server;
+  /** http://127.0.0.1:PORT of the gateway's main port. */
+  url: string;
+  /** Every log line the gateway wrote, as raw text. */
+  logs: string[];
+  /** The Coze app's private key, to prove it never shows up anywhere. */
+  privateKeyPem: string;
+  /** A caller JWT for `subject`, signed by the test identity provider. */
+  callerToken(subject: string, claims?: Record<string, unknown>, options?: { expiresIn?: string | number }): Promise<string>;
+  callerKey: CryptoKey;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  env?: Record<string, string>;
+  flags?: Record<string, string>;
+  emulator?: Partial<EmulatorOptions>;
+}
+
+/** The real gateway in front of the real emulator, both on 127.0.0.1 port 0. */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const { app, privateKeyPem } = await generateEmulatorApp('1127900106117');
+  const emulator = await createEmulator({ apps: [app], audience: 'api.coze.cn', ...options.emulator });
+  const caller = await generateKeyPair('RS256', { extractable: true });
+  const config = loadConfig({
+    env: {
+      COZE_BASE_URL: emulator.url,
+      COZE_AUDIENCE: 'api.coze.cn',
+      COZE_APP_ID: app.appId,
+      COZE_KEY_ID: app.keys[0]?.kid ?? '',
+      COZE_PRIVATE_KEY: privateKeyPem,
+      IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey),
+      IDENTITY_JWT_ISSUER: CALLER_ISSUER,
+      IDENTITY_JWT_AUDIENCE: CALLER_AUDIENCE,
+      LOG_LEVEL: 'debug',
+      ...options.env,
+    },
+    flags: { port: '0', ...options.flags },
+  });
+
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      cb();
+    },
+  });
+  const gateway = await createGateway(config, { logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
+  const server = createMainServer(gateway.handler, config.server);
+  server.on('upgrade', gateway.onUpgrade);
+  await listen(server, 0, '127.0.0.1', 'server.port');
+
+  return {
+    emulator,
+    gateway,
+    config,
+    server,
+    url: `http://127.0.0.1:${addressPort(server)}`,
+    logs,
+    privateKeyPem,
+    callerKey: caller.privateKey,
+    callerToken(subject, claims = {}, opts = {}) {
+      return new SignJWT({ ...claims })
+        .setProtectedHeader({ alg: 'RS256', typ: 'JWT' })
+        .setSubject(subject)
+        .setIssuer(CALLER_ISSUER)
+        .setAudience(CALLER_AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime(opts.expiresIn ?? '1h')
+        .sign(caller.privateKey);
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await gateway.close();
+      await emulator.close();
+    },
+  };
+}
