@@ -42,6 +42,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const config = loadConfig({
     env: {
       COZE_BASE_URL: emulator.url,
+      COZE_WS_BASE_URL: emulator.wsUrl,
       COZE_AUDIENCE: 'api.coze.cn',
       COZE_APP_ID: app.appId,
       COZE_KEY_ID: app.keys[0]?.kid ?? '',

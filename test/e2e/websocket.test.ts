@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
+import { startStack, type Stack } from '../helpers/stack.js';
+
+function open(url: string, headers: Record<string, string> = {}): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function refusal(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; gatewayError: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, gatewayError: res.headers['x-gateway-error'] as string | undefined }));
+    });
+    ws.once('open', () => reject(new Error('the upgrade was accepted')));
+    ws.once('error', () => undefined);
+  });
+}
+
+const nextMessage = (ws: WebSocket) => new Promise<{ data: Buffer; isBinary: boolean }>((resolve) => ws.once('message', (data, isBinary) => resolve({ data: data as Buffer, isBinary })));
+const closed = (ws: WebSocket) => new Promise<number>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve(ws.readyState) : ws.once('close', (code) => resolve(code))));
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 300 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), what);
+}
+
+describe('WebSocket relay', () => {
+  let stack: Stack;
+  let wsUrl: string;
+  let jwt: string;
+
+  before(async () => {
+    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok' } });
+    wsUrl = stack.url.replace('http', 'ws');
+    jwt = await stack.callerToken('alice');
+  });
+  after(() => stack.close());
+  beforeEach(() => stack.emulator.reset());
+
+  it('relays frames both ways, with the session token upstream in header and query', async () => {
+    const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok&device_id=42`, { authorization: `Bearer ${jwt}` });
+    const text = nextMessage(ws);
+    ws.send(JSON.stringify({ id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } }));
+    assert.deepEqual(JSON.parse((await text).data.toString()), { id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } });
+    const binary = nextMessage(ws);
+    ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
+    const echoed = await binary;
+    assert.equal(echoed.isBinary, true);
+    assert.deepEqual([...echoed.data], [0, 1, 2, 255]);
+
+    const upstream = stack.emulator.websockets[0];
+    assert.ok(upstream);
+    assert.equal(upstream.sessionName, 'alice');
+    assert.match(String(upstream.headers.authorization), /^Bearer czs_/);
+    assert.match(upstream.query.authorization ?? '', /^Bearer czs_/);
+    assert.equal(upstream.query.bot_id, 'bot-ok');
+    assert.equal(upstream.query.device_id, '42');
+    assert.ok(!JSON.stringify(upstream).includes(jwt), "the caller's credential never went upstream");
+    ws.close();
+    await closed(ws);
+  });
+
+  it('takes the credential from the authorization query parameter (browsers) and removes it', async () => {
+    const ws = await open(`${wsUrl}/v1/audio/speech?authorization=${encodeURIComponent(`Bearer ${jwt}`)}`);
+    const upstream = stack.emulator.websockets[0];
+    assert.equal(upstream?.sessionName, 'alice');
+    assert.ok(!upstream?.query.authorization?.includes(jwt));
+    assert.ok(!JSON.stringify(stack.logs).includes(jwt), 'query strings never reach the logs');
+    ws.close();
+    await closed(ws);
+  });
+
+  it('forces chat_config.user_id in chat.update', async () => {
+    const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    const echo = nextMessage(ws);
+    ws.send(JSON.stringify({ id: 'e1', event_type: 'chat.update', data: { chat_config: { user_id: 'bob', auto_save_history: true } } }));
+    await echo;
+    const update = stack.emulator.websockets[0]?.chatUpdates[0] as { data: { chat_config: Record<string, unknown> } } | undefined;
+    assert.deepEqual(update?.data.chat_config, { user_id: 'alice', auto_save_history: true });
+    ws.close();
+    await closed(ws);
+  });
+
+  it('refuses an unauthenticated upgrade, a bad credential and a disallowed bot with an HTTP status', async () => {
+    const none = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`);
+    assert.equal(none.status, 401);
+    assert.equal(none.gatewayError, 'credential-missing');
+    assert.equal(JSON.parse(none.body).code, 401001);
+    const bad = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: 'Bearer a.b.c' });
+    assert.equal(bad.status, 401);
+    const bot = await refusal(`${wsUrl}/v1/chat?bot_id=bot-evil`, { authorization: `Bearer ${jwt}` });
+    assert.equal(bot.status, 403);
+    assert.equal(bot.gatewayError, 'bot-forbidden');
+    const route = await refusal(`${wsUrl}/v1/conversations`, { authorization: `Bearer ${jwt}` });
+    assert.equal(route.status, 403);
+    assert.equal(stack.emulator.websockets.length, 0, 'nothing reached Coze');
+  });
+
+  it('closing either end closes the other', async () => {
+    const a = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    await until(() => stack.emulator.openWebSockets === 1, 'upstream open');
+    a.close(1000, 'bye');
+    await closed(a);
+    await until(() => stack.emulator.openWebSockets === 0, 'the upstream closed when the client did');
+
+    const b = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    await until(() => stack.emulator.openWebSockets === 1, 'upstream open');
+    const clientClosed = closed(b);
+    await stack.emulator.close().catch(() => undefined);
+    assert.ok((await clientClosed) > 0, 'the client closed when the upstream did');
+  });
+});
+
+describe('WebSocket relay leaves nothing open', () => {
+  it('200 connect-and-close cycles leave no open sockets and no growth in active_websockets', async () => {
+    const stack = await startStack();
+    try {
+      const jwt = await stack.callerToken('cyc');
+      const url = `${stack.url.replace('http', 'ws')}/v1/audio/transcriptions`;
+      let serverConnections = 0;
+      stack.server.on('connection', (socket) => {
+        serverConnections += 1;
+        socket.once('close', () => (serverConnections -= 1));
+      });
+      for (let i = 0; i < 200; i++) {
+        const ws = await open(url, { authorization: `Bearer ${jwt}` });
+        ws.close();
+        await closed(ws);
+      }
+      await until(() => stack.emulator.openWebSockets === 0, 'upstream sockets closed');
+      await until(() => serverConnections === 0, 'client sockets closed');
+      const metrics = await (await fetchAdmin(stack)).text();
+      assert.match(metrics, /^coze_gateway_active_websockets 0$/m);
+    } finally {
+      await stack.close();
+    }
+  });
+});
+
+async function fetchAdmin(stack: Stack): Promise<Response> {
+  const server = http.createServer(stack.gateway.adminHandler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = server.address() as { port: number };
+  try {
+    return new Response(await (await fetch(`http://127.0.0.1:${address.port}/metrics`)).text());
+  } finally {
+    server.close();
+  }
+}
