@@ -12,8 +12,9 @@ export interface ApiContext {
   store: Store;
   pacing: Pacing;
   logId: string;
-  /** Fault injection: cut SSE streams after this many events. */
+  /** Fault injection: cut, or stall, SSE streams after this many events. */
   cutAfter: number | undefined;
+  stallAfter: number | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -112,7 +113,7 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
         workflowEvent(i, 'Message', { content, node_title: 'End', node_seq_id: String(i), node_is_finish: i === 2, ext: { user_id: ext.user_id ?? null } }),
       );
       frames.push(workflowEvent(frames.length, 'Done', {}));
-      return writeStream(ctx.res, frames, ctx.pacing, ctx.cutAfter);
+      return writeStream(ctx.res, frames, ctx.pacing, ctx.cutAfter, ctx.stallAfter);
     }
     if (route === 'POST /v1/workflows/chat') return chat(ctx, { ...body, stream: true, user_id: (body.ext as Json | undefined)?.user_id ?? 'workflow' }, ok);
     if (route === 'GET /v1/files/retrieve') {
@@ -201,5 +202,5 @@ async function chat(ctx: ApiContext, body: Json, ok: (data: unknown) => void): P
     chatEvent('conversation.chat.completed', { ...chatObject, status: 'completed', usage }),
     chatEvent('done', '"[DONE]"'),
   ];
-  return writeStream(ctx.res, frames, ctx.pacing, ctx.cutAfter);
+  return writeStream(ctx.res, frames, ctx.pacing, ctx.cutAfter, ctx.stallAfter);
 }

@@ -154,6 +154,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       pacing,
       logId: id,
       cutAfter: fault?.kind === 'reset-mid-stream' ? fault.afterEvents : undefined,
+      stallAfter: fault?.kind === 'stall-mid-stream' ? fault.afterEvents : undefined,
     });
   }
 

@@ -77,9 +77,10 @@ export type Pacing = ReturnType<typeof createPacer>;
 
 /**
  * Writes events one res.write() at a time, waiting for the pacer between them. Stops when the
- * client goes away. `cutAfter` destroys the socket after that many events (fault injection).
+ * client goes away. `cutAfter` destroys the socket after that many events, `stallAfter` leaves
+ * the stream open and silent after that many (fault injection).
  */
-export async function writeStream(res: ServerResponse, frames: string[], pacing: Pacing, cutAfter?: number): Promise<void> {
+export async function writeStream(res: ServerResponse, frames: string[], pacing: Pacing, cutAfter?: number, stallAfter?: number): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
   res.flushHeaders();
   for (let i = 0; i < frames.length; i++) {
@@ -87,10 +88,14 @@ export async function writeStream(res: ServerResponse, frames: string[], pacing:
       res.socket?.destroy();
       return;
     }
+    if (stallAfter !== undefined && i === stallAfter) return;
     await pacing.turn();
     if (res.destroyed || res.writableEnded) return;
-    res.write(frames[i]);
+    // Wait until the event is handed to the socket: a fault cutting the stream right after
+    // must not take already written events with it.
+    const written = new Promise<void>((resolve) => res.write(frames[i], () => resolve()));
     pacing.wrote();
+    await written;
   }
   res.end();
 }

@@ -47,6 +47,8 @@ export type ApiFault =
   | { kind: 'status'; status: number; times?: number }
   | { kind: 'reset'; times?: number }
   | { kind: 'reset-mid-stream'; afterEvents: number; times?: number }
+  /** SSE: write N events, then keep the stream open and silent. */
+  | { kind: 'stall-mid-stream'; afterEvents: number; times?: number }
   | { kind: 'hang'; times?: number }
   | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number };
 

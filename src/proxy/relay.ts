@@ -57,8 +57,9 @@ export function relayResponse(options: RelayOptions): void {
     endWithError(code, message) {
       if (res.writableEnded || res.destroyed) return;
       proxyRes.unpipe(res);
-      proxyRes.destroy();
+      // End the client's stream first: destroying the upstream then reads as our own doing.
       res.end(finalEvent(workflowFraming, code, message));
+      proxyRes.destroy();
     },
   };
 

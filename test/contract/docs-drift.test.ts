@@ -37,3 +37,21 @@ describe('docs stay equal to the code', () => {
     assert.equal(new Set(codes).size, codes.length, 'envelope codes are unique');
   });
 });
+
+describe('docs/metrics.md stays equal to the registry', () => {
+  it('is generated from the metrics module (run `npm run docs:metrics`)', async () => {
+    const { renderMetricsMd } = await import('../../src/metrics/metrics-doc.js');
+    assert.equal(read('docs/metrics.md'), await renderMetricsMd());
+  });
+
+  it('holds every metric SPEC section 7 names', () => {
+    const doc = read('docs/metrics.md');
+    for (const name of [
+      'http_requests_total', 'http_request_duration_seconds', 'upstream_response_seconds', 'active_streams', 'active_websockets',
+      'token_cache_requests_total', 'token_cache_entries', 'token_mints_total', 'token_mint_duration_seconds', 'auth_failures_total',
+      'policy_denials_total', 'rate_limited_total', 'upstream_errors_total', 'coze_error_codes_total',
+    ]) {
+      assert.ok(doc.includes(`\`coze_gateway_${name}\``), name);
+    }
+  });
+});
