@@ -55,3 +55,19 @@ describe('docs/metrics.md stays equal to the registry', () => {
     }
   });
 });
+
+describe('the README commands are the ones CI runs', () => {
+  it('the README names npm test as the test command, .ci/run runs it, and the quick start scripts exist', () => {
+    const readme = read('README.md');
+    const ci = read('.ci/run');
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    assert.match(readme, /```sh\nnpm ci\nnpm run demo[^\n]*\nnpm test[^\n]*\n```/);
+    assert.match(readme, /The test command, exactly as CI runs it[\s\S]*```sh\nnpm test\n```/);
+    assert.match(ci, /^npm ci\b/m);
+    assert.match(ci, /^npm test$/m);
+    for (const script of ['test', 'demo', 'build', 'lint', 'typecheck']) assert.ok(pkg.scripts[script], script);
+    for (const doc of ['docs/configuration.md', 'docs/errors.md', 'docs/metrics.md', 'docs/deployment.md', 'docs/sdk.md', 'docs/realtime-and-web-chat.md']) {
+      assert.ok(readme.includes(doc.replace('docs/', '')), `README links ${doc}`);
+    }
+  });
+});
