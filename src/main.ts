@@ -47,7 +47,9 @@ async function main(argv: readonly string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // A server command has drained and flushed its logs by now. Exiting explicitly means a
+    // stdio pipe left open by the environment can never hold the pod past its drain window.
+    process.exit(code);
   },
   (err: unknown) => {
     if (err instanceof ConfigError) {

@@ -29,7 +29,7 @@ export async function runServe(args: ParsedArgs): Promise<number> {
   admin.closeAllConnections();
   await gateway.close();
   gateway.logger.info({ outcome }, 'stopped');
-  gateway.logger.flush();
+  await new Promise<void>((resolve) => gateway.logger.flush(() => resolve()));
   return 0;
 }
 

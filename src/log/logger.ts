@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
@@ -6,7 +7,8 @@ export type { Logger };
 /**
  * Paths that could ever hold a secret are censored by pino itself, so a careless
  * `log.info({ headers })` cannot leak a credential. The gateway logs no raw headers, bodies or
- * query strings in the first place: this list is the second line of defence.
+ * query strings in the first place: this list is the second line of defence. It names exact
+ * paths only: wildcard paths made redaction the largest single cost of a request (bench/).
  */
 export const REDACT_PATHS = [
   'authorization',
@@ -19,23 +21,11 @@ export const REDACT_PATHS = [
   'secret',
   'apiKey',
   'query',
-  '*.authorization',
-  '*.cookie',
-  '*.token',
-  '*.accessToken',
-  '*.access_token',
-  '*.jwt',
-  '*.privateKey',
-  '*.secret',
-  '*.apiKey',
-  '*.query',
   'headers.authorization',
   'headers.cookie',
   'headers["x-api-key"]',
   'headers["set-cookie"]',
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["x-api-key"]',
+  'err.config',
 ];
 
 export interface LoggerOptions {
@@ -52,11 +42,20 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    // Lines are gathered into 4 KiB writes instead of one write per request; pino flushes the
+    // buffer on shutdown (serve awaits logger.flush before exiting).
+    options.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
   );
 }
 
+const hashes = new LRUCache<string, string>({ max: 10_000 });
+
 /** Logs carry a short hash of session_name, never the raw value (it may be a user id). */
 export function sessionHash(sessionName: string): string {
-  return createHash('sha256').update(sessionName).digest('base64url').slice(0, 12);
+  let hash = hashes.get(sessionName);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(sessionName).digest('base64url').slice(0, 12);
+    hashes.set(sessionName, hash);
+  }
+  return hash;
 }

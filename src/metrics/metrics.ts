@@ -39,6 +39,9 @@ export interface GatewayMetrics {
   cozeErrorCodes: Counter<'code'>;
   countCozeCode(code: number | string): void;
   methodLabel(method: string | undefined): (typeof METHODS)[number];
+  /** The per-request counters on the hot path, with their label children looked up once. */
+  recordRequest(route: string, method: string, status: number, seconds: number): void;
+  observeUpstream(route: string, seconds: number): void;
 }
 
 export interface MetricsOptions {
@@ -112,6 +115,18 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   for (const code of KNOWN_COZE_CODES) cozeErrorCodes.labels(code).inc(0);
   rateLimited.inc(0);
 
+  // prom-client hashes the label values on every labels() call; the label sets are closed, so
+  // each child is looked up once and kept (bench/ profile).
+  const children = new Map<string, { inc(): void } & { observe?(v: number): void }>();
+  function child<T>(key: string, make: () => T): T {
+    let found = children.get(key) as T | undefined;
+    if (found === undefined) {
+      found = make();
+      children.set(key, found as never);
+    }
+    return found;
+  }
+
   const knownCodes = new Set<string>(KNOWN_COZE_CODES);
   const knownMethods = new Set<string>(METHODS);
 
@@ -135,6 +150,13 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
       const text = String(code);
       if (text === '0') return;
       cozeErrorCodes.labels(knownCodes.has(text) ? text : 'other').inc();
+    },
+    recordRequest(route, method, status, seconds) {
+      child(`r\0${route}\0${method}\0${status}`, () => httpRequests.labels(route, method, String(status))).inc();
+      child(`d\0${route}\0${method}`, () => httpDuration.labels(route, method)).observe(seconds);
+    },
+    observeUpstream(route, seconds) {
+      child(`u\0${route}`, () => upstreamResponse.labels(route)).observe(seconds);
     },
     methodLabel(method) {
       return method && knownMethods.has(method) ? (method as (typeof METHODS)[number]) : 'OTHER';

@@ -58,8 +58,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     res.on('close', () => {
       const status = res.writableFinished ? res.statusCode : 499;
       const seconds = (performance.now() - started) / 1000;
-      deps.metrics.httpRequests.labels(trace.route, method, String(status)).inc();
-      deps.metrics.httpDuration.labels(trace.route, method).observe(seconds);
+      deps.metrics.recordRequest(trace.route, method, status, seconds);
       // One line per request; no query string, no header, no body, no raw session_name.
       deps.logger.info({
         requestId,
@@ -150,7 +149,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         deps.metrics.upstreamErrors.labels(code === 'ECONNRESET' ? 'reset' : 'connect').inc();
         throw new GatewayError('upstream-unavailable', { detail: code ? `(${code})` : undefined });
       }
-      deps.metrics.upstreamResponse.labels(route).observe((performance.now() - attemptStarted) / 1000);
+      deps.metrics.observeUpstream(route, (performance.now() - attemptStarted) / 1000);
       const logIdHeader = proxyRes.headers['x-tt-logid'];
       log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
 
