@@ -40,6 +40,12 @@ export const ERROR_CATALOGUE = {
     code: 400005,
     message: 'The request is malformed.',
   },
+  'duplicate-header': {
+    status: 400,
+    code: 400006,
+    message:
+      'A credential header (Authorization, X-Api-Key or the trusted identity header) appears more than once. Send it once.',
+  },
   'credential-missing': {
     status: 401,
     code: 401001,
@@ -80,10 +86,20 @@ export const ERROR_CATALOGUE = {
     code: 404001,
     message: 'No such gateway endpoint.',
   },
+  'request-timeout': {
+    status: 408,
+    code: 408001,
+    message: 'The request headers did not arrive in time (server.headersTimeoutSeconds).',
+  },
   'body-too-large': {
     status: 413,
     code: 413001,
     message: 'The request body is larger than the gateway allows (server.maxBodyBytes).',
+  },
+  'headers-too-large': {
+    status: 431,
+    code: 431001,
+    message: 'The request headers are larger than the gateway accepts (16 KiB in all).',
   },
   'rate-limited': {
     status: 429,
@@ -114,6 +130,11 @@ export const ERROR_CATALOGUE = {
     status: 503,
     code: 503001,
     message: 'The gateway is shutting down. Retry on another replica.',
+  },
+  'identity-provider-unavailable': {
+    status: 503,
+    code: 503002,
+    message: 'The identity provider key set (identity.jwt.jwksUrl) could not be fetched, so the credential cannot be checked. Retry shortly.',
   },
   'token-mint-timeout': {
     status: 504,

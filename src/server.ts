@@ -5,8 +5,10 @@ import { createAdminApp } from './admin/admin-app.js';
 import { createAuthenticatorFromConfig } from './auth/identity.js';
 import type { GatewayConfig } from './config/load.js';
 import { createJwtSigner } from './coze/jwt-signer.js';
+import { createMintBreaker } from './coze/mint-breaker.js';
 import { createTokenCache, type TokenCache } from './coze/token-cache.js';
 import { createTokenClient } from './coze/token-client.js';
+import { answerClientErrors } from './http/client-errors.js';
 import { createCors } from './http/cors.js';
 import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
@@ -19,6 +21,10 @@ import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
 import { createWebSocketProxy } from './proxy/websocket.js';
 import { createSessionNamer } from './session/session-name.js';
+
+/** After a failed mint, new mints wait 1 s, doubling per failure in a row up to 30 s. */
+const MINT_HOLD_BASE_MS = 1000;
+const MINT_HOLD_MAX_MS = 30_000;
 
 export interface GatewayDeps {
   logger?: Logger;
@@ -83,8 +89,14 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
       else logger.warn(fields, 'Coze token exchange failed');
     },
   });
+  const mint = createMintBreaker((session) => tokenClient.exchange(session), {
+    baseHoldMs: MINT_HOLD_BASE_MS,
+    maxHoldMs: MINT_HOLD_MAX_MS,
+    now,
+    onHeld: () => metrics.tokenMintsHeld.inc(),
+  });
   const tokens = createTokenCache({
-    mint: (session) => tokenClient.exchange(session),
+    mint,
     maxEntries: config.coze.tokenCacheMaxEntries,
     refreshBeforeSeconds: config.coze.refreshBeforeSeconds,
     // A waiter gives up a little after the mint's own deadline, never before it.
@@ -184,7 +196,8 @@ export interface ServerTimeouts {
 
 /**
  * The main HTTP server with its timeouts set on purpose (Node's defaults cut streams and cause
- * load-balancer 502s: SPEC section 10). Headers over 16 KiB get 431 from Node itself.
+ * load-balancer 502s: SPEC section 10). Requests Node refuses itself (431, 408, parse errors,
+ * CONNECT) still get the Coze envelope.
  */
 export function createMainServer(handler: RequestListener, timeouts: ServerTimeouts): http.Server {
   const server = http.createServer(
@@ -194,10 +207,14 @@ export function createMainServer(handler: RequestListener, timeouts: ServerTimeo
       requestTimeout: timeouts.requestTimeoutSeconds * 1000,
       maxHeaderSize: 16 * 1024,
       noDelay: true,
+      // Node checks the headers and request deadlines only this often (30 s by default), so a
+      // slowloris connection would otherwise outlive headersTimeout by up to half a minute.
+      connectionsCheckingInterval: Math.min(5000, Math.max(250, (timeouts.headersTimeoutSeconds * 1000) / 4)),
     },
     handler as (req: IncomingMessage, res: ServerResponse) => void,
   );
   // Socket inactivity in either direction: a stalled upload or a dead client is let go.
   server.timeout = timeouts.streamIdleTimeoutSeconds * 1000;
+  answerClientErrors(server);
   return server;
 }

@@ -34,6 +34,8 @@ export interface Identity {
 export interface CredentialRequest {
   headers: IncomingHttpHeaders;
   remoteAddress: string | undefined;
+  /** Header names and values as sent; Node keeps only the first of a repeated Authorization. */
+  rawHeaders?: readonly string[];
   /** WebSocket upgrades only: browsers put the credential in the `authorization` query parameter. */
   queryAuthorization?: string;
 }
@@ -65,10 +67,14 @@ export interface Authenticator {
 /**
  * The source chain of SPEC section 3: the first source whose credential is present decides.
  * A present but invalid credential is a 401 and never falls through to the next source.
+ * A credential header sent twice is refused outright: Node keeps the first Authorization and
+ * drops the rest, and a proxy in front may have checked the other one.
  */
-export function createAuthenticator(sources: IdentitySourceImpl[]): Authenticator {
+export function createAuthenticator(sources: IdentitySourceImpl[], credentialHeaders: readonly string[] = ['authorization', 'x-api-key']): Authenticator {
+  const singletons = new Set(credentialHeaders.map((h) => h.toLowerCase()));
   return {
     async authenticate(req) {
+      if (req.rawHeaders) assertSentOnce(req.rawHeaders, singletons);
       for (const source of sources) {
         const identity = await source.authenticate(req);
         if (identity) return identity;
@@ -80,6 +86,16 @@ export function createAuthenticator(sources: IdentitySourceImpl[]): Authenticato
       return states.every(Boolean);
     },
   };
+}
+
+function assertSentOnce(rawHeaders: readonly string[], names: ReadonlySet<string>): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (!names.has(name)) continue;
+    if (seen.has(name)) throw new AuthError('none', 'malformed', `(${name})`, 'duplicate-header');
+    seen.add(name);
+  }
 }
 
 /** A Bearer value shaped like a compact JWS goes to the JWT source; anything else is an API key. */
@@ -95,7 +111,7 @@ export function bearerCredential(req: CredentialRequest, source: IdentitySource)
   const header = req.headers.authorization;
   const raw = header ?? req.queryAuthorization;
   if (raw === undefined || raw === '') return undefined;
-  // Node joins repeated Authorization headers with ", ": two credentials are never accepted.
+  // A comma-joined value (a client that folded two credentials into one line) is refused too.
   const match = /^Bearer ([^\s,]+)$/i.exec(raw.trim());
   if (!match) throw new AuthError(source, 'malformed', 'Expected "Authorization: Bearer <credential>".');
   return match[1] as string;
@@ -121,11 +137,12 @@ export async function createAuthenticatorFromConfig(
         clockToleranceSeconds: jwt.clockToleranceSeconds,
         jwksCooldownSeconds: jwt.jwksCooldownSeconds,
         jwksCacheMaxAgeSeconds: jwt.jwksCacheMaxAgeSeconds,
+        jwksTimeoutSeconds: jwt.jwksTimeoutSeconds,
         claimAllBearer: !config.apiKeys.file,
         ...(deps.now ? { now: deps.now } : {}),
       }),
     );
   }
   if (config.apiKeys.file) sources.push(createApiKeySource({ entries: loadApiKeyFile(config.apiKeys.file) }));
-  return createAuthenticator(sources);
+  return createAuthenticator(sources, ['authorization', 'x-api-key', ...(config.trustedHeader.name ? [config.trustedHeader.name] : [])]);
 }

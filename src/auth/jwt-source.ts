@@ -24,6 +24,8 @@ export interface JwtSourceOptions {
   clockToleranceSeconds: number;
   jwksCooldownSeconds: number;
   jwksCacheMaxAgeSeconds: number;
+  /** A JWKS fetch slower than this fails (the request gets 503). */
+  jwksTimeoutSeconds?: number;
   /** When no API key source exists, every Bearer value is treated as a JWT. */
   claimAllBearer?: boolean;
   now?: () => number;
@@ -32,6 +34,8 @@ export interface JwtSourceOptions {
 const MAX_TOKEN_LENGTH = 8 * 1024;
 /** Verified tokens are remembered this long at most, and never past their exp. */
 const VERIFIED_TTL_MS = 60_000;
+/** The longest a failed JWKS fetch holds further fetches back. */
+const JWKS_FAILURE_HOLD_MS = 5000;
 const KEY_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
 
 interface Verified {
@@ -55,9 +59,9 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
     remote = createRemoteJWKSet(new URL(options.jwksUrl), {
       cooldownDuration: options.jwksCooldownSeconds * 1000,
       cacheMaxAge: options.jwksCacheMaxAgeSeconds * 1000,
-      timeoutDuration: 5000,
+      timeoutDuration: (options.jwksTimeoutSeconds ?? 5) * 1000,
     });
-    key = remote;
+    key = failFastWhileDown(remote, Math.min(JWKS_FAILURE_HOLD_MS, options.jwksCooldownSeconds * 1000), now);
   } else if (options.publicKey) {
     const text = options.publicKey.trim();
     if (text.startsWith('{')) {
@@ -141,6 +145,28 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
   };
 }
 
+/**
+ * jose bounds refetches after a successful fetch (cooldown), but not after a failed one: with
+ * the IdP down and no key set cached, every request would start a new fetch. After a failure,
+ * requests fail at once for a short hold, so an outage costs the IdP one fetch per hold.
+ */
+function failFastWhileDown(remote: JWTVerifyGetKey, holdMs: number, now: () => number): JWTVerifyGetKey {
+  let heldUntil = 0;
+  return async (header, token) => {
+    if (now() < heldUntil) throw new errors.JWKSTimeout('the key set was unreachable moments ago');
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (isFetchFailure(err)) heldUntil = now() + holdMs;
+      throw err;
+    }
+  };
+}
+
+function isFetchFailure(err: unknown): boolean {
+  return err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network|Expected 200 OK/i.test(err.message));
+}
+
 function readClaim(payload: JWTPayload, path: string): unknown {
   let node: unknown = payload;
   for (const part of path.split('.')) {
@@ -160,8 +186,7 @@ function toAuthError(err: unknown): AuthError {
   }
   if (err instanceof errors.JWSSignatureVerificationFailed) return new AuthError('jwt', 'bad_signature', 'The JWT signature does not verify.');
   if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return new AuthError('jwt', 'unknown_key', 'No key of the identity provider matches this JWT.');
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network/i.test(err.message))) {
-    return new AuthError('jwt', 'jwks_unavailable', 'The identity provider key set could not be fetched.');
-  }
+  // The caller's credential may be fine: this is our outage, not theirs, so 503 rather than 401.
+  if (isFetchFailure(err)) return new AuthError('jwt', 'jwks_unavailable', undefined, 'identity-provider-unavailable');
   return new AuthError('jwt', 'malformed', 'The JWT is malformed or uses an algorithm that is not allowed.');
 }

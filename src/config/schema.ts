@@ -72,7 +72,8 @@ function optionalStr(meta: Omit<SettingMeta, 'type' | 'default'>) {
   return leaf(z.string().min(1).optional(), { ...meta, type: 'string' });
 }
 
-function urlSchema(options: { ws?: boolean }) {
+/** Base URLs take no path (paths are appended); `withPath` is for URLs of one resource (a JWKS). */
+function urlSchema(options: { ws?: boolean; withPath?: boolean }) {
   const protocols = options.ws ? ['ws:', 'wss:'] : ['http:', 'https:'];
   const schema = z
     .string()
@@ -80,14 +81,14 @@ function urlSchema(options: { ws?: boolean }) {
       (s) => {
         try {
           const u = new URL(s);
-          return protocols.includes(u.protocol) && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash;
+          return protocols.includes(u.protocol) && (options.withPath || u.pathname === '/' || u.pathname === '') && !u.search && !u.hash;
         } catch {
           return false;
         }
       },
-      { message: `expected an absolute ${protocols.map((p) => p.slice(0, -1)).join(' or ')} URL with no path` },
+      { message: `expected an absolute ${protocols.map((p) => p.slice(0, -1)).join(' or ')} URL${options.withPath ? '' : ' with no path'}` },
     )
-    .transform((s) => s.replace(/\/+$/, ''));
+    .transform((s) => (options.withPath ? s : s.replace(/\/+$/, '')));
   return schema;
 }
 
@@ -95,7 +96,7 @@ function httpUrl(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string
   return leaf(urlSchema(options).default(meta.default), { ...meta, type: 'url' });
 }
 
-function optionalUrl(meta: Omit<SettingMeta, 'type' | 'default'>, options: { ws?: boolean } = {}) {
+function optionalUrl(meta: Omit<SettingMeta, 'type' | 'default'>, options: { ws?: boolean; withPath?: boolean } = {}) {
   return leaf(urlSchema(options).optional(), { ...meta, type: 'url' });
 }
 
@@ -252,7 +253,10 @@ export const configSchema = z
       .object({
         jwt: z
           .object({
-            jwksUrl: optionalUrl({ env: 'IDENTITY_JWT_JWKS_URL', description: 'Verify callers\' JWTs with this remote key set (cached, bounded refetch).' }),
+            jwksUrl: optionalUrl(
+              { env: 'IDENTITY_JWT_JWKS_URL', description: 'Verify callers\' JWTs with this remote key set, e.g. https://idp.example.com/.well-known/jwks.json (cached, bounded refetch).' },
+              { withPath: true },
+            ),
             publicKey: optionalStr({
               env: 'IDENTITY_JWT_PUBLIC_KEY',
               secret: true,
@@ -282,6 +286,12 @@ export const configSchema = z
               description: 'Minimum time between two JWKS refetches (an unknown kid cannot make the gateway hammer the IdP).',
             }),
             jwksCacheMaxAgeSeconds: int({ default: 600, min: 1, description: 'Refetch the JWKS after this long.' }),
+            jwksTimeoutSeconds: int({
+              default: 5,
+              min: 1,
+              max: 60,
+              description: 'A JWKS fetch slower than this fails: the caller gets 503 and further fetches are held back for up to 5 s.',
+            }),
           })
           .strict()
           .prefault({}),

@@ -31,6 +31,7 @@ export interface GatewayMetrics {
   activeWebsockets: Gauge;
   tokenCacheRequests: Counter<'result'>;
   tokenMints: Counter<'outcome'>;
+  tokenMintsHeld: Counter;
   tokenMintDuration: Histogram;
   authFailures: Counter<'source' | 'reason'>;
   policyDenials: Counter<'reason'>;
@@ -92,6 +93,11 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     },
   });
   const tokenMints = new Counter({ name: `${PREFIX}token_mints_total`, help: 'Token exchanges at Coze by outcome.', labelNames: ['outcome'] as const, registers });
+  const tokenMintsHeld = new Counter({
+    name: `${PREFIX}token_mints_held_total`,
+    help: 'Mints refused without asking Coze, because the token endpoint failed moments ago (the breaker hold).',
+    registers,
+  });
   const tokenMintDuration = new Histogram({
     name: `${PREFIX}token_mint_duration_seconds`,
     help: 'Duration of one token exchange, retries included.',
@@ -140,6 +146,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     activeWebsockets,
     tokenCacheRequests,
     tokenMints,
+    tokenMintsHeld,
     tokenMintDuration,
     authFailures,
     policyDenials,

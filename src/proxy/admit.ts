@@ -19,7 +19,7 @@ export interface Admission {
 
 export interface AdmitDeps {
   routes: ReturnType<typeof createRoutePolicy>;
-  authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; queryAuthorization?: string }): Promise<Identity>;
+  authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; rawHeaders?: readonly string[]; queryAuthorization?: string }): Promise<Identity>;
   rateLimiter: ReturnType<typeof createRateLimiter>;
   sessionName(identity: Identity): string;
   bodyPolicy: BodyPolicy;
@@ -70,6 +70,7 @@ export async function admit(
     const queryAuthorization = options.queryAuthorization?.(query);
     const identity = await deps.authenticate({
       headers: req.headers,
+      rawHeaders: req.rawHeaders,
       remoteAddress: req.socket.remoteAddress,
       ...(queryAuthorization !== undefined ? { queryAuthorization } : {}),
     });

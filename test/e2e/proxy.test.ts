@@ -6,42 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
+import { assertEnvelope, request, type RawResponse } from '../helpers/http.js';
 import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
-
-interface RawResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  json(): { code: number; msg: string; detail?: { logid?: string } };
-}
-
-/** A raw request over a real socket, so nothing (fetch, SDK) normalises what we send. */
-function request(url: string, options: { method?: string; path: string; headers?: Record<string, string | string[]>; body?: string | Buffer }): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    // Host, port and path given apart: a URL string would be normalised (`..` resolved) on the way out.
-    const { hostname, port } = new URL(url);
-    const req = http.request({ hostname, port, path: options.path, method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as ReturnType<RawResponse['json']> });
-      });
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
-function assertEnvelope(res: RawResponse, status: number, reason: string): void {
-  assert.equal(res.status, status, `${reason}: ${res.body}`);
-  assert.equal(res.headers['x-gateway-error'], reason);
-  const body = res.json();
-  assert.ok(Number.isInteger(body.code) && body.code !== 0);
-  assert.ok(body.msg.length > 10);
-  assert.equal(body.detail?.logid, res.headers['x-request-id']);
-  assert.ok(!/at \w+ \(|node:internal|\.ts:\d+/.test(res.body), 'no stack trace');
-}
 
 describe('proxying', () => {
   let stack: Stack;

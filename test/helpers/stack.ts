@@ -47,7 +47,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       COZE_APP_ID: app.appId,
       COZE_KEY_ID: app.keys[0]?.kid ?? '',
       COZE_PRIVATE_KEY: privateKeyPem,
-      IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey),
+      // A test that brings its own JWKS replaces the static key.
+      ...(options.env?.IDENTITY_JWT_JWKS_URL ? {} : { IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey) }),
       IDENTITY_JWT_ISSUER: CALLER_ISSUER,
       IDENTITY_JWT_AUDIENCE: CALLER_AUDIENCE,
       LOG_LEVEL: 'debug',

@@ -36,6 +36,14 @@ describe('config loading', () => {
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.coze));
   });
 
+  it('accepts a JWKS URL with a path (regression: the base-URL rule refused every real JWKS URL)', () => {
+    const { IDENTITY_API_KEYS_FILE: _keys, ...env } = baseEnv;
+    const config = loadConfig({ env: { ...env, IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' } });
+    assert.equal(config.identity.jwt.jwksUrl, 'https://idp.example.com/.well-known/jwks.json');
+    const issues = issuesOf(() => loadConfig({ env: { ...env, COZE_BASE_URL: 'https://api.coze.cn/v1' } }));
+    assert.equal(issues[0]?.key, 'coze.baseUrl', 'base URLs still take no path');
+  });
+
   it('applies defaults < file < env < flags', () => {
     const file = join(dir, 'precedence.yaml');
     writeFileSync(file, 'server:\n  port: 7000\n  host: 127.0.0.1\ncoze:\n  baseUrl: https://api.coze.com\n  tokenTtlSeconds: 1200\nlog:\n  level: warn\n');

@@ -1,0 +1,231 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { assertEnvelope, request } from '../helpers/http.js';
+import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
+
+const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** A JWKS endpoint under the test's control, counting every fetch. */
+interface KeySetServer {
+  url: string;
+  fetches: number;
+  mode: 'ok' | 'down' | 'slow';
+  close(): Promise<void>;
+}
+
+async function startKeySet(keys: object[]): Promise<KeySetServer> {
+  const state = { fetches: 0, mode: 'ok' as KeySetServer['mode'] };
+  const server = http.createServer((_req, res) => {
+    state.fetches += 1;
+    if (state.mode === 'down') return void res.writeHead(503).end('down');
+    const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+    if (state.mode === 'slow') setTimeout(answer, 2500);
+    else answer();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/.well-known/jwks.json`,
+    get fetches() {
+      return state.fetches;
+    },
+    get mode() {
+      return state.mode;
+    },
+    set mode(m) {
+      state.mode = m;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+function sign(key: CryptoKey, claims: Record<string, unknown>, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', ...header }).sign(key);
+}
+const good = () => ({ sub: 'alice', iss: CALLER_ISSUER, aud: CALLER_AUDIENCE, iat: nowSeconds(), exp: nowSeconds() + 3600 });
+
+describe('caller JWTs with a static key', () => {
+  let stack: Stack;
+  let decoy: http.Server;
+  let decoyHits = 0;
+  before(async () => {
+    stack = await startStack();
+    decoy = http.createServer((_req, res) => {
+      decoyHits += 1;
+      res.end('{"keys":[]}');
+    });
+    await new Promise<void>((r) => decoy.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    await stack.close();
+    await new Promise((r) => decoy.close(r));
+  });
+  beforeEach(() => stack.emulator.reset());
+
+  const refused = async (jwt: string, status = 401, reason = 'credential-invalid') => {
+    const res = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } });
+    assertEnvelope(res, status, reason);
+    if (status === 401) assert.ok(res.headers['www-authenticate']);
+    const signature = jwt.split('.')[2] ?? '';
+    assert.ok(!res.body.includes(jwt) && (signature.length < 16 || !res.body.includes(signature)), 'the token is never echoed');
+    assert.equal(stack.emulator.requests.length + stack.emulator.tokenRequests, 0, 'nothing reached the emulator');
+  };
+
+  it('refuses alg none, signed or not', async () => {
+    await refused(`${b64({ alg: 'none', typ: 'JWT' })}.${b64(good())}.`);
+    await refused(`${b64({ alg: 'none' })}.${b64(good())}.${Buffer.from('sig').toString('base64url')}`);
+    await refused(`${b64({ alg: 'NONE' })}.${b64(good())}.`);
+  });
+
+  it('refuses HS256 signed with the RSA public key as the HMAC secret (key confusion)', async () => {
+    const pem = stack.config.identity.jwt.publicKey ?? '';
+    assert.ok(pem.includes('PUBLIC KEY'));
+    for (const secret of [pem, pem.trim(), Buffer.from(pem)]) {
+      const jwt = await new SignJWT(good()).setProtectedHeader({ alg: 'HS256' }).sign(typeof secret === 'string' ? new TextEncoder().encode(secret) : secret);
+      await refused(jwt);
+    }
+  });
+
+  it('refuses a signature by another key, and by another key that names a kid', async () => {
+    const attacker = await generateKeyPair('RS256');
+    await refused(await sign(attacker.privateKey, good()));
+    await refused(await sign(attacker.privateKey, good(), { kid: 'unknown-kid' }));
+  });
+
+  it('never fetches a jku or x5u URL from the token header', async () => {
+    const attacker = await generateKeyPair('RS256');
+    const decoyUrl = `http://127.0.0.1:${(decoy.address() as { port: number }).port}/keys`;
+    await refused(await sign(attacker.privateKey, good(), { jku: decoyUrl, kid: 'a' }));
+    await refused(await sign(attacker.privateKey, good(), { x5u: decoyUrl }));
+    await refused(await sign(attacker.privateKey, good(), { jwk: await exportJWK(attacker.publicKey) }));
+    assert.equal(decoyHits, 0);
+  });
+
+  it('refuses a missing exp, an expired token, a future nbf and a future iat', async () => {
+    const { exp: _exp, ...noExp } = good();
+    await refused(await sign(stack.callerKey, noExp));
+    await refused(await sign(stack.callerKey, { ...good(), exp: nowSeconds() - 120 }));
+    await refused(await sign(stack.callerKey, { ...good(), nbf: nowSeconds() + 600 }));
+    await refused(await sign(stack.callerKey, { ...good(), exp: 'tomorrow' }));
+  });
+
+  it('refuses a wrong, missing or list-smuggled iss and aud', async () => {
+    await refused(await sign(stack.callerKey, { ...good(), iss: 'https://evil.example' }));
+    const { iss: _iss, ...noIss } = good();
+    await refused(await sign(stack.callerKey, noIss));
+    await refused(await sign(stack.callerKey, { ...good(), aud: 'another-app' }));
+    await refused(await sign(stack.callerKey, { ...good(), aud: [] }));
+    await refused(await sign(stack.callerKey, { ...good(), iss: [CALLER_ISSUER] }));
+  });
+
+  it('refuses a subject that is not a non-empty string', async () => {
+    for (const sub of [42, { id: 'alice' }, ['alice'], '', null, true]) await refused(await sign(stack.callerKey, { ...good(), sub }));
+    const { sub: _sub, ...noSub } = good();
+    await refused(await sign(stack.callerKey, noSub));
+  });
+
+  it('refuses a token over 8 KiB without verifying it, and a malformed one', async () => {
+    await refused(await sign(stack.callerKey, { ...good(), pad: 'x'.repeat(9000) }));
+    await refused('eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln');
+    await refused('a.b.c');
+  });
+
+  it('accepts the well-formed token (the control case) and forwards only its own session', async () => {
+    const res = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(stack.callerKey, good())}` } });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, 'alice');
+  });
+});
+
+describe('caller JWTs against a JWKS endpoint', () => {
+  let keys: { privateKey: CryptoKey; jwk: object };
+  let jwks: KeySetServer;
+  let stack: Stack;
+
+  before(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    keys = { privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' } };
+    jwks = await startKeySet([keys.jwk]);
+    stack = await startStack({
+      env: { IDENTITY_JWT_JWKS_URL: jwks.url },
+      flags: { 'identity.jwt.jwksCooldownSeconds': '1', 'identity.jwt.jwksTimeoutSeconds': '1' },
+    });
+  });
+  after(async () => {
+    await stack.close();
+    await jwks.close();
+  });
+
+  const call = async (jwt: string) => request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } });
+
+  it('verifies with the fetched key set, fetching it once', async () => {
+    const res = await call(await sign(keys.privateKey, good(), { kid: 'idp-1' }));
+    assert.equal(res.status, 200, res.body);
+    assert.equal(jwks.fetches, 1);
+  });
+
+  it('a spray of unknown kids cannot make it hammer the IdP: at most one refetch per cooldown', async () => {
+    const before = jwks.fetches;
+    const attacker = await generateKeyPair('RS256');
+    const sprayed = await Promise.all(Array.from({ length: 40 }, (_, i) => sign(attacker.privateKey, good(), { kid: `random-${i}` })));
+    for (const jwt of sprayed) assertEnvelope(await call(jwt), 401, 'credential-invalid');
+    assert.ok(jwks.fetches - before <= 1, `fetches during the spray: ${jwks.fetches - before}`);
+  });
+
+  it('IdP down: 503 identity-provider-unavailable, fetches held back, recovery once it is back', async () => {
+    // A fresh gateway that has never seen the key set, with the IdP down from the start.
+    jwks.mode = 'down';
+    const cold = await startStack({
+      env: { IDENTITY_JWT_JWKS_URL: jwks.url },
+      flags: { 'identity.jwt.jwksCooldownSeconds': '1', 'identity.jwt.jwksTimeoutSeconds': '1' },
+    });
+    try {
+      const before = jwks.fetches;
+      const jwt = await sign(keys.privateKey, good(), { kid: 'idp-1' });
+      for (let i = 0; i < 20; i++) {
+        const res = await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } });
+        assertEnvelope(res, 503, 'identity-provider-unavailable');
+      }
+      assert.ok(jwks.fetches - before <= 2, `20 requests during the outage cost ${jwks.fetches - before} fetches`);
+      assert.equal(cold.emulator.requests.length + cold.emulator.tokenRequests, 0);
+      jwks.mode = 'ok';
+      await new Promise((r) => setTimeout(r, 1100));
+      const res = await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } });
+      assert.equal(res.status, 200, res.body);
+    } finally {
+      jwks.mode = 'ok';
+      await cold.close();
+    }
+  });
+
+  it('IdP slow: the fetch times out at identity.jwt.jwksTimeoutSeconds with 503', async () => {
+    jwks.mode = 'slow';
+    const cold = await startStack({ env: { IDENTITY_JWT_JWKS_URL: jwks.url }, flags: { 'identity.jwt.jwksTimeoutSeconds': '1' } });
+    try {
+      const started = Date.now();
+      const res = await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(keys.privateKey, good(), { kid: 'idp-1' })}` } });
+      assertEnvelope(res, 503, 'identity-provider-unavailable');
+      assert.ok(Date.now() - started < 2400, `answered after ${Date.now() - started} ms`);
+    } finally {
+      jwks.mode = 'ok';
+      await cold.close();
+    }
+  });
+
+  it('a token already verified keeps working while the IdP is down', async () => {
+    const jwt = await sign(keys.privateKey, { ...good(), sub: 'carol' }, { kid: 'idp-1' });
+    assert.equal((await call(jwt)).status, 200);
+    jwks.mode = 'down';
+    try {
+      assert.equal((await call(jwt)).status, 200);
+    } finally {
+      jwks.mode = 'ok';
+    }
+  });
+});
+
