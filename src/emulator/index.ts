@@ -26,6 +26,8 @@ export interface Emulator {
   /** Upload body bytes received so far (proves the gateway streams uploads). */
   readonly uploadBytesReceived: number;
   readonly openStreams: number;
+  /** Bytes written so far by `flood` streams. */
+  readonly floodBytesWritten: number;
   readonly openWebSockets: number;
   sessionForToken(token: string): string | undefined;
   revokeToken(token: string): void;
@@ -76,6 +78,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   let tokenRequests = 0;
   let openStreams = 0;
   let uploadBytes = 0;
+  let floodBytes = 0;
   let tokenFault: TokenFault | undefined;
   let apiFault: ApiFault | undefined;
 
@@ -126,6 +129,10 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     const fault = take(apiFault, () => (apiFault = undefined));
     if (fault?.kind === 'reset') return void req.socket.destroy();
     if (fault?.kind === 'hang') return;
+    if (fault?.kind === 'flood') {
+      req.resume();
+      return flood(res);
+    }
     if (fault?.kind === 'status') {
       req.resume();
       return sendJson(res, fault.status, { code: 5000, msg: 'injected upstream failure' }, id);
@@ -156,6 +163,19 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       cutAfter: fault?.kind === 'reset-mid-stream' ? fault.afterEvents : undefined,
       stallAfter: fault?.kind === 'stall-mid-stream' ? fault.afterEvents : undefined,
     });
+  }
+
+  /** Writes events only while the socket accepts them: a reader that stops reading stops it. */
+  function flood(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const event = Buffer.from(`event:conversation.message.delta\ndata:${JSON.stringify({ content: 'x'.repeat(16 * 1024) })}\n\n`);
+    const pump = () => {
+      while (!res.destroyed && !res.writableEnded) {
+        floodBytes += event.length;
+        if (!res.write(event)) return void res.once('drain', pump);
+      }
+    };
+    pump();
   }
 
   const server = http.createServer((req, res) => {
@@ -211,6 +231,9 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     },
     get openStreams() {
       return openStreams;
+    },
+    get floodBytesWritten() {
+      return floodBytes;
     },
     get openWebSockets() {
       return ws.open;

@@ -69,11 +69,18 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       let proxyReq: ClientRequest | undefined;
       let abortReason: Error | undefined;
       let settled = false;
+      let fail: (err: Error) => void = () => undefined;
       const response = new Promise<IncomingMessage>((resolve, reject) => {
         const hooks: AttemptHooks = {
           onProxyReq(p) {
             proxyReq = p;
             if (abortReason) p.destroy(abortReason);
+            // http-proxy aborts the upstream request itself when the client leaves, and
+            // abort() emits no error: without this the attempt would never settle, and its
+            // timers would hold the whole request in memory (test/faults/leaks).
+            p.once('close', () => {
+              if (attempts.get(req) === hooks) fail(abortReason ?? Object.assign(new Error('the upstream request closed before its response'), { code: 'ECONNRESET' }));
+            });
           },
           onProxyRes(proxyRes) {
             if (attempts.get(req) !== hooks || settled) return;
@@ -82,13 +89,17 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             resolve(proxyRes);
           },
         };
+        fail = (err) => {
+          if (settled) return;
+          settled = true;
+          reject(err);
+        };
         attempts.set(req, hooks);
         proxy.web(req, res, body ? { buffer: body } : {}, (err: Error) => {
           // Errors of a superseded attempt, or after the response began, are not ours here:
           // the relay watches the response stream itself.
-          if (attempts.get(req) !== hooks || settled) return;
-          settled = true;
-          reject(abortReason ?? err);
+          if (attempts.get(req) !== hooks) return;
+          fail(abortReason ?? err);
         });
       });
       return {
@@ -96,6 +107,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         abort(reason) {
           abortReason = reason;
           proxyReq?.destroy(reason);
+          fail(reason);
         },
         reusedSocket: () => proxyReq?.reusedSocket ?? false,
       };
