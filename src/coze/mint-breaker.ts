@@ -34,7 +34,9 @@ export function createMintBreaker(mint: (sessionName: string) => Promise<CozeTok
         message: `${lastError.message} (held: the token endpoint failed moments ago; next attempt in about ${seconds} s)`,
       });
     }
-    probing = lastError !== undefined;
+    // Once the hold has passed, the first mint is the probe; the others wait for its verdict.
+    const isProbe = lastError !== undefined;
+    if (isProbe) probing = true;
     try {
       const token = await mint(sessionName);
       failuresInRow = 0;
@@ -48,7 +50,7 @@ export function createMintBreaker(mint: (sessionName: string) => Promise<CozeTok
       }
       throw err;
     } finally {
-      probing = false;
+      if (isProbe) probing = false;
     }
   };
 }

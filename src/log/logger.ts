@@ -25,7 +25,6 @@ export const REDACT_PATHS = [
   'headers.cookie',
   'headers["x-api-key"]',
   'headers["set-cookie"]',
-  'err.config',
 ];
 
 export interface LoggerOptions {

@@ -123,14 +123,10 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
 
   // prom-client hashes the label values on every labels() call; the label sets are closed, so
   // each child is looked up once and kept (bench/ profile).
-  const children = new Map<string, { inc(): void } & { observe?(v: number): void }>();
+  const children = new Map<string, unknown>();
   function child<T>(key: string, make: () => T): T {
-    let found = children.get(key) as T | undefined;
-    if (found === undefined) {
-      found = make();
-      children.set(key, found as never);
-    }
-    return found;
+    if (!children.has(key)) children.set(key, make());
+    return children.get(key) as T;
   }
 
   const knownCodes = new Set<string>(KNOWN_COZE_CODES);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { generateKeyPair, SignJWT } from 'jose';
-import { assertEnvelope, request, type RawResponse } from '../helpers/http.js';
+import { assertEnvelope, collectResponse, request, type RawResponse } from '../helpers/http.js';
 import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
 
 describe('proxying', () => {
@@ -193,12 +193,7 @@ describe('proxying', () => {
         method: 'POST',
         headers: { ...auth(), 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(total) },
       }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as ReturnType<RawResponse['json']> });
-        });
+        collectResponse(res).then(resolve, reject);
       });
       req.on('error', reject);
       void (async () => {
@@ -230,12 +225,7 @@ describe('proxying', () => {
     const big = Buffer.alloc(21 * 1024 * 1024, 1);
     const chunked = await new Promise<RawResponse | undefined>((resolve) => {
       const req = http.request(`${stack.url}/v1/files/upload`, { method: 'POST', headers: { ...auth(), 'content-type': 'multipart/form-data; boundary=x', 'transfer-encoding': 'chunked' } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as ReturnType<RawResponse['json']> });
-        });
+        collectResponse(res).then(resolve, () => resolve(undefined));
       });
       req.on('error', () => resolve(undefined));
       req.end(big);

@@ -15,16 +15,41 @@ export function request(url: string, options: { method?: string; path: string; h
     // Host, port and path given apart: a URL string would be normalised (`..` resolved) on the way out.
     const { hostname, port } = new URL(url);
     const req = http.request({ hostname, port, path: options.path, method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as ReturnType<RawResponse['json']> });
-      });
+      collectResponse(res).then(resolve, reject);
     });
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** Reads a whole response off a node:http IncomingMessage. */
+export function collectResponse(res: http.IncomingMessage): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('error', reject);
+    res.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as ReturnType<RawResponse['json']> });
+    });
+  });
+}
+
+/** Another host on this machine, counting every request: the gateway must never connect to it. */
+export async function startDecoy(): Promise<{ address: string; readonly hits: number; close(): Promise<void> }> {
+  let hits = 0;
+  const server = http.createServer((_req, res) => {
+    hits += 1;
+    res.end('{"keys":[]}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    get hits() {
+      return hits;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 /** The gateway's own error: exact status, X-Gateway-Error, the Coze envelope, no stack trace. */

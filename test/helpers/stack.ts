@@ -34,6 +34,12 @@ export interface StackOptions {
   emulator?: Partial<EmulatorOptions>;
 }
 
+/** The emulator saw neither an API request nor a token request. */
+export function assertNothingReachedCoze(stack: Pick<Stack, 'emulator'>): void {
+  const seen = stack.emulator.requests.length + stack.emulator.tokenRequests;
+  if (seen !== 0) throw new Error(`nothing should have reached the emulator, but ${seen} request(s) did`);
+}
+
 /** The real gateway in front of the real emulator, both on 127.0.0.1 port 0. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const { app, privateKeyPem } = await generateEmulatorApp('1127900106117');

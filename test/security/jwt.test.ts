@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { assertEnvelope, request } from '../helpers/http.js';
-import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
+import { assertEnvelope, request, startDecoy } from '../helpers/http.js';
+import { assertNothingReachedCoze, CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -51,19 +51,14 @@ const good = () => ({ sub: 'alice', iss: CALLER_ISSUER, aud: CALLER_AUDIENCE, ia
 
 describe('caller JWTs with a static key', () => {
   let stack: Stack;
-  let decoy: http.Server;
-  let decoyHits = 0;
+  let decoy: Awaited<ReturnType<typeof startDecoy>>;
   before(async () => {
     stack = await startStack();
-    decoy = http.createServer((_req, res) => {
-      decoyHits += 1;
-      res.end('{"keys":[]}');
-    });
-    await new Promise<void>((r) => decoy.listen(0, '127.0.0.1', r));
+    decoy = await startDecoy();
   });
   after(async () => {
     await stack.close();
-    await new Promise((r) => decoy.close(r));
+    await decoy.close();
   });
   beforeEach(() => stack.emulator.reset());
 
@@ -73,7 +68,7 @@ describe('caller JWTs with a static key', () => {
     if (status === 401) assert.ok(res.headers['www-authenticate']);
     const signature = jwt.split('.')[2] ?? '';
     assert.ok(!res.body.includes(jwt) && (signature.length < 16 || !res.body.includes(signature)), 'the token is never echoed');
-    assert.equal(stack.emulator.requests.length + stack.emulator.tokenRequests, 0, 'nothing reached the emulator');
+    assertNothingReachedCoze(stack);
   };
 
   it('refuses alg none, signed or not', async () => {
@@ -99,11 +94,11 @@ describe('caller JWTs with a static key', () => {
 
   it('never fetches a jku or x5u URL from the token header', async () => {
     const attacker = await generateKeyPair('RS256');
-    const decoyUrl = `http://127.0.0.1:${(decoy.address() as { port: number }).port}/keys`;
+    const decoyUrl = `http://${decoy.address}/keys`;
     await refused(await sign(attacker.privateKey, good(), { jku: decoyUrl, kid: 'a' }));
     await refused(await sign(attacker.privateKey, good(), { x5u: decoyUrl }));
     await refused(await sign(attacker.privateKey, good(), { jwk: await exportJWK(attacker.publicKey) }));
-    assert.equal(decoyHits, 0);
+    assert.equal(decoy.hits, 0);
   });
 
   it('refuses a missing exp, an expired token, a future nbf and a future iat', async () => {
@@ -192,7 +187,7 @@ describe('caller JWTs against a JWKS endpoint', () => {
         assertEnvelope(res, 503, 'identity-provider-unavailable');
       }
       assert.ok(jwks.fetches - before <= 2, `20 requests during the outage cost ${jwks.fetches - before} fetches`);
-      assert.equal(cold.emulator.requests.length + cold.emulator.tokenRequests, 0);
+      assertNothingReachedCoze(cold);
       jwks.mode = 'ok';
       await new Promise((r) => setTimeout(r, 1100));
       const res = await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } });

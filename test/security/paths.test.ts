@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertEnvelope, rawExchange, request } from '../helpers/http.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { assertNothingReachedCoze, startStack, type Stack } from '../helpers/stack.js';
 
 /**
  * Hostile request targets. Each is refused with its exact status and reason, before
@@ -17,7 +17,7 @@ describe('paths', () => {
   after(() => stack.close());
   beforeEach(() => stack.emulator.reset());
 
-  const nothingReachedCoze = () => assert.equal(stack.emulator.requests.length + stack.emulator.tokenRequests, 0, 'nothing reached the emulator');
+  const nothingReachedCoze = () => assertNothingReachedCoze(stack);
 
   const badPaths: Record<string, string> = {
     'dot-dot': '/v1/bots/../../api/permission/oauth2/token',

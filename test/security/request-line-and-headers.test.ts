@@ -1,41 +1,34 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { assertEnvelope, rawExchange, request } from '../helpers/http.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { assertEnvelope, rawExchange, request, startDecoy } from '../helpers/http.js';
+import { assertNothingReachedCoze, startStack, type Stack } from '../helpers/stack.js';
 
 /** Request lines, Host and headers crafted to turn the gateway into an open proxy or to smuggle. */
 describe('request line, Host and headers', () => {
   let stack: Stack;
   let bearer: string;
-  let decoy: http.Server;
-  let decoyHits = 0;
+  let decoy: Awaited<ReturnType<typeof startDecoy>>;
 
   before(async () => {
     stack = await startStack({ env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8' } });
     bearer = `Bearer ${await stack.callerToken('alice')}`;
-    // Another host on this machine: the gateway must never connect to it.
-    decoy = http.createServer((_req, res) => {
-      decoyHits += 1;
-      res.end('decoy');
-    });
-    await new Promise<void>((r) => decoy.listen(0, '127.0.0.1', r));
+    decoy = await startDecoy();
   });
   after(async () => {
     await stack.close();
-    await new Promise((r) => decoy.close(r));
+    await decoy.close();
   });
   beforeEach(() => stack.emulator.reset());
 
-  const decoyAddress = () => `127.0.0.1:${(decoy.address() as { port: number }).port}`;
-  const nothingReachedCoze = () => assert.equal(stack.emulator.requests.length + stack.emulator.tokenRequests, 0, 'nothing reached the emulator');
+  const decoyAddress = () => decoy.address;
+  const nothingReachedCoze = () => assertNothingReachedCoze(stack);
   const head = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
 
   describe('never an open proxy', () => {
     it('refuses an absolute-URI request line naming another host with 400 absolute-uri', async () => {
       const res = await rawExchange(stack.url, head([`GET http://${decoyAddress()}/v1/bots/b HTTP/1.1`, `Host: ${decoyAddress()}`, `Authorization: ${bearer}`, 'Connection: close']));
       assertEnvelope(res, 400, 'absolute-uri');
-      assert.equal(decoyHits, 0);
+      assert.equal(decoy.hits, 0);
       nothingReachedCoze();
     });
 
@@ -49,7 +42,7 @@ describe('request line, Host and headers', () => {
       const res = await rawExchange(stack.url, head([`CONNECT ${decoyAddress()} HTTP/1.1`, `Host: ${decoyAddress()}`, `Authorization: ${bearer}`]));
       assertEnvelope(res, 400, 'absolute-uri');
       assert.equal(res.closed, true, 'the connection is closed');
-      assert.equal(decoyHits, 0);
+      assert.equal(decoy.hits, 0);
       nothingReachedCoze();
     });
 
@@ -69,7 +62,7 @@ describe('request line, Host and headers', () => {
         assert.equal(seen?.headers['x-forwarded-host'], undefined);
         assert.equal(seen?.headers['x-forwarded-proto'], undefined);
       }
-      assert.equal(decoyHits, 0);
+      assert.equal(decoy.hits, 0);
     });
   });
 
