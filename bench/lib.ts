@@ -1,6 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { SignJWT, type CryptoKey } from 'jose';
+
+export const ROOT = new URL('..', import.meta.url).pathname;
 
 export interface Child {
   proc: ChildProcess;
@@ -114,4 +119,43 @@ export function median(values: number[]): number {
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/** The env of a gateway child process for the bench: caller JWTs from a static key, no rate limit in the way. */
+export function gatewayEnv(cozeUrl: string, publicKey: string, port: number, adminPort: number, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    COZE_BASE_URL: cozeUrl,
+    COZE_AUDIENCE: 'api.coze.cn',
+    COZE_APP_ID: '1127900106117',
+    COZE_KEY_ID: 'bench-kid',
+    IDENTITY_JWT_PUBLIC_KEY: publicKey,
+    IDENTITY_JWT_ISSUER: 'https://bench-idp',
+    IDENTITY_JWT_AUDIENCE: 'bench',
+    ALLOWED_BOT_IDS: 'bench,b',
+    RATE_LIMIT_RPM: '100000000',
+    LOG_LEVEL: 'info',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ADMIN_PORT: String(adminPort),
+    ADMIN_HOST: '127.0.0.1',
+    ...extra,
+  };
+}
+
+export async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export function callerJwt(key: CryptoKey, subject: string): Promise<string> {
+  return new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject(subject).setIssuer('https://bench-idp').setAudience('bench').setExpirationTime('2h').sign(key);
+}
+
+/** `node dist/main.js serve` pinned to `cpu`; `nodeArgs` go before the script (--expose-gc, --cpu-prof). */
+export async function startGateway(env: Record<string, string>, cpu: number, nodeArgs: string[] = []): Promise<Child> {
+  const args = [...nodeArgs, join(ROOT, 'dist', 'main.js'), 'serve'];
+  return startProcess(process.execPath, args, env, cpu, Number(env.PORT));
 }

@@ -1,40 +1,22 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
-import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { exportSPKI, generateKeyPair } from 'jose';
 import { generateEmulatorApp } from '../src/emulator/index.js';
-import { load, startProcess } from './lib.js';
+import { callerJwt, freePort, gatewayEnv, load, ROOT, startGateway, startProcess } from './lib.js';
 
 /**
  * `npm run bench:profile`: the hot path under load with `node --cpu-prof`, then the functions
  * that took the most self time, grouped by file. Writes the .cpuprofile under bench/.tmp/.
  */
-const ROOT = new URL('..', import.meta.url).pathname;
 const DIR = join(ROOT, 'bench', '.tmp');
 rmSync(DIR, { recursive: true, force: true });
-const free = async () => {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return p;
-};
 const caller = await generateKeyPair('RS256');
-const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('u').setIssuer('https://bench-idp').setAudience('bench').setExpirationTime('1h').sign(caller.privateKey);
+const jwt = await callerJwt(caller.privateKey, 'u');
 const origin = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'origin.ts')], {}, 0);
-const port = await free();
+const port = await freePort();
 const { privateKeyPem } = await generateEmulatorApp();
-const gateway = await startProcess(
-  process.execPath,
-  ['--cpu-prof', `--cpu-prof-dir=${DIR}`, join(ROOT, 'dist', 'main.js'), 'serve'],
-  {
-    COZE_BASE_URL: `http://127.0.0.1:${origin.port}`, COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: privateKeyPem,
-    IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey), IDENTITY_JWT_ISSUER: 'https://bench-idp', IDENTITY_JWT_AUDIENCE: 'bench',
-    ALLOWED_BOT_IDS: 'bench', RATE_LIMIT_RPM: '100000000', PORT: String(port), HOST: '127.0.0.1', ADMIN_PORT: String(await free()), ADMIN_HOST: '127.0.0.1', SHUTDOWN_GRACE_SECONDS: '1',
-  },
-  1,
-  port,
-);
+const env = gatewayEnv(`http://127.0.0.1:${origin.port}`, await exportSPKI(caller.publicKey), port, await freePort(), { COZE_PRIVATE_KEY: privateKeyPem, SHUTDOWN_GRACE_SECONDS: '1' });
+const gateway = await startGateway(env, 1, ['--cpu-prof', `--cpu-prof-dir=${DIR}`]);
 const r = await load(`http://127.0.0.1:${port}/v1/bots/bench`, { connections: 32, seconds: 8, headers: { authorization: `Bearer ${jwt}` }, ...(gateway.proc.pid ? { pid: gateway.proc.pid } : {}) });
 console.log(`gateway: ${r.rps.toFixed(0)} req/s, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/request`);
 // SIGTERM, not SIGKILL: node writes the .cpuprofile only on a clean exit.

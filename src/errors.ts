@@ -44,7 +44,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     code: 400006,
     message:
-      'A credential header (Authorization, X-Api-Key or the trusted identity header) appears more than once. Send it once.',
+      'A credential (the Authorization header or authorization query parameter, X-Api-Key, or the trusted identity header) was sent more than once. Send it once.',
   },
   'credential-missing': {
     status: 401,

@@ -26,7 +26,7 @@ export interface Emulator {
   /** Upload body bytes received so far (proves the gateway streams uploads). */
   readonly uploadBytesReceived: number;
   readonly openStreams: number;
-  /** Bytes written so far by `flood` streams. */
+  /** Bytes written so far by `flood` streams and WebSockets. */
   readonly floodBytesWritten: number;
   readonly openWebSockets: number;
   sessionForToken(token: string): string | undefined;
@@ -201,7 +201,12 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  const ws = attachWebSockets(server, { resolve: (token) => tokens.resolve(token) });
+  const ws = attachWebSockets(server, {
+    resolve: (token) => tokens.resolve(token),
+    // Only a flood fault applies to sockets; any other waits for an HTTP call.
+    takeFlood: () => apiFault?.kind === 'flood' && take(apiFault, () => (apiFault = undefined)) !== undefined,
+    onFloodBytes: (n) => (floodBytes += n),
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

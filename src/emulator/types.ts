@@ -50,7 +50,7 @@ export type ApiFault =
   /** SSE: write N events, then keep the stream open and silent. */
   | { kind: 'stall-mid-stream'; afterEvents: number; times?: number }
   | { kind: 'hang'; times?: number }
-  /** SSE as fast as the reader takes it, forever: shows whether backpressure reaches Coze. */
+  /** SSE (or, on a WebSocket, binary frames) as fast as the reader takes it, forever: shows whether backpressure reaches Coze. */
   | { kind: 'flood'; times?: number }
   | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number };
 

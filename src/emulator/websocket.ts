@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, Server } from 'node:http';
-import { WebSocketServer } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { IssuedToken } from './types.js';
 
 export interface WebSocketRecord {
@@ -19,9 +19,10 @@ const PATHS = new Set(['/v1/chat', '/v1/audio/speech', '/v1/audio/transcriptions
 /**
  * The realtime endpoints of coze-protocol.md section 6 on the emulator's own server: the token is
  * checked from the header or the `authorization` query parameter, frames are echoed back byte
- * for byte, and `chat.update` events are recorded.
+ * for byte, and `chat.update` events are recorded. The `flood` API fault makes the next socket
+ * send binary frames for as long as the reader takes them.
  */
-export function attachWebSockets(server: Server, deps: { resolve(token: string): IssuedToken | undefined }) {
+export function attachWebSockets(server: Server, deps: { resolve(token: string): IssuedToken | undefined; takeFlood(): boolean; onFloodBytes(n: number): void }) {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
   const records: WebSocketRecord[] = [];
   let open = 0;
@@ -38,8 +39,10 @@ export function attachWebSockets(server: Server, deps: { resolve(token: string):
       socket.end(`HTTP/1.1 ${issued ? 404 : 401} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
+    const floods = deps.takeFlood();
     wss.handleUpgrade(req, socket, head, (ws) => {
       open += 1;
+      if (floods) flood(ws);
       ws.on('message', (data, isBinary) => {
         if (!isBinary) {
           const text = data.toString();
@@ -63,6 +66,20 @@ export function attachWebSockets(server: Server, deps: { resolve(token: string):
       ws.on('error', () => ws.terminate());
     });
   });
+
+  /** Binary frames as fast as the reader takes them, never queueing more than 1 MiB here. */
+  function flood(ws: WebSocket): void {
+    const frame = Buffer.alloc(64 * 1024, 0x61);
+    const pump = () => {
+      while (ws.readyState === WebSocket.OPEN && ws.bufferedAmount < 1024 * 1024) {
+        deps.onFloodBytes(frame.length);
+        ws.send(frame, { binary: true }, (err) => {
+          if (!err) pump();
+        });
+      }
+    };
+    pump();
+  }
 
   return {
     records,

@@ -52,10 +52,12 @@ export async function admit(
   deps: AdmitDeps,
   req: IncomingMessage,
   trace: AdmissionTrace,
-  options: { route?: string; queryAuthorization?: (query: string) => string | undefined } = {},
+  options: { route?: string; acceptQueryCredential?: boolean } = {},
 ): Promise<Admission> {
   try {
-    const { path, query } = guardRequestTarget(req.method ?? 'GET', req.url ?? '');
+    const target = guardRequestTarget(req.method ?? 'GET', req.url ?? '');
+    const path = target.path;
+    const { credential: queryCredential, rest: query } = takeQueryCredential(target.query);
     trace.path = path;
     let route = options.route;
     let params: Record<string, string> = {};
@@ -67,7 +69,11 @@ export async function admit(
     }
     trace.route = route;
 
-    const queryAuthorization = options.queryAuthorization?.(query);
+    // Only upgrades take it (browsers cannot set headers there); elsewhere it is dropped unread.
+    const queryAuthorization = options.acceptQueryCredential ? queryCredential : undefined;
+    if (queryAuthorization !== undefined && req.headers.authorization !== undefined) {
+      throw new AuthError('none', 'malformed', '(the Authorization header and the authorization query parameter)', 'duplicate-header');
+    }
     const identity = await deps.authenticate({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
@@ -90,6 +96,20 @@ export async function admit(
     recordDenial(deps.metrics, err);
     throw err;
   }
+}
+
+/**
+ * Splits the caller's `authorization` query parameter off the query, in any letter case, so that
+ * it is never forwarded: Coze gets the session's token instead (coze-protocol.md section 6).
+ */
+export function takeQueryCredential(query: string): { credential: string | undefined; rest: string } {
+  if (!/(?:^|&)authorization=/i.test(query)) return { credential: undefined, rest: query };
+  const search = new URLSearchParams(query);
+  const names = [...new Set([...search.keys()].filter((k) => k.toLowerCase() === 'authorization'))];
+  const values = names.flatMap((name) => search.getAll(name));
+  if (values.length > 1) throw new AuthError('none', 'malformed', '(the authorization query parameter)', 'duplicate-header');
+  for (const name of names) search.delete(name);
+  return { credential: values[0], rest: search.toString() };
 }
 
 export function recordDenial(metrics: GatewayMetrics, err: unknown): void {

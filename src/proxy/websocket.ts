@@ -28,6 +28,30 @@ export interface WebSocketProxy {
   readonly size: number;
 }
 
+/** A frame queued beyond this for a slow peer stops reading from the other side until it drains. */
+const HIGH_WATER_BYTES = 1024 * 1024;
+
+/**
+ * Sends one frame on, with backpressure: while `to` holds more than HIGH_WATER_BYTES unsent,
+ * `from` is paused, so a reader that stops reading stops its sender instead of filling memory.
+ */
+function relayFrame(from: WebSocket, to: WebSocket, data: RawData, isBinary: boolean): void {
+  if (to.readyState !== WebSocket.OPEN) return;
+  to.send(data, { binary: isBinary }, () => {
+    if (from.isPaused && to.bufferedAmount < HIGH_WATER_BYTES / 2) from.resume();
+  });
+  if (to.bufferedAmount > HIGH_WATER_BYTES && !from.isPaused) from.pause();
+}
+
+function startsLikeObject(bytes: Buffer): boolean {
+  for (const byte of bytes) {
+    if (byte === 0x7b) return true;
+    // Leading JSON whitespace (space, tab, LF, CR) is skipped; anything else is not an event.
+    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return false;
+  }
+  return false;
+}
+
 /** WebSocket close codes a relay may forward as they are; others become 1011/1000. */
 function forwardableCode(code: number): number {
   return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000;
@@ -49,9 +73,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
-    const admission = await admit(deps, req, trace, {
-      queryAuthorization: (query) => new URLSearchParams(query).get('authorization') ?? undefined,
-    });
+    const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
     if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
     let token;
@@ -61,7 +83,6 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       throw mintErrorToGatewayError(err);
     }
     const query = new URLSearchParams(admission.query);
-    query.delete('authorization');
     query.set('authorization', `Bearer ${token.accessToken}`);
     const target = `${deps.wsBaseUrl}${admission.path}?${query.toString()}`;
     const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
@@ -74,7 +95,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     let client: WebSocket | undefined;
     const upstream = new WebSocket(target, { headers: headers as Record<string, string>, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
     upstream.on('message', (data, isBinary) => {
-      if (client) client.send(data, { binary: isBinary });
+      if (client) relayFrame(upstream, client, data, isBinary);
       else pending.push({ data, isBinary });
     });
 
@@ -101,10 +122,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       live.add(pair);
       deps.metrics.activeWebsockets.inc();
       const opened = Date.now();
-      for (const m of pending.splice(0)) accepted.send(m.data, { binary: m.isBinary });
+      for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
 
       accepted.on('message', (data, isBinary) => {
-        upstream.send(isBinary ? data : rewriteClientEvent(data, admission.route, admission.sessionName), { binary: isBinary });
+        relayFrame(accepted, upstream, rewriteClientEvent(data, admission.route, admission.sessionName), isBinary);
       });
 
       let alive = true;
@@ -141,9 +162,16 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     });
   }
 
+  /**
+   * Binary frames are inspected too: Coze may decode either frame type as a JSON event, and a
+   * chat.update sent as binary must not slip past the user id rule. Audio travels as base64 in
+   * JSON text events, so the check rarely costs more than a look at the first byte.
+   */
   function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData {
     if (!deps.enforceUserId || route !== 'ws.chat') return data;
-    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
+    if (!startsLikeObject(bytes)) return data;
+    const text = bytes.toString('utf8');
     let event: unknown;
     try {
       event = JSON.parse(text);

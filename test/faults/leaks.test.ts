@@ -3,6 +3,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { abortedStream as abortStream, abortedUpload as abortUpload, inBatches } from '../helpers/aborts.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 setFlagsFromString('--expose-gc');
@@ -30,46 +31,9 @@ describe('leaks', () => {
     await stack.close();
   });
 
-  /** A chat stream, given up on once its headers arrived (the emulator is paced: nothing else comes). */
-  const abortedStream = () =>
-    new Promise<void>((resolve, reject) => {
-      const body = JSON.stringify({ bot_id: 'b', stream: true, additional_messages: [{ role: 'user', content: 'hi', content_type: 'text' }] });
-      const req = http.request({ port: port(), host: '127.0.0.1', method: 'POST', path: '/v3/chat', agent, headers: { authorization: bearer, 'content-type': 'application/json' } }, (res) => {
-        assert.equal(res.statusCode, 200);
-        req.destroy();
-        resolve();
-      });
-      req.on('error', (err) => (req.destroyed ? resolve() : reject(err)));
-      req.end(body);
-    });
-
-  /** An upload that stops after its first 64 KiB of a declared 1 MiB. */
-  const abortedUpload = () =>
-    new Promise<void>((resolve) => {
-      const req = http.request({
-        port: port(),
-        host: '127.0.0.1',
-        method: 'POST',
-        path: '/v1/files/upload',
-        agent,
-        headers: { authorization: bearer, 'content-type': 'multipart/form-data; boundary=b', 'content-length': String(1024 * 1024) },
-      });
-      req.on('error', () => resolve());
-      req.on('response', (res) => {
-        res.resume();
-        resolve();
-      });
-      req.write(`--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n${'x'.repeat(64 * 1024)}`, () => {
-        setTimeout(() => {
-          req.destroy();
-          resolve();
-        }, 5);
-      });
-    });
-
-  async function inBatches(total: number, one: () => Promise<void>): Promise<void> {
-    for (let done = 0; done < total; done += 100) await Promise.all(Array.from({ length: Math.min(100, total - done) }, one));
-  }
+  const target = () => ({ port: port(), agent, authorization: bearer });
+  const abortedStream = () => abortStream(target());
+  const abortedUpload = () => abortUpload(target());
 
   /** The emulator's request log and the captured log lines are the harness's, not the gateway's. */
   function forgetHarnessRecords(): void {

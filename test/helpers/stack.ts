@@ -34,9 +34,9 @@ export interface StackOptions {
   emulator?: Partial<EmulatorOptions>;
 }
 
-/** The emulator saw neither an API request nor a token request. */
+/** The emulator saw no API request, no token request and no WebSocket. */
 export function assertNothingReachedCoze(stack: Pick<Stack, 'emulator'>): void {
-  const seen = stack.emulator.requests.length + stack.emulator.tokenRequests;
+  const seen = stack.emulator.requests.length + stack.emulator.tokenRequests + stack.emulator.websockets.length;
   if (seen !== 0) throw new Error(`nothing should have reached the emulator, but ${seen} request(s) did`);
 }
 
