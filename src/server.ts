@@ -3,7 +3,10 @@ import type { Duplex } from 'node:stream';
 import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/admin-app.js';
 import { createAuthenticatorFromConfig } from './auth/identity.js';
-import type { GatewayConfig } from './config/load.js';
+import { connectRedis } from './cache/redis-client.js';
+import { createRedisTokenStore, redisNamespace } from './cache/redis-token-store.js';
+import { createTokenSealer } from './cache/token-crypto.js';
+import { parseEncryptionKey, splitKeys, type GatewayConfig } from './config/load.js';
 import { createJwtSigner } from './coze/jwt-signer.js';
 import { createMintBreaker } from './coze/mint-breaker.js';
 import { createTokenCache, type TokenCache } from './coze/token-cache.js';
@@ -14,7 +17,7 @@ import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createBodyPolicy } from './policy/body-policy.js';
 import { DEFAULT_ROUTES } from './policy/default-routes.js';
-import { createRateLimiter } from './policy/rate-limit.js';
+import { createRateLimiter, createSharedRateLimiter } from './policy/rate-limit.js';
 import { createRoutePolicy } from './policy/routes.js';
 import { createForwarder } from './proxy/forwarder.js';
 import { createProxyHandler } from './proxy/proxy-handler.js';
@@ -95,8 +98,10 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     now,
     onHeld: () => metrics.tokenMintsHeld.inc(),
   });
+  const redis = config.cache.redisUrl ? await connectShared(config, metrics, logger) : undefined;
   const tokens = createTokenCache({
     mint,
+    ...(redis ? { shared: redis.tokens } : {}),
     maxEntries: config.coze.tokenCacheMaxEntries,
     refreshBeforeSeconds: config.coze.refreshBeforeSeconds,
     // A waiter gives up a little after the mint's own deadline, never before it.
@@ -121,7 +126,16 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     ...(config.session.hmacSecret ? { hmacSecret: config.session.hmacSecret } : {}),
   });
 
-  const rateLimiter = createRateLimiter({ requestsPerMinute: config.rateLimit.requestsPerMinute, now });
+  const localRateLimiter = createRateLimiter({ requestsPerMinute: config.rateLimit.requestsPerMinute, now });
+  const rateLimiter = redis
+    ? createSharedRateLimiter({
+        requestsPerMinute: config.rateLimit.requestsPerMinute,
+        redis: redis.connection.client,
+        namespace: redis.namespace,
+        local: localRateLimiter,
+        onError: () => metrics.redisErrors.labels('rate_limit').inc(),
+      })
+    : localRateLimiter;
   const proxyHandler = createProxyHandler({
     routes,
     authenticate: (req) => authenticator.authenticate(req),
@@ -163,7 +177,9 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     ready: async () => {
       if (draining) return { ready: false, detail: 'draining' };
       const jwks = await authenticator.ready();
-      return jwks ? { ready: true, detail: 'ok' } : { ready: false, detail: 'the identity JWKS has not been reachable yet' };
+      if (!jwks) return { ready: false, detail: 'the identity JWKS has not been reachable yet' };
+      // A down Redis is shown but does not take the replica out: it serves from memory.
+      return { ready: true, detail: redis ? `ok; redis ${redis.connection.describe()}` : 'ok' };
     },
   });
 
@@ -183,8 +199,40 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     async close() {
       forwarder.close();
       tokenClient.close();
+      await redis?.connection.close();
     },
   };
+}
+
+/** cache.redisUrl: one connection for the shared token level and the shared rate limit. */
+async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, logger: Logger) {
+  const { cache, coze } = config;
+  const connection = connectRedis(cache.redisUrl as string, {
+    commandTimeoutMs: cache.commandTimeoutMs,
+    onStateChange: (up) => {
+      metrics.redisUp.set(up ? 1 : 0);
+      if (up) logger.info('connected to Redis: tokens, mints and rate limits are shared');
+      else logger.warn('Redis is unreachable: serving from memory until it is back');
+    },
+  });
+  const namespace = redisNamespace(cache.keyPrefix, coze.appId, coze.baseUrl, coze.accountId);
+  const sealer = createTokenSealer(
+    parseEncryptionKey(cache.encryptionKey as string) as Buffer,
+    splitKeys(cache.previousEncryptionKeys).map((k) => parseEncryptionKey(k) as Buffer),
+  );
+  const tokens = createRedisTokenStore({
+    redis: connection.client,
+    sealer,
+    namespace,
+    lockTtlMs: cache.lockTtlSeconds * 1000,
+    waitMs: coze.mintDeadlineSeconds * 1000,
+    onError: (operation) => metrics.redisErrors.labels(operation).inc(),
+    onUnsharedMint: () => metrics.tokenMintsUnshared.inc(),
+  });
+  if (!(await connection.whenReady(Math.max(1000, cache.commandTimeoutMs * 4)))) {
+    logger.warn('Redis is not reachable at start-up: serving from memory until it is');
+  }
+  return { connection, tokens, namespace };
 }
 
 export interface ServerTimeouts {

@@ -248,6 +248,16 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
   }
+  const cache = config.cache;
+  if (cache.redisUrl && !cache.encryptionKey) {
+    issues.push(issueFor(settings, 'cache.encryptionKey', 'is required when cache.redisUrl is set: tokens are encrypted at rest'));
+  }
+  if (cache.encryptionKey && !parseEncryptionKey(cache.encryptionKey)) {
+    issues.push(issueFor(settings, 'cache.encryptionKey', 'expected 32 bytes as 64 hex characters or base64 (openssl rand -base64 32)'));
+  }
+  for (const key of splitKeys(cache.previousEncryptionKeys)) {
+    if (!parseEncryptionKey(key)) issues.push(issueFor(settings, 'cache.previousEncryptionKeys', 'each key must be 32 bytes as 64 hex characters or base64'));
+  }
   if (issues.length > 0) return undefined;
 
   const baseHost = new URL(coze.baseUrl).host;
@@ -347,4 +357,18 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+/** A 32-byte AES-256 key from 64 hex characters or base64 (standard or url-safe), or undefined. */
+export function parseEncryptionKey(text: string): Buffer | undefined {
+  const value = text.trim();
+  const bytes = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : /^[A-Za-z0-9+/_-]{42,44}={0,2}$/.test(value) ? Buffer.from(value, 'base64') : undefined;
+  return bytes?.length === 32 ? bytes : undefined;
+}
+
+export function splitKeys(list: string | undefined): string[] {
+  return (list ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
 }

@@ -385,6 +385,55 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    cache: z
+      .object({
+        redisUrl: leaf(
+          z
+            .string()
+            .refine((v) => {
+              try {
+                return ['redis:', 'rediss:'].includes(new URL(v).protocol);
+              } catch {
+                return false;
+              }
+            }, 'expected a redis:// or rediss:// URL')
+            .optional(),
+          {
+            env: 'REDIS_URL',
+            type: 'url',
+            secret: true,
+            description:
+              'Share tokens, mints and rate limits across replicas through Redis, e.g. redis://:password@redis:6379/0. Needs cache.encryptionKey. When Redis is down the gateway falls back to memory and keeps serving.',
+          },
+        ),
+        encryptionKey: optionalStr({
+          env: 'CACHE_ENCRYPTION_KEY',
+          secret: true,
+          description: 'AES-256-GCM key for tokens at rest in Redis: 32 bytes as 64 hex characters or base64. Generate one with `openssl rand -base64 32`.',
+        }),
+        previousEncryptionKeys: optionalStr({
+          env: 'CACHE_PREVIOUS_ENCRYPTION_KEYS',
+          secret: true,
+          description: 'Older keys (comma list) that may still decrypt tokens written before a rotation; new tokens always use cache.encryptionKey.',
+        }),
+        keyPrefix: str({ env: 'CACHE_KEY_PREFIX', default: 'csg', description: 'Prefix of every Redis key; keys are further namespaced by Coze app id and base URL.' }),
+        commandTimeoutMs: int({
+          env: 'CACHE_COMMAND_TIMEOUT_MS',
+          default: 250,
+          min: 10,
+          max: 10000,
+          description: 'A Redis command slower than this counts as a failure and the gateway falls back to memory for that request.',
+        }),
+        lockTtlSeconds: int({
+          env: 'CACHE_LOCK_TTL_SECONDS',
+          default: 10,
+          min: 2,
+          max: 300,
+          description: 'Lifetime of the cross-replica mint lock; the holder renews it every third of this while its mint runs.',
+        }),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: oneOf(LOG_LEVELS, { env: 'LOG_LEVEL', default: 'info', description: 'Log level.' }),

@@ -11,8 +11,23 @@ export interface TokenLookup {
   result: CacheResult;
 }
 
+/**
+ * A level shared by every replica (Redis, issue 9). This cache stays the first level in
+ * front of it: a hit never leaves the process.
+ */
+export interface SharedTokenStore {
+  /**
+   * The token of `sessionName` as some replica minted it: a stored one when `usable`, else one
+   * minted through a cross-replica lock, by this replica (`mint`) or by another that held it.
+   */
+  mintOnce(sessionName: string, mint: () => Promise<CozeToken>, usable: (token: CozeToken) => boolean): Promise<CozeToken>;
+  /** Compare-and-delete across replicas; false when another token is stored (or none). */
+  invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean>;
+}
+
 export interface TokenCacheOptions {
   mint: (sessionName: string) => Promise<CozeToken>;
+  shared?: SharedTokenStore;
   maxEntries: number;
   refreshBeforeSeconds: number;
   /** A caller never waits longer than this for a mint; the mint itself runs on and lands in the cache. */
@@ -25,8 +40,11 @@ export interface TokenCacheOptions {
 
 export interface TokenCache {
   get(sessionName: string): Promise<TokenLookup>;
-  /** Drops the entry only if it still holds `accessToken`, so a racer never drops a newer token. */
-  invalidateIfSame(sessionName: string, accessToken: string): boolean;
+  /**
+   * Drops the entry only if it still holds `accessToken`, so a racer never drops a newer token;
+   * with a shared level, there too. Resolves whether this replica's entry was dropped.
+   */
+  invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean>;
   /** The cached token without any side effect (vending compares old_token with it). */
   peek(sessionName: string): CozeToken | undefined;
   readonly size: number;
@@ -66,9 +84,16 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     entries.set(sessionName, { token, refreshAtMs, expiresAtMs });
   }
 
+  /**
+   * A shared token is taken only when it is fresher than the earliest point this cache could
+   * have started refreshing (refreshBefore plus the whole jitter); otherwise a refresh would be
+   * answered with the very token it is replacing.
+   */
+  const sharedUsable = (token: CozeToken) => token.expiresAt * 1000 - now() > refreshBeforeMs * (1 + JITTER_RATIO) + MIN_REMAINING_MS;
+
   function startMint(sessionName: string): Promise<CozeToken> {
-    const pending = options
-      .mint(sessionName)
+    const minted = options.shared ? options.shared.mintOnce(sessionName, () => options.mint(sessionName), sharedUsable) : options.mint(sessionName);
+    const pending = minted
       .then((token) => {
         store(sessionName, token);
         return token;
@@ -117,11 +142,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       return { token: await waitFor(startMint(sessionName)), result: 'miss' };
     },
 
-    invalidateIfSame(sessionName: string, accessToken: string): boolean {
+    async invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean> {
       const entry = entries.peek(sessionName);
-      if (!entry || entry.token.accessToken !== accessToken) return false;
-      entries.delete(sessionName);
-      return true;
+      const dropped = entry !== undefined && entry.token.accessToken === accessToken;
+      if (dropped) entries.delete(sessionName);
+      // Awaited: the re-mint that follows must not read the revoked token back from Redis.
+      if (options.shared) await options.shared.invalidateIfSame(sessionName, accessToken);
+      return dropped;
     },
 
     peek(sessionName: string): CozeToken | undefined {

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { AUTH_FAILURE_REASONS, IDENTITY_SOURCES } from '../auth/identity.js';
+import { REDIS_OPERATIONS } from '../cache/redis-client.js';
 import { CACHE_RESULTS } from '../coze/token-cache.js';
 import { MINT_OUTCOMES } from '../coze/token-client.js';
 
@@ -38,6 +39,9 @@ export interface GatewayMetrics {
   rateLimited: Counter;
   upstreamErrors: Counter<'kind'>;
   cozeErrorCodes: Counter<'code'>;
+  redisUp: Gauge;
+  redisErrors: Counter<'operation'>;
+  tokenMintsUnshared: Counter;
   countCozeCode(code: number | string): void;
   methodLabel(method: string | undefined): (typeof METHODS)[number];
   /** The per-request counters on the hot path, with their label children looked up once. */
@@ -110,7 +114,22 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });
   const cozeErrorCodes = new Counter({ name: `${PREFIX}coze_error_codes_total`, help: 'Non-zero Coze error codes seen in JSON answers and SSE error events.', labelNames: ['code'] as const, registers });
 
+  const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis cache is connected; 0 while it is down (the gateway serves from memory) or when cache.redisUrl is unset.', registers });
+  const redisErrors = new Counter({
+    name: `${PREFIX}redis_errors_total`,
+    help: 'Failed or timed-out Redis commands, by operation. Each one fell back to memory; none failed a request.',
+    labelNames: ['operation'] as const,
+    registers,
+  });
+  const tokenMintsUnshared = new Counter({
+    name: `${PREFIX}token_mints_unshared_total`,
+    help: 'Mints whose token did not go through the shared cache: Redis failed, the mint lock lapsed, or the wait for another replica\'s mint ran out.',
+    registers,
+  });
+
   // Known label values start at zero, so rate() works from the first scrape.
+  for (const operation of REDIS_OPERATIONS) redisErrors.labels(operation).inc(0);
+  tokenMintsUnshared.inc(0);
   for (const result of CACHE_RESULTS) tokenCacheRequests.labels(result).inc(0);
   for (const outcome of MINT_OUTCOMES) tokenMints.labels(outcome).inc(0);
   for (const source of [...IDENTITY_SOURCES, 'none'] as const) {
@@ -149,6 +168,9 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     rateLimited,
     upstreamErrors,
     cozeErrorCodes,
+    redisUp,
+    redisErrors,
+    tokenMintsUnshared,
     countCozeCode(code) {
       const text = String(code);
       if (text === '0') return;

@@ -4,7 +4,7 @@ import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
 import type { BodyPolicy } from '../policy/body-policy.js';
-import type { createRateLimiter } from '../policy/rate-limit.js';
+import type { RateLimiter } from '../policy/rate-limit.js';
 import type { createRoutePolicy } from '../policy/routes.js';
 
 export interface Admission {
@@ -20,7 +20,7 @@ export interface Admission {
 export interface AdmitDeps {
   routes: ReturnType<typeof createRoutePolicy>;
   authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; rawHeaders?: readonly string[]; queryAuthorization?: string }): Promise<Identity>;
-  rateLimiter: ReturnType<typeof createRateLimiter>;
+  rateLimiter: RateLimiter;
   sessionName(identity: Identity): string;
   bodyPolicy: BodyPolicy;
   metrics: GatewayMetrics;
@@ -82,7 +82,7 @@ export async function admit(
     });
     trace.source = identity.source;
 
-    const limit = deps.rateLimiter.take(`${identity.source}:${identity.subject}`);
+    const limit = await deps.rateLimiter.take(`${identity.source}:${identity.subject}`);
     if (!limit.allowed) {
       deps.metrics.rateLimited.inc();
       throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });

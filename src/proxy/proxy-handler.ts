@@ -162,7 +162,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       }
       if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
       if (inspected.tokenRejected) {
-        deps.tokens.invalidateIfSame(sessionName, token.accessToken);
+        await deps.tokens.invalidateIfSame(sessionName, token.accessToken);
         if (body.replayable && !retriedToken) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();

@@ -17,7 +17,7 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
  */
 export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache): Promise<void> {
   const oldToken = await readOldToken(req);
-  if (oldToken !== undefined) tokens.invalidateIfSame(admission.sessionName, oldToken);
+  if (oldToken !== undefined) await tokens.invalidateIfSame(admission.sessionName, oldToken);
   let token;
   try {
     token = (await tokens.get(admission.sessionName)).token;

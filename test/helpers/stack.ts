@@ -25,6 +25,20 @@ export interface Stack {
   /** A caller JWT for `subject`, signed by the test identity provider. */
   callerToken(subject: string, claims?: Record<string, unknown>, options?: { expiresIn?: string | number }): Promise<string>;
   callerKey: CryptoKey;
+  /**
+   * Another gateway in front of the same emulator, with the same config plus `env`: the
+   * replicas of a scaled-out deployment. Closed with the stack.
+   */
+  replica(env?: Record<string, string>): Promise<Replica>;
+  close(): Promise<void>;
+}
+
+export interface Replica {
+  gateway: Gateway;
+  server: Server;
+  url: string;
+  logs: string[];
+  /** Closes this replica alone (the stack closes what is left). */
   close(): Promise<void>;
 }
 
@@ -45,42 +59,58 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const { app, privateKeyPem } = await generateEmulatorApp('1127900106117');
   const emulator = await createEmulator({ apps: [app], audience: 'api.coze.cn', ...options.emulator });
   const caller = await generateKeyPair('RS256', { extractable: true });
-  const config = loadConfig({
-    env: {
-      COZE_BASE_URL: emulator.url,
-      COZE_WS_BASE_URL: emulator.wsUrl,
-      COZE_AUDIENCE: 'api.coze.cn',
-      COZE_APP_ID: app.appId,
-      COZE_KEY_ID: app.keys[0]?.kid ?? '',
-      COZE_PRIVATE_KEY: privateKeyPem,
-      // A test that brings its own JWKS replaces the static key.
-      ...(options.env?.IDENTITY_JWT_JWKS_URL ? {} : { IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey) }),
-      IDENTITY_JWT_ISSUER: CALLER_ISSUER,
-      IDENTITY_JWT_AUDIENCE: CALLER_AUDIENCE,
-      LOG_LEVEL: 'debug',
-      ...options.env,
-    },
-    flags: { port: '0', ...options.flags },
-  });
-
-  const logs: string[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-      cb();
-    },
-  });
-  const gateway = await createGateway(config, { logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
-  const server = createMainServer(gateway.handler, config.server);
-  server.on('upgrade', gateway.onUpgrade);
-  await listen(server, 0, '127.0.0.1', 'server.port');
+  const baseEnv: Record<string, string> = {
+    COZE_BASE_URL: emulator.url,
+    COZE_WS_BASE_URL: emulator.wsUrl,
+    COZE_AUDIENCE: 'api.coze.cn',
+    COZE_APP_ID: app.appId,
+    COZE_KEY_ID: app.keys[0]?.kid ?? '',
+    COZE_PRIVATE_KEY: privateKeyPem,
+    // A test that brings its own JWKS replaces the static key.
+    ...(options.env?.IDENTITY_JWT_JWKS_URL ? {} : { IDENTITY_JWT_PUBLIC_KEY: await exportSPKI(caller.publicKey) }),
+    IDENTITY_JWT_ISSUER: CALLER_ISSUER,
+    IDENTITY_JWT_AUDIENCE: CALLER_AUDIENCE,
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  };
+  const replicas = new Set<Replica>();
+  async function startReplica(env: Record<string, string>): Promise<Replica & { config: GatewayConfig }> {
+    const config = loadConfig({ env: { ...baseEnv, ...env }, flags: { port: '0', ...options.flags } });
+    const logs: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+        cb();
+      },
+    });
+    const gateway = await createGateway(config, { logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
+    const server = createMainServer(gateway.handler, config.server);
+    server.on('upgrade', gateway.onUpgrade);
+    await listen(server, 0, '127.0.0.1', 'server.port');
+    const replica = {
+      config,
+      gateway,
+      server,
+      logs,
+      url: `http://127.0.0.1:${addressPort(server)}`,
+      async close() {
+        if (!replicas.delete(replica)) return;
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await gateway.close();
+      },
+    };
+    replicas.add(replica);
+    return replica;
+  }
+  const { config, gateway, server, logs, url } = await startReplica({});
 
   return {
     emulator,
     gateway,
     config,
     server,
-    url: `http://127.0.0.1:${addressPort(server)}`,
+    url,
     logs,
     privateKeyPem,
     callerKey: caller.privateKey,
@@ -94,10 +124,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         .setExpirationTime(opts.expiresIn ?? '1h')
         .sign(caller.privateKey);
     },
+    replica: (env = {}) => startReplica(env),
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await gateway.close();
+      for (const replica of [...replicas]) await replica.close();
       await emulator.close();
     },
   };

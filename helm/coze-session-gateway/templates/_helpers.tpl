@@ -65,6 +65,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: IDENTITY_API_KEYS_FILE
   value: /etc/coze-session-gateway/secrets/api-keys.yaml
 {{- end }}
+{{- if or .Values.secret.redisUrl .Values.existingSecretKeys.redis }}
+- name: REDIS_URL_FILE
+  value: /etc/coze-session-gateway/secrets/redis-url
+- name: CACHE_ENCRYPTION_KEY_FILE
+  value: /etc/coze-session-gateway/secrets/redis-encryption-key
+{{- end }}
 {{- end }}
 
 {{/*
