@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { SignJWT, type CryptoKey } from 'jose';
 
@@ -158,4 +159,17 @@ export function callerJwt(key: CryptoKey, subject: string): Promise<string> {
 export async function startGateway(env: Record<string, string>, cpu: number, nodeArgs: string[] = []): Promise<Child> {
   const args = [...nodeArgs, join(ROOT, 'dist', 'main.js'), 'serve'];
   return startProcess(process.execPath, args, env, cpu, Number(env.PORT));
+}
+
+/** One GET /v1/bots/b through the gateway on `port`: its status and how long it took. */
+export function timedGet(port: number, jwt: string, agent: http.Agent): Promise<{ status: number; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    http
+      .get({ host: '127.0.0.1', port, path: '/v1/bots/b', agent, headers: { authorization: `Bearer ${jwt}` } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }));
+      })
+      .on('error', reject);
+  });
 }

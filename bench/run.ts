@@ -7,7 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { exportSPKI, generateKeyPair } from 'jose';
 import { createEmulator, generateEmulatorApp } from '../src/emulator/index.js';
 import { measureLeaks } from './leaks.js';
-import { callerJwt, freePort, gatewayEnv, load, median, percentile, ROOT, startGateway, startProcess, hasTaskset, type LoadResult } from './lib.js';
+import { measureScaleOut } from './scale-out.js';
+import { callerJwt, freePort, timedGet, gatewayEnv, load, median, percentile, ROOT, startGateway, startProcess, hasTaskset, type LoadResult } from './lib.js';
 
 /**
  * `npm run bench`: every figure of BENCH.md from one run, measured side by side, written to
@@ -166,16 +167,7 @@ async function stampede(): Promise<{ one: number; many: number }> {
   const port = await freePort();
   const gateway = await startGateway({ ...gatewayEnv(emulator.url, await exportSPKI(caller.publicKey), port, await freePort(), { COZE_KEY_ID: app.keys[0]?.kid ?? '', LOG_LEVEL: 'warn' }), COZE_PRIVATE_KEY: privateKeyPem }, 1);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1000 });
-  const get = (jwt: string) =>
-    new Promise<{ status: number; ms: number }>((resolve, reject) => {
-      const started = performance.now();
-      http
-        .get({ host: '127.0.0.1', port, path: '/v1/bots/b', agent, headers: { authorization: `Bearer ${jwt}` } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }));
-        })
-        .on('error', reject);
-    });
+  const get = (jwt: string) => timedGet(port, jwt, agent);
 
   const one = await callerJwt(caller.privateKey, 'stampede-one');
   const first = await Promise.all(Array.from({ length: 1000 }, () => get(one)));
@@ -256,6 +248,17 @@ async function main(): Promise<void> {
     note(`- growth per aborted request from the first round to the last (${(last.aborted - first.aborted).toLocaleString('en-US')} aborts): heap **${perAbort(last.heapMiB - first.heapMiB)} bytes**, RSS **${perAbort(last.rssMiB - first.rssMiB)} bytes**`);
     note('- before the fix of issue 8, an aborted upload held its request for 300 s (about 18 KiB each)');
   }
+  note('');
+  const scale = await measureScaleOut(SECONDS);
+  note('## 8. Three replicas sharing Redis (issue 9)');
+  note('');
+  note('Three gateway processes, one redis-server, the real emulator counting exchanges.');
+  note('');
+  note(`- 1,000 concurrent first requests for one new session, spread over the 3 replicas: **${scale.oneSession.exchanges} exchange(s)**; ${scale.oneSession.ok} answered 200; p99 ${scale.oneSession.p99Ms.toFixed(1)} ms`);
+  note(`- 10,000 requests over 500 sessions, each wave through a different replica: **${scale.manySessions.exchanges} exchanges**; ${scale.manySessions.ok} answered 200`);
+  const m = scale.hotPath.memory;
+  const r = scale.hotPath.redis;
+  note(`- one replica, warm token, 32 connections: without Redis ${m.rps.toFixed(0)} req/s (${m.cpuPerRequestUs.toFixed(0)} µs CPU/req); with Redis and the shared rate limit (one Lua call per request) ${r.rps.toFixed(0)} req/s (${r.cpuPerRequestUs.toFixed(0)} µs CPU/req): **${(r.rps / m.rps).toFixed(2)}x**`);
   note('');
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${out.join('\n')}\n`);
   process.stdout.write('\nwrote bench/RESULTS.md\n');
