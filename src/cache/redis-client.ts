@@ -4,14 +4,11 @@ import { Redis } from 'ioredis';
 export const REDIS_OPERATIONS = ['read', 'lock', 'write', 'invalidate', 'rate_limit'] as const;
 export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
-export interface RedisHealth {
+export interface RedisConnection {
+  readonly client: Redis;
   readonly up: boolean;
   /** For /readyz: "up", or why it is down and since when. */
   describe(): string;
-}
-
-export interface RedisConnection extends RedisHealth {
-  readonly client: Redis;
   /** Resolves true once connected, or false after `timeoutMs`: start-up never blocks on Redis. */
   whenReady(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -32,8 +29,6 @@ export function connectRedis(url: string, options: { commandTimeoutMs: number; o
     connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
     maxRetriesPerRequest: 0,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
-    // A Redis URL may carry a password: ioredis never logs it, and neither do we.
-    lazyConnect: false,
   });
   const setUp = (value: boolean) => {
     if (up === value) return;
@@ -44,6 +39,7 @@ export function connectRedis(url: string, options: { commandTimeoutMs: number; o
   client.on('ready', () => setUp(true));
   client.on('close', () => setUp(false));
   client.on('end', () => setUp(false));
+  // Only the error code is kept: a Redis URL may carry a password, and messages can echo it.
   client.on('error', (err: NodeJS.ErrnoException) => {
     lastError = err.code ?? err.name;
   });
