@@ -49,7 +49,9 @@ export const ERROR_CATALOGUE = {
   'credential-missing': {
     status: 401,
     code: 401001,
-    message: 'No credential was sent. Send your application credential as "Authorization: Bearer <token>" (or X-Api-Key).',
+    // The detail names what this gateway accepts (its identity sources), so a trusted-header-only
+    // sidecar never tells its app to send a Bearer token it would not look at.
+    message: 'No credential was sent.',
   },
   'credential-invalid': {
     status: 401,

@@ -57,6 +57,29 @@ export interface IdentitySourceImpl {
   authenticate(req: CredentialRequest): Promise<Identity | undefined>;
   /** For /readyz: false while a remote key set has never been fetched. */
   ready?(): Promise<boolean>;
+  /** How a caller sends this source's credential, for the 401 a caller without one gets. */
+  readonly credentialHint?: string;
+}
+
+const CREDENTIAL_HINTS: Record<IdentitySource, string> = {
+  jwt: '"Authorization: Bearer <JWT>"',
+  api_key: '"X-Api-Key: <API key>" (or "Authorization: Bearer <API key>")',
+  trusted_header: 'the trusted identity header',
+};
+
+/** What a caller without a credential is told to send: only what this gateway looks at. */
+export function missingCredentialDetail(sources: readonly Pick<IdentitySourceImpl, 'name' | 'credentialHint'>[]): string {
+  const hints = [...new Set(sources.map((s) => s.credentialHint ?? CREDENTIAL_HINTS[s.name]))];
+  return hints.length === 0 ? 'No identity source is configured.' : `Send ${hints.join(' or ')}.`;
+}
+
+/** The identity sources a config turns on, in the order the chain asks them. */
+export function configuredSources(config: GatewayConfig['identity']): IdentitySource[] {
+  const sources: IdentitySource[] = [];
+  if (config.trustedHeader.name) sources.push('trusted_header');
+  if (config.jwt.jwksUrl || config.jwt.publicKey || config.jwt.secret) sources.push('jwt');
+  if (config.apiKeys.file) sources.push('api_key');
+  return sources;
 }
 
 export interface Authenticator {
@@ -72,6 +95,7 @@ export interface Authenticator {
  */
 export function createAuthenticator(sources: IdentitySourceImpl[], credentialHeaders: readonly string[] = ['authorization', 'x-api-key']): Authenticator {
   const singletons = new Set(credentialHeaders.map((h) => h.toLowerCase()));
+  const missing = missingCredentialDetail(sources);
   return {
     async authenticate(req) {
       if (req.rawHeaders) assertSentOnce(req.rawHeaders, singletons);
@@ -79,7 +103,7 @@ export function createAuthenticator(sources: IdentitySourceImpl[], credentialHea
         const identity = await source.authenticate(req);
         if (identity) return identity;
       }
-      throw new AuthError('none', 'missing');
+      throw new AuthError('none', 'missing', missing);
     },
     async ready() {
       const states = await Promise.all(sources.map((s) => (s.ready ? s.ready() : Promise.resolve(true))));

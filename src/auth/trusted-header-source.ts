@@ -11,6 +11,7 @@ export function createTrustedHeaderSource(options: { name: string; allowFrom: re
   const trusted = createCidrMatcher(options.allowFrom);
   return {
     name: 'trusted_header',
+    credentialHint: `the ${header} header (accepted from identity.trustedHeader.allowFrom only)`,
     async authenticate(req) {
       const value = req.headers[header];
       if (value === undefined) return undefined;
