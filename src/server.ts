@@ -22,7 +22,7 @@ import { createRoutePolicy } from './policy/routes.js';
 import { createForwarder } from './proxy/forwarder.js';
 import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
-import { createWebSocketProxy } from './proxy/websocket.js';
+import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket.js';
 import { createSessionNamer } from './session/session-name.js';
 
 /** After a failed mint, new mints wait 1 s, doubling per failure in a row up to 30 s. */
@@ -47,10 +47,10 @@ export interface Gateway {
   logger: Logger;
   /** Open SSE responses, so a drain can end the stragglers with a final event. */
   streams: Set<RelayContext>;
+  /** Relayed WebSockets, which a drain counts as in-flight work, tells to go and, last, cuts. */
+  websockets: Pick<WebSocketProxy, 'closeAll' | 'terminateAll' | 'idle' | 'size'>;
   startDrain(): void;
   isDraining(): boolean;
-  /** Sends a close frame to every relayed WebSocket (the end of a drain). */
-  closeWebSockets(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -187,7 +187,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     handler: proxyHandler,
     adminHandler: adminApp as unknown as RequestListener,
     onUpgrade: (req, socket, head) => wsProxy.onUpgrade(req, socket, head),
-    closeWebSockets: () => wsProxy.closeAll(1001, 'gateway shutting down'),
+    websockets: wsProxy,
     tokens,
     metrics,
     logger,

@@ -1,10 +1,13 @@
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
+import { configuredSources } from '../auth/identity.js';
 import { loadConfig } from '../config/load.js';
 import { drain, trackInflight } from '../lifecycle/drain.js';
 import { createGateway, createMainServer } from '../server.js';
 import type { ParsedArgs } from './args.js';
 import { untilSignal } from './signals.js';
-import http from 'node:http';
+
+/** Closing the admin port, Redis and the log after the drain gets this long at most. */
+const AFTER_DRAIN_MS = 1000;
 
 /** `serve`: the gateway on its main and admin ports until SIGTERM/SIGINT, then a graceful drain. */
 export async function runServe(args: ParsedArgs): Promise<number> {
@@ -17,20 +20,49 @@ export async function runServe(args: ParsedArgs): Promise<number> {
 
   await listen(main, config.server.port, config.server.host, 'server.port');
   await listen(admin, config.admin.port, config.admin.host, 'admin.port');
+  const [port, adminPort] = [addressPort(main), addressPort(admin)];
   gateway.logger.info(
-    { port: addressPort(main), adminPort: addressPort(admin), coze: config.coze.baseUrl, appId: config.coze.appId },
-    'coze-session-gateway listening',
+    {
+      host: config.server.host,
+      port,
+      adminHost: config.admin.host,
+      adminPort,
+      identitySources: configuredSources(config.identity),
+      coze: config.coze.baseUrl,
+      appId: config.coze.appId,
+      sharedCache: config.cache.redisUrl ? 'redis' : 'none',
+    },
+    `listening on ${config.server.host}:${port} (admin ${config.admin.host}:${adminPort})`,
   );
 
   const signal = await untilSignal();
   gateway.logger.info({ signal, graceSeconds: config.server.shutdownGraceSeconds }, 'draining');
-  const outcome = await drain(gateway, main, inflight, config.server.shutdownGraceSeconds * 1000);
-  await new Promise<void>((resolve) => admin.close(() => resolve()));
-  admin.closeAllConnections();
-  await gateway.close();
-  gateway.logger.info({ outcome }, 'stopped');
-  await new Promise<void>((resolve) => gateway.logger.flush(() => resolve()));
+  const report = await drain(gateway, main, inflight, config.server.shutdownGraceSeconds * 1000);
+  // The drain ended inside the window; what follows is bounded too, so a stuck Redis socket, a
+  // scraper holding the admin port or a full stdout pipe can never keep the pod up until SIGKILL.
+  const cleaned = await bounded(
+    (async () => {
+      const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      await adminClosed;
+      await gateway.close();
+    })(),
+  );
+  gateway.logger.info({ ...report, ...(cleaned ? {} : { cleanup: 'timed out' }) }, 'stopped');
+  // Whatever is still buffered then is written synchronously by pino's exit hook.
+  await bounded(new Promise<void>((resolve) => gateway.logger.flush(() => resolve())));
   return 0;
+}
+
+/** True when `work` finished within AFTER_DRAIN_MS. */
+function bounded(work: Promise<void>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    work.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), AFTER_DRAIN_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 export function listen(server: Server, port: number, host: string, setting: string): Promise<void> {

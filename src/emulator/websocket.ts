@@ -12,6 +12,8 @@ export interface WebSocketRecord {
   /** The `chat.update` events received: tests check the forced user id here. */
   chatUpdates: Array<Record<string, unknown>>;
   closed: boolean;
+  /** The close code this end saw: 1006 when the connection dropped without a close frame. */
+  closeCode: number | undefined;
 }
 
 const PATHS = new Set(['/v1/chat', '/v1/audio/speech', '/v1/audio/transcriptions', '/v1/audio/simult_interpretation']);
@@ -32,7 +34,7 @@ export function attachWebSockets(server: Server, deps: { resolve(token: string):
     const fromQuery = url.searchParams.get('authorization') ?? undefined;
     const raw = req.headers.authorization ?? fromQuery ?? '';
     const issued = deps.resolve(/^Bearer (\S+)$/.exec(raw)?.[1] ?? '');
-    const record: WebSocketRecord = { path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, sessionName: issued?.sessionName, received: [], chatUpdates: [], closed: false };
+    const record: WebSocketRecord = { path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, sessionName: issued?.sessionName, received: [], chatUpdates: [], closed: false, closeCode: undefined };
     records.push(record);
     if (!PATHS.has(url.pathname) || !issued) {
       const body = JSON.stringify(issued ? { code: 4200, msg: 'route not found' } : { code: 4100, msg: 'authentication is invalid' });
@@ -59,9 +61,10 @@ export function attachWebSockets(server: Server, deps: { resolve(token: string):
         }
         ws.send(data, { binary: isBinary });
       });
-      ws.on('close', () => {
+      ws.on('close', (code) => {
         open -= 1;
         record.closed = true;
+        record.closeCode = code;
       });
       ws.on('error', () => ws.terminate());
     });

@@ -1,8 +1,12 @@
 import type { Server } from 'node:http';
-import type { Gateway } from '../server.js';
+import type { RelayContext } from '../proxy/relay.js';
 
 /** Code of the final SSE event a stream gets when it outlives the drain window. */
 export const DRAIN_STREAM_CODE = 503001;
+/** What a WebSocket is told at the start of the drain's last phase: going away (RFC 6455). */
+export const DRAIN_WEBSOCKET_CODE = 1001;
+/** The end of the window kept for closing: at most this long, and at most a quarter of it. */
+export const DRAIN_CLOSE_BUDGET_MS = 2000;
 
 export interface InflightTracker {
   readonly count: number;
@@ -31,29 +35,75 @@ export function trackInflight(server: Server): InflightTracker {
   };
 }
 
+/** What a drain needs of the gateway. */
+export interface DrainTarget {
+  startDrain(): void;
+  /** Open SSE responses. */
+  streams: Set<RelayContext>;
+  /** Relayed WebSockets: in-flight work like any request. */
+  websockets: {
+    closeAll(code: number, reason: string): number;
+    terminateAll(): number;
+    idle(): Promise<void>;
+  };
+}
+
+export interface DrainReport {
+  /** `drained`: everything finished by itself; `deadline`: the last phase had to end something. */
+  outcome: 'drained' | 'deadline';
+  /** SSE streams ended with the final error event. */
+  streamsEnded: number;
+  /** WebSockets sent a 1001 close frame. */
+  websocketsClosed: number;
+  /** Client sockets still open at the deadline (a peer that never answered the close), cut. */
+  socketsCut: number;
+}
+
 /**
- * Graceful drain (SPEC section 1 and issue 5): readiness turns 503 at once, the listener closes
- * so new connections are refused, in-flight requests and streams run on for up to the grace
- * window, and whatever is still open then ends cleanly: SSE with a final error event in Coze's
- * framing, everything else by closing the connection.
+ * Graceful drain (SPEC section 1, issues 5 and 16). Readiness turns 503 at once and the listener
+ * closes, so new connections are refused. In-flight requests, SSE streams and WebSockets run on.
+ * The last phase starts DRAIN_CLOSE_BUDGET_MS (at most a quarter of the window) before the end:
+ * streams still open get a final error event in Coze's framing and WebSockets a 1001 close
+ * frame on both ends, so clients reconnect elsewhere. At the end of the window whatever is still
+ * open, such as a client that never answers the close frame, is cut. So the drain always ends
+ * within `graceMs`, whatever the clients do.
  */
-export async function drain(gateway: Gateway, server: Server, inflight: InflightTracker, graceMs: number): Promise<'drained' | 'deadline'> {
-  gateway.startDrain();
+export async function drain(target: DrainTarget, server: Server, inflight: InflightTracker, graceMs: number): Promise<DrainReport> {
+  const started = Date.now();
+  const remaining = () => Math.max(0, graceMs - (Date.now() - started));
+  target.startDrain();
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'deadline'>((resolve) => {
-    timer = setTimeout(() => resolve('deadline'), graceMs);
-  });
-  const outcome = await Promise.race([inflight.idle().then(() => 'drained' as const), deadline]);
-  clearTimeout(timer);
-  if (outcome === 'deadline') {
-    for (const stream of [...gateway.streams]) {
+  const report: DrainReport = { outcome: 'drained', streamsEnded: 0, websocketsClosed: 0, socketsCut: 0 };
+
+  const idle = Promise.all([inflight.idle(), target.websockets.idle()]);
+  if ((await within(idle, graceMs - Math.min(DRAIN_CLOSE_BUDGET_MS, graceMs / 4))) === 'timeout') {
+    report.outcome = 'deadline';
+    for (const stream of [...target.streams]) {
       stream.endWithError(DRAIN_STREAM_CODE, 'The gateway is shutting down. Retry on another replica.');
+      report.streamsEnded += 1;
     }
-    await gateway.closeWebSockets();
-    server.closeAllConnections();
+    report.websocketsClosed = target.websockets.closeAll(DRAIN_WEBSOCKET_CODE, 'gateway shutting down');
   }
-  await closed;
-  return outcome;
+  // Keep-alive connections whose last response has ended are let go now, not at the deadline.
+  server.closeIdleConnections();
+  if ((await within(closed, remaining())) === 'timeout') {
+    report.outcome = 'deadline';
+    report.socketsCut = target.websockets.terminateAll();
+    server.closeAllConnections();
+    await closed;
+  }
+  return report;
+}
+
+async function within(promise: Promise<unknown>, ms: number): Promise<'done' | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise.then(() => 'done' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -23,8 +23,13 @@ export interface WebSocketProxyDeps extends AdmitDeps {
 
 export interface WebSocketProxy {
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** Sends a close frame to every relayed client (and its upstream); resolves once all are closed. */
-  closeAll(code: number, reason: string): Promise<void>;
+  /** Sends a close frame to both ends of every relayed socket; returns how many were told. */
+  closeAll(code: number, reason: string): number;
+  /** Cuts every client socket (relayed or still being dialled) and its upstream; returns how many. */
+  terminateAll(): number;
+  /** Resolves once no client socket of an upgrade is open any more. */
+  idle(): Promise<void>;
+  /** Relayed sockets (pairs) open now. */
   readonly size: number;
 }
 
@@ -52,9 +57,33 @@ function startsLikeObject(bytes: Buffer): boolean {
   return false;
 }
 
-/** WebSocket close codes a relay may forward as they are; others become 1011/1000. */
+/** WebSocket close codes a relay may forward as they are; others become 1000. */
 function forwardableCode(code: number): number {
   return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000;
+}
+
+/** Which end of a relayed socket closed (or failed) first. */
+type Side = 'client' | 'coze';
+
+/**
+ * The close code the other end is sent when one end closes with `code`. 1006 means the TCP
+ * connection dropped without a close frame, and 1006 may never be sent in one (RFC 6455
+ * section 7.4.1): the client learns that Coze vanished as 1011 (server error), Coze learns that
+ * the client vanished as 1001 (going away). 1005 (a close frame with no code) is a normal close.
+ */
+export function relayCloseCode(code: number, closedBy: Side): number {
+  if (code === 1006) return closedBy === 'coze' ? 1011 : 1001;
+  return forwardableCode(code);
+}
+
+const VANISHED_REASON: Record<Side, string> = { coze: 'the Coze connection was lost', client: 'the client connection was lost' };
+
+/** A failed socket's close code: the ws library names protocol faults; anything else is a drop. */
+function errorCloseCode(err: Error & { code?: string }): number {
+  if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || err.code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return 1009;
+  if (err.code === 'WS_ERR_INVALID_UTF8') return 1007;
+  if (err.code?.startsWith('WS_ERR_')) return 1002;
+  return 1006;
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -69,6 +98,10 @@ const HEARTBEAT_MS = 30_000;
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
+  // Every client socket from its upgrade request until it closes, relayed or still being dialled:
+  // a drain waits for these and cuts them at its deadline (issue 16).
+  const clientSockets = new Set<Duplex>();
+  let idleWaiters: Array<() => void> = [];
   const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
@@ -139,26 +172,37 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       }, HEARTBEAT_MS);
 
       let finished = false;
-      const finish = (code: number, reason: Buffer) => {
+      const finish = (closedBy: Side, code: number, reason: Buffer | string) => {
         if (finished) return;
         finished = true;
         clearInterval(heartbeat);
         live.delete(pair);
         deps.metrics.activeWebsockets.dec();
-        const forward = forwardableCode(code);
-        if (accepted.readyState === WebSocket.OPEN) accepted.close(forward, reason);
-        if (upstream.readyState === WebSocket.OPEN) upstream.close(forward, reason);
+        const other = closedBy === 'client' ? upstream : accepted;
+        const forward = relayCloseCode(code, closedBy);
+        if (other.readyState === WebSocket.OPEN) other.close(forward, code === 1006 ? VANISHED_REASON[closedBy] : reason);
         // A peer that never answers the close frame is cut, so no socket is left open.
         setTimeout(() => {
           accepted.terminate();
           upstream.terminate();
         }, 2000).unref();
-        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code });
+        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy });
       };
-      accepted.on('close', finish);
-      upstream.on('close', finish);
-      accepted.on('error', () => finish(1011, Buffer.alloc(0)));
-      upstream.on('error', () => finish(1011, Buffer.alloc(0)));
+      accepted.on('close', (code, reason) => finish('client', code, reason));
+      upstream.on('close', (code, reason) => finish('coze', code, reason));
+      accepted.on('error', (err) => finish('client', errorCloseCode(err), ''));
+      upstream.on('error', (err) => finish('coze', errorCloseCode(err), ''));
+    });
+  }
+
+  function trackClientSocket(socket: Duplex): void {
+    if (socket.destroyed) return;
+    clientSockets.add(socket);
+    socket.once('close', () => {
+      clientSockets.delete(socket);
+      if (clientSockets.size > 0) return;
+      for (const resolve of idleWaiters) resolve();
+      idleWaiters = [];
     });
   }
 
@@ -188,20 +232,27 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const requestId = randomUUID();
       const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
       socket.on('error', () => undefined);
+      trackClientSocket(socket);
       upgrade(req, socket, head, requestId, trace).catch((err: unknown) => {
         deps.logger.info({ requestId, route: trace.route, path: trace.path, status: err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true });
         if (!socket.destroyed) rejectUpgrade(socket, req, err, requestId);
       });
     },
-    async closeAll(code, reason) {
-      const closing = [...live].map(
-        ({ client }) =>
-          new Promise<void>((resolve) => {
-            client.once('close', () => resolve());
-            client.close(code, reason);
-          }),
-      );
-      await Promise.all(closing);
+    closeAll(code, reason) {
+      for (const { client, upstream } of live) {
+        if (client.readyState === WebSocket.OPEN) client.close(code, reason);
+        if (upstream.readyState === WebSocket.OPEN) upstream.close(code, reason);
+      }
+      return live.size;
+    },
+    terminateAll() {
+      const count = clientSockets.size;
+      for (const { upstream } of live) upstream.terminate();
+      for (const socket of clientSockets) socket.destroy();
+      return count;
+    },
+    idle() {
+      return clientSockets.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve));
     },
     get size() {
       return live.size;

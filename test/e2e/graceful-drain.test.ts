@@ -1,25 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
+import { spawnServe, type ServeProcess } from '../helpers/cli-process.js';
+import { until } from '../helpers/websocket.js';
 
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 const API_KEY = 'drain-test-key-0123456789';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function status(url: string): Promise<number | 'refused'> {
   try {
@@ -46,48 +38,81 @@ function openStream(port: number, path: string, body: unknown): Promise<{ text: 
   });
 }
 
+/**
+ * A WebSocket client that never answers a close frame (nor anything else): it upgrades by hand
+ * over a raw socket, then only reads. The close frames it receives are decoded.
+ */
+function openDeafWebSocket(port: number, path: string): Promise<{ closeCodes: number[]; gone: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let buffer = Buffer.alloc(0);
+    let upgraded = false;
+    const closeCodes: number[] = [];
+    const gone = new Promise<void>((done) => socket.once('close', () => done()));
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      if (!upgraded) {
+        const end = buffer.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buffer.subarray(0, end).toString();
+        if (!head.startsWith('HTTP/1.1 101')) return reject(new Error(`upgrade refused: ${head}`));
+        upgraded = true;
+        buffer = buffer.subarray(end + 4);
+        resolve({ closeCodes, gone });
+      }
+      // Server frames are unmasked; the relay sends nothing here but the close frame.
+      while (buffer.length >= 2) {
+        const length = (buffer[1] as number) & 0x7f;
+        if (length > 125 || buffer.length < 2 + length) break;
+        if (((buffer[0] as number) & 0x0f) === 0x8 && length >= 2) closeCodes.push(buffer.readUInt16BE(2));
+        buffer = buffer.subarray(2 + length);
+      }
+    });
+    socket.write(
+      [`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${Buffer.from('deaf-client-0123').toString('base64')}`, `X-Api-Key: ${API_KEY}`, '', ''].join('\r\n'),
+    );
+  });
+}
+
 describe('graceful drain on SIGTERM', () => {
   let emulator: Emulator;
-  let child: ChildProcess;
-  let port: number;
-  let adminPort: number;
-  let stderr = '';
+  let dir: string;
+  let env: Record<string, string>;
+  const processes: ServeProcess[] = [];
 
   before(async () => {
     const generated = await generateEmulatorApp('9090');
     emulator = await createEmulator({ apps: [generated.app] });
-    const dir = mkdtempSync(join(tmpdir(), 'csg-drain-'));
+    dir = mkdtempSync(join(tmpdir(), 'csg-drain-'));
     writeFileSync(join(dir, 'key.pem'), generated.privateKeyPem);
     writeFileSync(join(dir, 'keys.yaml'), `- subject: drainer\n  sha256: ${createHash('sha256').update(API_KEY).digest('hex')}\n`);
-    port = await freePort();
-    adminPort = await freePort();
-    child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        COZE_BASE_URL: emulator.url,
-        COZE_AUDIENCE: 'api.coze.cn',
-        COZE_APP_ID: '9090',
-        COZE_KEY_ID: generated.kid,
-        COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
-        IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        ADMIN_PORT: String(adminPort),
-        ADMIN_HOST: '127.0.0.1',
-        SHUTDOWN_GRACE_SECONDS: '2',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-    for (let i = 0; i < 200 && (await status(`http://127.0.0.1:${adminPort}/readyz`)) !== 200; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(await status(`http://127.0.0.1:${adminPort}/readyz`), 200, `the gateway started: ${stderr}`);
+    env = {
+      COZE_BASE_URL: emulator.url,
+      COZE_WS_BASE_URL: emulator.wsUrl,
+      COZE_AUDIENCE: 'api.coze.cn',
+      COZE_APP_ID: '9090',
+      COZE_KEY_ID: generated.kid,
+      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
+      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
+    };
   });
   after(async () => {
-    child.kill('SIGKILL');
+    for (const p of processes) p.kill();
     await emulator.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
+  async function serve(extra: Record<string, string>): Promise<ServeProcess> {
+    const gateway = await spawnServe({ ...env, ...extra });
+    processes.push(gateway);
+    await gateway.ready();
+    return gateway;
+  }
+
   it('finishes streams inside the window, ends the others with an error event, refuses new connections and exits 0', async () => {
+    const gateway = await serve({ SHUTDOWN_GRACE_SECONDS: '2', LOG_LEVEL: 'warn' });
+    const { port, adminPort } = gateway;
     const pacer = emulator.pace();
     const chat = { bot_id: 'b', user_id: 'x', stream: true, additional_messages: [{ role: 'user', content: 'drain me', content_type: 'text' }] };
     // The long stream: one event, then Coze goes quiet past the drain window.
@@ -101,8 +126,7 @@ describe('graceful drain on SIGTERM', () => {
     released(1);
     const short = await shortStream;
 
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
+    gateway.child.kill('SIGTERM');
     for (let i = 0; i < 100 && (await status(`http://127.0.0.1:${adminPort}/readyz`)) !== 503; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(await status(`http://127.0.0.1:${adminPort}/readyz`), 503, 'readiness flips at once');
     assert.equal(await status(`http://127.0.0.1:${port}/v1/bots/b`), 'refused', 'new connections are refused');
@@ -115,6 +139,49 @@ describe('graceful drain on SIGTERM', () => {
     await long.ended;
     assert.match(long.text(), /^event:conversation\.chat\.created\n/);
     assert.ok(long.text().endsWith('event:error\ndata:{"code":503001,"msg":"The gateway is shutting down. Retry on another replica."}\n\n'), long.text());
-    assert.equal(await exited, 0, stderr);
+    assert.equal((await gateway.exited).code, 0, gateway.output());
+    emulator.unpace();
+  });
+
+  it('drain-ends-with-websockets-open: WebSockets get 1001 in the last phase, a client that never answers is cut, and the process exits 0 within the window', async () => {
+    emulator.reset();
+    const gateway = await serve({ SHUTDOWN_GRACE_SECONDS: '3', LOG_LEVEL: 'info' });
+    const path = '/v1/chat?bot_id=b';
+    const polite = new WebSocket(`ws://127.0.0.1:${gateway.port}${path}`, { headers: { 'x-api-key': API_KEY } });
+    const politeClose = new Promise<number>((resolve) => polite.once('close', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      polite.once('open', () => resolve());
+      polite.once('error', reject);
+    });
+    const deaf = await openDeafWebSocket(gateway.port, path);
+    await until(() => emulator.openWebSockets === 2, 'both sockets are relayed to Coze');
+
+    const signalled = Date.now();
+    gateway.child.kill('SIGTERM');
+    // Until the last phase the sockets stay open: WebSockets are in-flight work.
+    await gateway.waitForLog((l) => l.msg === 'draining', 'draining');
+    assert.equal(polite.readyState, WebSocket.OPEN, 'not closed at the start of the drain');
+
+    assert.equal(await politeClose, 1001, 'the client that answers gets 1001 and closes');
+    await deaf.gone;
+    assert.deepEqual(deaf.closeCodes, [1001], 'the deaf client got the 1001 close frame before it was cut');
+    const exit = await gateway.exited;
+    assert.equal(exit.code, 0, gateway.output());
+    // Far above the 3 s window, far below ws's own 30 s close timeout: what this bound tells apart
+    // is "the drain cut the socket" from "something else eventually did".
+    assert.ok(Date.now() - signalled < 20_000, 'exited by the end of the window, not by some later timeout');
+
+    const stopped = gateway.logs.find((l) => l.msg === 'stopped');
+    assert.deepEqual(
+      { outcome: stopped?.outcome, websocketsClosed: stopped?.websocketsClosed, socketsCut: stopped?.socketsCut },
+      { outcome: 'deadline', websocketsClosed: 2, socketsCut: 1 },
+      gateway.output(),
+    );
+    await until(() => emulator.openWebSockets === 0, 'Coze saw both sockets close');
+    assert.deepEqual(
+      emulator.websockets.map((w) => w.closeCode),
+      [1001, 1001],
+      'Coze was told 1001 (going away) for both',
+    );
   });
 });
