@@ -87,7 +87,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     onExchange(report) {
       metrics.tokenMints.labels(report.outcome).inc();
       metrics.tokenMintDuration.observe(report.durationMs / 1000);
-      const fields = { session: sessionHash(report.sessionName), outcome: report.outcome, attempts: report.attempt, durationMs: report.durationMs, cozeLogId: report.logId, errorCode: report.errorCode };
+      const fields = { session: sessionHash(report.sessionName), outcome: report.outcome, attempts: report.attempt, durationMs: report.durationMs, cozeLogId: report.logId, errorCode: report.errorCode, errorMessage: report.errorMessage };
       if (report.outcome === 'success') logger.debug(fields, 'minted a Coze token');
       else logger.warn(fields, 'Coze token exchange failed');
     },

@@ -1,4 +1,5 @@
 import { loadConfig } from '../config/load.js';
+import { describeMintError } from '../coze/coze-errors.js';
 import { createJwtSigner } from '../coze/jwt-signer.js';
 import { createTokenClient, TokenMintError } from '../coze/token-client.js';
 import type { ParsedArgs } from './args.js';
@@ -35,7 +36,7 @@ export async function runCheckConfig(args: ParsedArgs): Promise<number> {
   } catch (err) {
     if (!(err instanceof TokenMintError)) throw err;
     const logId = err.logId ? ` (X-Tt-Logid ${err.logId})` : '';
-    process.stderr.write(`token exchange failed: ${err.outcome}: ${err.message}${logId}\n`);
+    process.stderr.write(`token exchange failed: ${err.outcome}: ${describeMintError(err)}${logId}\n`);
     return 1;
   } finally {
     client.close();

@@ -9,9 +9,16 @@ import { TokenMintError } from './token-client.js';
 export function mintErrorToGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   if (err instanceof TokenMintError) {
-    const hint = err.outcome === 'invalid_client' ? ' Check coze.appId, coze.keyId, coze.privateKey, coze.audience and the clock.' : '';
-    const detail = `${err.message}.${hint}`;
-    return new GatewayError(err.outcome === 'timeout' ? 'token-mint-timeout' : 'token-mint-failed', { detail, cause: err });
+    return new GatewayError(err.outcome === 'timeout' ? 'token-mint-timeout' : 'token-mint-failed', { detail: describeMintError(err), cause: err });
   }
   return new GatewayError('token-mint-failed', { cause: err });
+}
+
+/**
+ * What went wrong and what to check, for the 502's msg and for `check-config --mint`: Coze's
+ * error_code and its (scrubbed) error_message, then the settings that usually cause it.
+ */
+export function describeMintError(err: TokenMintError): string {
+  const hint = err.outcome === 'invalid_client' ? ' Check coze.appId, coze.keyId, coze.privateKey, coze.audience and the clock.' : '';
+  return `${err.message}.${hint}`;
 }

@@ -26,19 +26,25 @@ export interface CozeToken {
   expiresAt: number;
 }
 
-/** A failed exchange. Its message names the Coze error_code; it never holds the JWT or a token. */
+/**
+ * A failed exchange. Its message names Coze's error_code and error_message (scrubbed); it never
+ * holds the JWT or a token.
+ */
 export class TokenMintError extends Error {
   readonly outcome: Exclude<MintOutcome, 'success'>;
   readonly errorCode: string | undefined;
+  /** Coze's error_message, scrubbed of anything shaped like a credential. */
+  readonly errorMessage: string | undefined;
   readonly logId: string | undefined;
   readonly httpStatus: number | undefined;
   readonly attempts: number;
 
-  constructor(init: { outcome: Exclude<MintOutcome, 'success'>; errorCode?: string; logId?: string; httpStatus?: number; attempts: number; message: string }) {
+  constructor(init: { outcome: Exclude<MintOutcome, 'success'>; errorCode?: string; errorMessage?: string; logId?: string; httpStatus?: number; attempts: number; message: string }) {
     super(init.message);
     this.name = 'TokenMintError';
     this.outcome = init.outcome;
     this.errorCode = init.errorCode;
+    this.errorMessage = init.errorMessage;
     this.logId = init.logId;
     this.httpStatus = init.httpStatus;
     this.attempts = init.attempts;
@@ -52,6 +58,7 @@ export interface MintAttemptReport {
   attempt: number;
   logId: string | undefined;
   errorCode: string | undefined;
+  errorMessage: string | undefined;
 }
 
 export interface TokenClientOptions {
@@ -132,6 +139,7 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
         attempt,
         logId: last.logId,
         errorCode: last.errorCode,
+        errorMessage: last.errorMessage,
       });
       if (last.outcome === 'success' && last.token) return last.token;
       throw new TokenMintError({
@@ -139,6 +147,7 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
         message: last.message,
         attempts: attempt,
         ...(last.errorCode !== undefined ? { errorCode: last.errorCode } : {}),
+        ...(last.errorMessage !== undefined ? { errorMessage: last.errorMessage } : {}),
         ...(last.logId !== undefined ? { logId: last.logId } : {}),
         ...(last.httpStatus !== undefined ? { httpStatus: last.httpStatus } : {}),
       });
@@ -154,6 +163,7 @@ interface AttemptResult {
   message: string;
   token?: CozeToken;
   errorCode?: string;
+  errorMessage?: string;
   logId?: string;
   httpStatus?: number;
 }
@@ -185,7 +195,9 @@ function classify(response: RawResponse, now: () => number): AttemptResult {
   const errorCode = typeof obj.error_code === 'string' && obj.error_code !== '' ? obj.error_code : undefined;
   if (errorCode !== undefined) {
     const outcome = ERROR_CODE_OUTCOMES[errorCode] ?? (httpStatus >= 500 ? 'server_error' : 'other_error');
-    return { outcome, errorCode, message: `Coze refused the token exchange with error_code ${safeText(errorCode)}`, ...common };
+    const errorMessage = typeof obj.error_message === 'string' ? scrubCozeMessage(obj.error_message) : '';
+    const said = errorMessage ? `: "${errorMessage}"` : '';
+    return { outcome, errorCode: safeText(errorCode), message: `Coze refused the token exchange with error_code ${safeText(errorCode)}${said}`, ...(errorMessage ? { errorMessage } : {}), ...common };
   }
   if (httpStatus >= 500) return { outcome: 'server_error', message: `the token endpoint answered HTTP ${httpStatus}`, ...common };
   if (httpStatus >= 400) return { outcome: 'other_error', message: `the token endpoint answered HTTP ${httpStatus}`, ...common };
@@ -205,6 +217,27 @@ function classify(response: RawResponse, now: () => number): AttemptResult {
 
 function safeText(s: string): string {
   return s.replace(/[^\w.-]/g, '').slice(0, 64);
+}
+
+/** Longest error_message kept: Coze's are one short sentence (coze-protocol.md section 2.5). */
+const MAX_ERROR_MESSAGE = 200;
+
+/**
+ * Coze's error_message goes into logs, check-config and the 502's msg, so anything in it that
+ * is shaped like a credential is cut out first: a JWT, a Bearer value, a Coze token, a PEM block,
+ * or any long opaque run (a key, a secret). Control characters go too (log and header safety).
+ */
+export function scrubCozeMessage(text: string): string {
+  return text
+    .replace(/-----BEGIN[\s\S]*?(?:-----END[^-]*-----|$)/g, '[redacted]')
+    .replace(/[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*/g, '[redacted]')
+    .replace(/\beyJ[A-Za-z0-9_-]+/g, '[redacted]')
+    .replace(/\bBearer\s+\S+/gi, 'Bearer [redacted]')
+    .replace(/\b(?:czs|czu|pat|sat)_[A-Za-z0-9_-]+/gi, '[redacted]')
+    .replace(/[A-Za-z0-9+/=_-]{32,}/g, '[redacted]')
+    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
+    .trim()
+    .slice(0, MAX_ERROR_MESSAGE);
 }
 
 interface RawResponse {

@@ -18,8 +18,14 @@ export type TokenResult =
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 /**
- * The Coze token endpoint, built from coze-protocol.md section 9.2: it really verifies the RS256
- * signature with the app's registered key, the claims, and that each jti is used once.
+ * The Coze token endpoint: it really verifies the RS256 signature with the app's registered
+ * key, the claims, and that each jti is used once (Coze's OAuth JWT page:
+ * https://www.coze.cn/open/docs/developer_guides/oauth_jwt).
+ *
+ * error_code values are Coze's documented ones. Coze documents no error_message for
+ * invalid_client, so these are the emulator's own wording. The one real message seen in public
+ * reports (coze-dev/coze-py issue 148, an unregistered kid) is copied as Coze spells it, and the
+ * others follow its "invalid jwt: ..." pattern.
  */
 export function createTokenEndpoint(options: TokenEndpointOptions) {
   const keys = new Map<string, { app: EmulatorApp; key: KeyObject }>();
@@ -52,18 +58,18 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
     if (header.alg !== 'RS256') return fail('invalid_client', 'the JWT must be signed with RS256');
     if (header.typ !== 'JWT') return fail('invalid_client', 'the JWT header typ must be JWT');
     const registered = typeof header.kid === 'string' ? keys.get(header.kid) : undefined;
-    if (!registered) return fail('invalid_client', 'unknown kid: no public key of an OAuth app matches');
+    if (!registered) return fail('invalid_client', 'invalid jwt: kid not been registred');
     let payload: Record<string, unknown>;
     try {
       const verified = await compactVerify(jwt, registered.key, { algorithms: ['RS256'] });
       payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
     } catch {
-      return fail('invalid_client', 'the JWT signature does not verify');
+      return fail('invalid_client', 'invalid jwt: signature is invalid');
     }
     const now = Math.floor(options.now() / 1000);
     const skew = options.clockSkewSeconds;
     if (payload.iss !== registered.app.appId) return fail('invalid_client', 'iss must be the id of the app that owns kid');
-    if (payload.aud !== options.audience) return fail('invalid_client', `aud must be ${options.audience}`);
+    if (payload.aud !== options.audience) return fail('invalid_client', `invalid jwt: aud is invalid, expected ${options.audience}`);
     const { iat, exp, jti } = payload;
     if (typeof iat !== 'number' || typeof exp !== 'number') return fail('invalid_client', 'iat and exp are required');
     if (typeof jti !== 'string' || jti.length < 16) return fail('invalid_client', 'jti is required (at least 16 characters)');
