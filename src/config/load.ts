@@ -77,7 +77,8 @@ export function loadConfig(options: LoadOptions = {}): GatewayConfig {
   // Required settings and the key are checked on the raw values, so that they are reported
   // together with schema errors rather than one start-up later.
   for (const key of ['appId', 'keyId', 'privateKey'] as const) {
-    if (getPath(merged, `coze.${key}`) === undefined) {
+    // A *_FILE that could not be read is reported as such, not again as a missing setting.
+    if (getPath(merged, `coze.${key}`) === undefined && !issues.some((i) => i.key === `coze.${key}File`)) {
       issues.push(issueFor(settings, `coze.${key}`, key === 'privateKey' ? 'required (set coze.privateKey or coze.privateKeyFile)' : 'required'));
     }
   }
@@ -86,13 +87,34 @@ export function loadConfig(options: LoadOptions = {}): GatewayConfig {
   if (keyProblem) issues.push(issueFor(settings, 'coze.privateKey', keyProblem));
 
   const parsed = configSchema.safeParse(merged);
-  if (!parsed.success) issues.push(...zodIssues(parsed.error, settings));
-  if (issues.length > 0 || !parsed.success) throw new ConfigError(issues);
-
-  const config = parsed.data;
-  const derived = derive(config, settings, issues, options.requireIdentity ?? true);
+  let config: ParsedConfig | undefined;
+  if (parsed.success) config = parsed.data;
+  else {
+    issues.push(...zodIssues(parsed.error, settings));
+    // The cross-setting checks still run, on the settings that did parse (the bad ones take
+    // their defaults), so that one start-up names every bad setting (issue 16).
+    config = parseWithout(merged, parsed.error);
+  }
+  const derived = config ? derive(config, settings, issues, options.requireIdentity ?? true) : undefined;
   if (issues.length > 0 || !derived) throw new ConfigError(issues);
   return deepFreeze(derived);
+}
+
+/** The config with every setting zod refused left out, or undefined if it still fails. */
+function parseWithout(merged: Tree, error: z.ZodError): ParsedConfig | undefined {
+  const tree = structuredClone(merged);
+  for (const issue of error.issues) {
+    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol').map(String);
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) deletePath(tree, [...path, k].join('.'));
+      continue;
+    }
+    // An array item's problem drops the whole array (policy.routes[2].name drops policy.routes).
+    const arrayAt = path.findIndex((p) => /^\d+$/.test(p));
+    deletePath(tree, (arrayAt === -1 ? path : path.slice(0, arrayAt)).join('.'));
+  }
+  const again = configSchema.safeParse(tree);
+  return again.success ? again.data : undefined;
 }
 
 function readYaml(path: string, label: string, issues: ConfigIssue[]): Tree {
@@ -168,7 +190,7 @@ function resolveSecretFiles(settings: SettingInfo[], tree: Tree, issues: ConfigI
     try {
       setPath(tree, s.key, readFileSync(path, 'utf8').trim());
     } catch (err) {
-      issues.push({ ...fileIssue, message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+      issues.push({ ...fileIssue, message: `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
     }
   }
 }
@@ -228,11 +250,14 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   if ((jwt.publicKey || jwt.jwksUrl) && jwt.algorithms?.some((a) => a.startsWith('HS'))) {
     issues.push(issueFor(settings, 'identity.jwt.algorithms', 'HS algorithms cannot be used with a public key or JWKS (key confusion)'));
   }
-  if (requireIdentity && jwtKeys === 0 && !config.identity.apiKeys.file && !config.identity.trustedHeader.name) {
-    issues.push({
-      key: 'identity',
-      message: 'configure at least one identity source: identity.jwt.jwksUrl / publicKey / secret, identity.apiKeys.file or identity.trustedHeader.name',
+  // Not said when an identity setting was given but refused: that issue is already listed.
+  const identityRefused = issues.some((i) => i.key.startsWith('identity.'));
+  if (requireIdentity && !identityRefused && jwtKeys === 0 && !config.identity.apiKeys.file && !config.identity.trustedHeader.name) {
+    const sources = ['identity.jwt.jwksUrl', 'identity.jwt.publicKey', 'identity.jwt.secret', 'identity.apiKeys.file', 'identity.trustedHeader.name'].map((key) => {
+      const s = settings.find((x) => x.key === key);
+      return `${key} (${[s?.env, s?.fileEnv].filter(Boolean).join(' or ')})`;
     });
+    issues.push({ key: 'identity', message: `configure at least one identity source: ${sources.join(', ')}` });
   }
   if (config.cors.allowedOrigins?.includes('*')) {
     issues.push(issueFor(settings, 'cors.allowedOrigins', '"*" is refused: every gateway route carries credentials; list the origins'));

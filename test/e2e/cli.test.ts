@@ -47,6 +47,21 @@ describe('command line', () => {
     assert.ok(!res.stderr.includes('at '), 'no stack trace');
   });
 
+  it('config-reports-every-bad-setting: the example of issue 16 lists all three settings', async () => {
+    const res = await run(['check-config'], { ...env, PORT: '99999', IDENTITY_JWT_SECRET: 'short', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: 'foo' });
+    assert.equal(res.code, 2);
+    assert.equal(
+      res.stderr,
+      [
+        'coze-session-gateway: invalid configuration:',
+        '  - server.port (PORT): Too big: expected number to be <=65535',
+        '  - identity.jwt.secret (IDENTITY_JWT_SECRET): must be at least 32 bytes',
+        '  - identity.trustedHeader.allowFrom (IDENTITY_TRUSTED_HEADER_ALLOW_FROM): "foo" is not a CIDR such as 10.0.0.0/8',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);
