@@ -299,7 +299,7 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   };
 }
 
-/** api.coze.cn -> ws.coze.cn, api.coze.com -> ws.coze.com (coze-protocol.md section 6). */
+/** api.coze.cn -> ws.coze.cn, api.coze.com -> ws.coze.com (Coze's realtime docs: https://www.coze.cn/open/docs/developer_guides/streaming_chat_api). */
 export function deriveWsBaseUrl(baseUrl: string): string {
   const url = new URL(baseUrl);
   url.protocol = url.protocol === 'http:' ? 'ws:' : 'wss:';

@@ -348,7 +348,7 @@ export const configSchema = z
         allowedWorkflowIds: optionalList({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
         routes: leaf(z.array(routeRule).min(1).optional(), {
           type: 'routes',
-          defaultText: 'the end-user API (docs/routes.md)',
+          defaultText: 'the end-user API (src/policy/default-routes.ts)',
           description: 'The route allowlist: a list of {name, method, path} rules. The name is the route label in metrics and logs.',
         }),
       })

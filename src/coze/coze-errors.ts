@@ -3,7 +3,7 @@ import { TokenMintError } from './token-client.js';
 
 /**
  * Maps a failed mint to the client-facing error: 504 when time ran out, 502 otherwise, with
- * the Coze error_code named so that an operator can act (coze-protocol.md section 2.5).
+ * the Coze error_code named so that an operator can act (https://www.coze.cn/open/docs/developer_guides/oauth_jwt, error codes).
  * The X-Tt-Logid goes to the log, not to the client.
  */
 export function mintErrorToGatewayError(err: unknown): GatewayError {

@@ -4,7 +4,7 @@ import { importPKCS8, SignJWT } from 'jose';
 export interface JwtSignerOptions {
   appId: string;
   keyId: string;
-  /** PEM, PKCS#8 or PKCS#1 (coze-protocol.md section 1.1: the console hands out PKCS#8). */
+  /** PEM, PKCS#8 or PKCS#1 (the Coze console hands out PKCS#8). */
   privateKeyPem: string;
   audience: string;
   /** exp - iat. Short, because the JWT is exchanged at once and only once. */
@@ -13,7 +13,7 @@ export interface JwtSignerOptions {
   now?: () => number;
 }
 
-/** Signs the one-shot JWTs exchanged at Coze's token endpoint (coze-protocol.md section 1). */
+/** Signs the one-shot JWTs exchanged at Coze's token endpoint (https://www.coze.cn/open/docs/developer_guides/oauth_jwt). */
 export interface JwtSigner {
   sign(sessionName: string): Promise<string>;
 }
@@ -33,7 +33,7 @@ export async function createJwtSigner(options: JwtSignerOptions): Promise<JwtSig
         .setAudience(options.audience)
         .setIssuedAt(iat)
         .setExpirationTime(iat + options.ttlSeconds)
-        // Each JWT may be exchanged once; 32 CSPRNG bytes (coze-protocol.md section 1.4).
+        // Each JWT may be exchanged once, and Coze asks for a jti of more than 32 random bytes.
         .setJti(randomBytes(32).toString('hex'))
         .sign(key);
     },

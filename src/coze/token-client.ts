@@ -22,7 +22,7 @@ const RETRYABLE: ReadonlySet<MintOutcome> = new Set(['server_error', 'network_er
 
 export interface CozeToken {
   accessToken: string;
-  /** Absolute Unix time in seconds, exactly as Coze sent it (coze-protocol.md section 2.4). */
+  /** Absolute Unix time in seconds, exactly as Coze sent it (https://www.coze.cn/open/docs/developer_guides/oauth_jwt, response). */
   expiresAt: number;
 }
 
@@ -178,7 +178,7 @@ const ERROR_CODE_OUTCOMES: Record<string, MintOutcome> = {
 
 /**
  * Coze signals errors either as HTTP 4xx/5xx or as HTTP 200 with error_code
- * (coze-protocol.md section 2.5): both are checked.
+ * (https://www.coze.cn/open/docs/developer_guides/oauth_jwt; the HTTP status is not documented): both are checked.
  */
 function classify(response: RawResponse, now: () => number): AttemptResult {
   const logId = response.logId;
@@ -219,7 +219,7 @@ function safeText(s: string): string {
   return s.replace(/[^\w.-]/g, '').slice(0, 64);
 }
 
-/** Longest error_message kept: Coze's are one short sentence (coze-protocol.md section 2.5). */
+/** Longest error_message kept: Coze's documented ones are one short sentence. */
 const MAX_ERROR_MESSAGE = 200;
 
 /**

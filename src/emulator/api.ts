@@ -38,7 +38,7 @@ class ApiError extends Error {
 const now = () => Math.floor(Date.now() / 1000);
 
 /**
- * The end-user API of coze-protocol.md section 4.1 on in-memory state. Every resource belongs to
+ * Coze's end-user API (see src/policy/default-routes.ts) on in-memory state. Every resource belongs to
  * one (app, session_name): another session gets code 4101, exactly the isolation the gateway
  * exists to provide.
  */

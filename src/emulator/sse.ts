@@ -1,12 +1,12 @@
 import type { ServerResponse } from 'node:http';
 import type { StreamPacer } from './types.js';
 
-/** `/v3/chat` framing as recorded from Coze: no space after the colon (coze-protocol.md 5.1). */
+/** `/v3/chat` framing as recorded from Coze: no space after the colon (https://www.coze.cn/open/docs/developer_guides/chat_v3). */
 export function chatEvent(event: string, data: unknown): string {
   return `event:${event}\ndata:${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
 }
 
-/** Workflow framing: `id:` lines and spaces after the colons (coze-protocol.md 5.2). */
+/** Workflow framing: `id:` lines and spaces after the colons (https://www.coze.cn/open/docs/developer_guides/workflow_stream_run). */
 export function workflowEvent(id: number, event: string, data: unknown): string {
   return `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** Who owns a resource: Coze isolates by app plus session_name (coze-protocol.md section 1.3). */
+/** Who owns a resource: Coze isolates by app plus session_name (https://www.coze.cn/open/docs/developer_guides/session_isolation). */
 export interface Owner {
   appId: string;
   sessionName: string;

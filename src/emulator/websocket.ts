@@ -19,7 +19,7 @@ export interface WebSocketRecord {
 const PATHS = new Set(['/v1/chat', '/v1/audio/speech', '/v1/audio/transcriptions', '/v1/audio/simult_interpretation']);
 
 /**
- * The realtime endpoints of coze-protocol.md section 6 on the emulator's own server: the token is
+ * The realtime endpoints (https://www.coze.cn/open/docs/developer_guides/streaming_chat_api) on the emulator's own server: the token is
  * checked from the header or the `authorization` query parameter, frames are echoed back byte
  * for byte, and `chat.update` events are recorded. The `flood` API fault makes the next socket
  * send binary frames for as long as the reader takes them.

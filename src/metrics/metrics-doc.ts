@@ -38,7 +38,7 @@ Label values:
 - \`outcome\` (mints): \`success\`, \`invalid_client\`, \`access_deny\`, \`invalid_request\`, \`unsupported_grant_type\`,
   \`server_error\`, \`network_error\`, \`timeout\`, \`bad_response\`, \`other_error\`.
 - \`kind\` (upstream errors): \`connect\`, \`reset\`, \`timeout\`, \`idle_timeout\`, \`bad_response\`, \`retried_token\`.
-- \`code\` (Coze error codes): the codes of coze-protocol.md section 7 worth their own series, and \`other\`.
+- \`code\` (Coze error codes): the codes of Coze's error code list (https://www.coze.cn/open/docs/developer_guides/coze_error_codes) worth their own series, and \`other\`.
 
 ## PromQL examples
 

@@ -14,7 +14,7 @@ export type PolicyDenialReason = (typeof POLICY_DENIAL_REASONS)[number];
 export const UPSTREAM_ERROR_KINDS = ['connect', 'reset', 'timeout', 'idle_timeout', 'bad_response', 'retried_token'] as const;
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
-/** Coze codes worth a dashboard of their own (coze-protocol.md section 7); the rest count as `other`. */
+/** Coze codes worth a dashboard of their own (https://www.coze.cn/open/docs/developer_guides/coze_error_codes); the rest count as `other`. */
 export const KNOWN_COZE_CODES = [
   '4000', '4001', '4002', '4006', '4007', '4008', '4009', '4010', '4011', '4013', '4015', '4016', '4019', '4020',
   '4100', '4101', '4102', '4104', '4105', '4200', '4300', '4302', '5000', '700012006', '103000001', 'other',

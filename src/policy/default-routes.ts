@@ -1,9 +1,9 @@
 import type { RouteRule } from '../config/schema.js';
 
 /**
- * The end-user API of coze-protocol.md section 4.1, plus the realtime WebSocket paths of
- * section 6. Management APIs (section 4.3) and /api/permission/* are absent on purpose. Each
- * name is the `route` label in metrics and logs.
+ * Coze's end-user API (https://www.coze.cn/open/docs/developer_guides/coze_api_overview), plus the realtime WebSocket
+ * paths. Management APIs (bots, workspaces, datasets, apps) and /api/permission/* are absent on
+ * purpose. Each name is the `route` label in metrics and logs.
  */
 export const DEFAULT_ROUTES: readonly RouteRule[] = [
   { name: 'conversation.create', method: 'POST', path: '/v1/conversation/create' },

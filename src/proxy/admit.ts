@@ -100,7 +100,7 @@ export async function admit(
 
 /**
  * Splits the caller's `authorization` query parameter off the query, in any letter case, so that
- * it is never forwarded: Coze gets the session's token instead (coze-protocol.md section 6).
+ * it is never forwarded: Coze gets the session's token instead (as Coze's realtime docs show).
  */
 export function takeQueryCredential(query: string): { credential: string | undefined; rest: string } {
   if (!/(?:^|&)authorization=/i.test(query)) return { credential: undefined, rest: query };

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 
-/** Coze's ways of saying "this token is not valid" (coze-protocol.md sections 3.5 and 7.2). */
+/** Coze's ways of saying "this token is not valid" (https://www.coze.cn/open/docs/developer_guides/troubleshooting_4100_4101). */
 const TOKEN_INVALID_CODES: ReadonlySet<number> = new Set([4100, 700012006]);
 
 /** An auth error body is tiny; anything longer is a real answer and is streamed on. */

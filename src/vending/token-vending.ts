@@ -11,7 +11,7 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
 
 /**
  * `POST /gateway/token`: hands the caller the Coze token of their own session, for the Web Chat
- * SDK's `auth.onRefreshToken` (coze-protocol.md section 8). The session always comes from the
+ * SDK's `auth.onRefreshToken` (https://www.coze.cn/open/docs/developer_guides/install_web_sdk). The session always comes from the
  * authenticated identity, never from the client. If the SDK reports the token it holds as bad
  * (`old_token` equal to the cached one), a fresh one is minted.
  */
