@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { createRedisTokenStore, redisNamespace } from '../../../src/cache/redis-token-store.js';
 import { createTokenSealer } from '../../../src/cache/token-crypto.js';
 import type { CozeToken } from '../../../src/coze/token-client.js';
-import { startRedis, type RedisServer } from '../../helpers/redis.js';
+import { redisMissing, startRedis, type RedisServer } from '../../helpers/redis.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const inFuture = (seconds: number) => Math.floor(Date.now() / 1000) + seconds;
@@ -18,7 +18,7 @@ async function dump(redis: Redis, pattern: string): Promise<string> {
   return keys.join('\n') + values.join('\n');
 }
 
-describe('redis token store', () => {
+describe('redis token store', { skip: redisMissing }, () => {
   let server: RedisServer;
   let redis: Redis;
   let other: Redis;
@@ -28,9 +28,9 @@ describe('redis token store', () => {
     other = new Redis(server.url);
   });
   after(async () => {
-    redis.disconnect();
-    other.disconnect();
-    await server.stop();
+    redis?.disconnect();
+    other?.disconnect();
+    await server?.stop();
   });
 
   const ns = () => `t:${randomBytes(6).toString('hex')}`;
