@@ -27,6 +27,11 @@ COPY config ./config
 # so the root filesystem can be read-only.
 USER 10001:10001
 EXPOSE 8080 9091
+# For Docker and Compose (Kubernetes ignores it and probes /healthz and /readyz itself). The
+# image has no curl: node asks the admin port on loopback (ADMIN_HOST 0.0.0.0, the default,
+# includes it).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ADMIN_PORT || 9091) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node is PID 1 itself (exec form, no npm, no shell), so SIGTERM reaches it and the drain runs.
 ENTRYPOINT ["node", "dist/main.js"]
 CMD ["serve"]

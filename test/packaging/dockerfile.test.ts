@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { freePort } from '../helpers/cli-process.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const DOCKERFILE = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
@@ -43,6 +43,15 @@ describe('Dockerfile', () => {
     assert.match(user?.args ?? '', /^[1-9]\d*(:\d+)?$/, 'a numeric non-root uid');
   });
 
+  it('dockerfile-healthcheck: a HEALTHCHECK that needs no curl asks the admin /healthz on loopback', () => {
+    const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK');
+    assert.ok(healthcheck, 'the runtime stage has a HEALTHCHECK');
+    assert.match(healthcheck.args, /--interval=\d+s --timeout=\d+s --start-period=\d+s --retries=\d+\s+CMD \[/);
+    const command = healthCommand();
+    assert.equal(command[0], 'node', 'node, not curl: the image has no curl');
+    assert.match(command.join(' '), /http:\/\/127\.0\.0\.1:' \+ \(process\.env\.ADMIN_PORT \|\| 9091\) \+ '\/healthz'/);
+  });
+
   it('starts node directly in exec form, exposes both ports and carries OCI labels', () => {
     assert.equal(runtime.find((i) => i.op === 'ENTRYPOINT')?.args, '["node", "dist/main.js"]');
     assert.equal(runtime.find((i) => i.op === 'CMD')?.args, '["serve"]');
@@ -51,96 +60,119 @@ describe('Dockerfile', () => {
     for (const label of ['title', 'description', 'source', 'licenses', 'version']) assert.ok(labels.includes(`org.opencontainers.image.${label}=`), label);
   });
 
-  it('its build and start steps work as plain commands, and the entrypoint serves /healthz', { timeout: 600_000 }, async () => {
+  it('its build and start steps work as plain commands, the entrypoint serves /healthz, and the HEALTHCHECK sees it', { timeout: 600_000 }, async () => {
     const work = mkdtempSync(join(tmpdir(), 'csg-docker-'));
-    const stageDirs = new Map<string, string>();
-    let dir = '';
-    let env: Record<string, string> = {};
-    let entrypoint: string[] = [];
-    let cmd: string[] = [];
-    const args = new Map<string, string>();
-    for (const [index, ins] of instructions.entries()) {
-      if (ins.op === 'FROM') {
-        const name = /\bAS (\S+)/i.exec(ins.args)?.[1] ?? `stage${index}`;
-        dir = join(work, name);
-        mkdirSync(dir, { recursive: true });
-        stageDirs.set(name, dir);
-        env = {};
-      } else if (ins.op === 'WORKDIR') {
-        // Every stage works in its own folder standing in for the image's WORKDIR.
-      } else if (ins.op === 'ARG') {
-        const [k, v] = ins.args.split('=');
-        args.set(k as string, v ?? '');
-      } else if (ins.op === 'ENV') {
-        const [k, v] = ins.args.split('=');
-        env[k as string] = v ?? '';
-      } else if (ins.op === 'COPY') {
-        const parts = ins.args.split(/\s+/);
-        const from = parts[0]?.startsWith('--from=') ? stageDirs.get((parts.shift() as string).slice(7)) : ROOT;
-        assert.ok(from, 'COPY --from names a stage');
-        const dest = parts.pop() as string;
-        for (const src of parts) {
-          const target = dest.endsWith('/') ? join(dir, dest.replace(/^\.\//, ''), src.split('/').pop() as string) : join(dir, dest.replace(/^\.\//, ''));
-          const source = from === ROOT ? join(ROOT, src) : join(from, src.replace(/^\/app\//, ''));
-          mkdirSync(dirname(target), { recursive: true });
-          cpSync(source, target, { recursive: true });
-        }
-      } else if (ins.op === 'RUN') {
-        execFileSync('sh', ['-c', ins.args], { cwd: dir, env: { ...process.env, ...env }, stdio: 'pipe', timeout: 300_000 });
-      } else if (ins.op === 'ENTRYPOINT') {
-        entrypoint = JSON.parse(ins.args) as string[];
-      } else if (ins.op === 'CMD') {
-        cmd = JSON.parse(ins.args) as string[];
-      }
+    try {
+      await buildAndRun(work);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
     }
-    const runtimeDir = stageDirs.get(/\bAS (\S+)/i.exec(stages.at(-1)?.args ?? '')?.[1] ?? '') as string;
-    assert.ok(readFileSync(join(runtimeDir, 'dist', 'main.js'), 'utf8').length > 0);
-    assert.throws(() => readFileSync(join(runtimeDir, 'node_modules', 'typescript', 'package.json')), 'no dev dependencies in the runtime stage');
-
-    const secrets = mkdtempSync(join(tmpdir(), 'csg-docker-secrets-'));
-    writeFileSync(join(secrets, 'key.pem'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    writeFileSync(join(secrets, 'keys.yaml'), '[]\n');
-    const [port, adminPort] = [await freePort(), await freePort()];
-    const [command, ...rest] = entrypoint;
-    assert.equal(command, 'node');
-    const child = spawn(process.execPath, [...rest, ...cmd], {
-      cwd: runtimeDir,
-      env: {
-        ...env,
-        PATH: process.env.PATH ?? '',
-        COZE_APP_ID: '1',
-        COZE_KEY_ID: 'k',
-        COZE_PRIVATE_KEY_FILE: join(secrets, 'key.pem'),
-        COZE_BASE_URL: 'http://127.0.0.1:9',
-        IDENTITY_API_KEYS_FILE: join(secrets, 'keys.yaml'),
-        PORT: String(port),
-        ADMIN_PORT: String(adminPort),
-        HOST: '127.0.0.1',
-        ADMIN_HOST: '127.0.0.1',
-        SHUTDOWN_GRACE_SECONDS: '1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    let status = 0;
-    for (let i = 0; i < 100 && status !== 200; i++) {
-      status = await fetch(`http://127.0.0.1:${adminPort}/healthz`).then((r) => r.status, () => 0);
-      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(status, 200, output);
-    child.kill('SIGTERM');
-    assert.equal(await exited, 0, output);
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => done(port));
-    });
+/** The HEALTHCHECK's exec-form command. */
+function healthCommand(): string[] {
+  const args = runtime.find((i) => i.op === 'HEALTHCHECK')?.args ?? '';
+  return JSON.parse(args.slice(args.indexOf('CMD ') + 4)) as string[];
+}
+
+/**
+ * npm runs with a cache of its own inside `work`, seeded with a copy of the developer's cache
+ * so that no download is needed: `npm cache clean --force` in the Dockerfile must never touch
+ * the real ~/.npm (issue 16 item 9), and a concurrent npm must not break this test.
+ */
+function npmEnv(work: string): Record<string, string> {
+  const cache = join(work, 'npm-cache');
+  const own = execFileSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).trim();
+  if (own && existsSync(join(own, '_cacache'))) cpSync(join(own, '_cacache'), join(cache, '_cacache'), { recursive: true });
+  return { npm_config_cache: cache, npm_config_prefer_offline: 'true', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+}
+
+async function buildAndRun(work: string): Promise<void> {
+  const npm = npmEnv(work);
+  const stageDirs = new Map<string, string>();
+  let dir = '';
+  let env: Record<string, string> = {};
+  let entrypoint: string[] = [];
+  let cmd: string[] = [];
+  const args = new Map<string, string>();
+  for (const [index, ins] of instructions.entries()) {
+    if (ins.op === 'FROM') {
+      const name = /\bAS (\S+)/i.exec(ins.args)?.[1] ?? `stage${index}`;
+      dir = join(work, name);
+      mkdirSync(dir, { recursive: true });
+      stageDirs.set(name, dir);
+      env = {};
+    } else if (ins.op === 'WORKDIR') {
+      // Every stage works in its own folder standing in for the image's WORKDIR.
+    } else if (ins.op === 'ARG') {
+      const [k, v] = ins.args.split('=');
+      args.set(k as string, v ?? '');
+    } else if (ins.op === 'ENV') {
+      const [k, v] = ins.args.split('=');
+      env[k as string] = v ?? '';
+    } else if (ins.op === 'COPY') {
+      const parts = ins.args.split(/\s+/);
+      const from = parts[0]?.startsWith('--from=') ? stageDirs.get((parts.shift() as string).slice(7)) : ROOT;
+      assert.ok(from, 'COPY --from names a stage');
+      const dest = parts.pop() as string;
+      for (const src of parts) {
+        const target = dest.endsWith('/') ? join(dir, dest.replace(/^\.\//, ''), src.split('/').pop() as string) : join(dir, dest.replace(/^\.\//, ''));
+        const source = from === ROOT ? join(ROOT, src) : join(from, src.replace(/^\/app\//, ''));
+        mkdirSync(dirname(target), { recursive: true });
+        cpSync(source, target, { recursive: true });
+      }
+    } else if (ins.op === 'RUN') {
+      execFileSync('sh', ['-c', ins.args], { cwd: dir, env: { ...process.env, ...env, ...npm }, stdio: 'pipe', timeout: 300_000 });
+    } else if (ins.op === 'ENTRYPOINT') {
+      entrypoint = JSON.parse(ins.args) as string[];
+    } else if (ins.op === 'CMD') {
+      cmd = JSON.parse(ins.args) as string[];
+    }
+  }
+  const runtimeDir = stageDirs.get(/\bAS (\S+)/i.exec(stages.at(-1)?.args ?? '')?.[1] ?? '') as string;
+  assert.ok(readFileSync(join(runtimeDir, 'dist', 'main.js'), 'utf8').length > 0);
+  assert.throws(() => readFileSync(join(runtimeDir, 'node_modules', 'typescript', 'package.json')), 'no dev dependencies in the runtime stage');
+
+  const secrets = join(work, 'secrets');
+  mkdirSync(secrets);
+  writeFileSync(join(secrets, 'key.pem'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(secrets, 'keys.yaml'), '[]\n');
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const [command, ...rest] = entrypoint;
+  assert.equal(command, 'node');
+  const child = spawn(process.execPath, [...rest, ...cmd], {
+    cwd: runtimeDir,
+    env: {
+      ...env,
+      PATH: process.env.PATH ?? '',
+      COZE_APP_ID: '1',
+      COZE_KEY_ID: 'k',
+      COZE_PRIVATE_KEY_FILE: join(secrets, 'key.pem'),
+      COZE_BASE_URL: 'http://127.0.0.1:9',
+      IDENTITY_API_KEYS_FILE: join(secrets, 'keys.yaml'),
+      PORT: String(port),
+      ADMIN_PORT: String(adminPort),
+      HOST: '127.0.0.1',
+      ADMIN_HOST: '127.0.0.1',
+      SHUTDOWN_GRACE_SECONDS: '1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  let status = 0;
+  for (let i = 0; i < 100 && status !== 200; i++) {
+    status = await fetch(`http://127.0.0.1:${adminPort}/healthz`).then((r) => r.status, () => 0);
+    if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(status, 200, output);
+  // The HEALTHCHECK as Docker runs it: inside the container, with the container's environment.
+  const health = () => spawnSync(process.execPath, healthCommand().slice(1), { cwd: runtimeDir, env: { ...env, PATH: process.env.PATH ?? '', ADMIN_PORT: String(adminPort) }, timeout: 30_000 }).status;
+  assert.equal(health(), 0, 'healthy while serving');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, output);
+  assert.equal(health(), 1, 'unhealthy once it is gone');
 }
