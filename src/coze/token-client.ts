@@ -235,7 +235,7 @@ export function scrubCozeMessage(text: string): string {
     .replace(/\bBearer\s+\S+/gi, 'Bearer [redacted]')
     .replace(/\b(?:czs|czu|pat|sat)_[A-Za-z0-9_-]+/gi, '[redacted]')
     .replace(/[A-Za-z0-9+/=_-]{32,}/g, '[redacted]')
-    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
+    .replace(/\p{Cc}+/gu, ' ')
     .trim()
     .slice(0, MAX_ERROR_MESSAGE);
 }
