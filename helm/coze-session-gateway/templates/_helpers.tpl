@@ -74,15 +74,95 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The gateway container for an app's own pod (sidecar mode). It listens on 127.0.0.1 only and
-takes the user from a header the app sets; the app must strip that header from its inbound
-traffic. Use it as a native sidecar: an initContainers entry with restartPolicy: Always.
-Expects the ConfigMap and Secret of this chart (or equivalents) to be mounted by the pod.
+Contradictory or missing values fail the render, naming the value (STYLE.md: fail guards).
+Included once, from configmap.yaml, which both modes render.
+*/}}
+{{- define "coze-session-gateway.validate" -}}
+{{- $v := .Values -}}
+{{- if not (has $v.mode (list "standalone" "sidecar")) }}
+{{- fail (printf "mode must be standalone or sidecar, not %v" $v.mode) }}
+{{- end }}
+{{- if and $v.existingSecret $v.secret.privateKey }}
+{{- fail "set either existingSecret or secret.privateKey, not both" }}
+{{- end }}
+{{- if and (not $v.existingSecret) (not $v.secret.privateKey) }}
+{{- fail "secret.privateKey (the Coze OAuth app PEM) or existingSecret is required" }}
+{{- end }}
+{{- if not $v.config.coze.appId }}
+{{- fail "config.coze.appId is required" }}
+{{- end }}
+{{- if not $v.config.coze.keyId }}
+{{- fail "config.coze.keyId is required" }}
+{{- end }}
+{{- if eq $v.mode "standalone" }}
+{{- $identity := $v.config.identity | default dict }}
+{{- $jwt := $identity.jwt | default dict }}
+{{- $header := $identity.trustedHeader | default dict }}
+{{- if not (or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret $v.secret.apiKeys $v.existingSecretKeys.apiKeys $header.name) }}
+{{- fail "configure an identity source: config.identity.jwt.jwksUrl, secret.identityJwtSecret, secret.apiKeys or config.identity.trustedHeader.name" }}
+{{- end }}
+{{- end }}
+{{- if and $v.secret.redisUrl (not $v.secret.redisEncryptionKey) }}
+{{- fail "secret.redisUrl needs secret.redisEncryptionKey: tokens are encrypted at rest in Redis" }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and $v.pdb.enabled (eq $v.mode "standalone") }}
+{{- $floorName := ternary "autoscaling.minReplicas" "replicaCount" (not (not $v.autoscaling.enabled)) }}
+{{- $floor := int (ternary $v.autoscaling.minReplicas $v.replicaCount (not (not $v.autoscaling.enabled))) }}
+{{- $min := $v.pdb.minAvailable }}
+{{- if kindIs "string" $min }}
+{{- if not (regexMatch "^[0-9]+%$" $min) }}
+{{- fail (printf "pdb.minAvailable must be a number or a percentage such as 50%%, not %q" $min) }}
+{{- end }}
+{{- if ge (atoi (trimSuffix "%" $min)) 100 }}
+{{- fail (printf "pdb.minAvailable %s leaves no pod evictable: node drains and upgrades would hang" $min) }}
+{{- end }}
+{{- else if ge (int $min) $floor }}
+{{- fail (printf "pdb.minAvailable (%d) must be below %s (%d), or no pod could ever be evicted: node drains and upgrades would hang" (int $min) $floorName $floor) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The context (Values, Chart, Release) of this chart, as YAML, whichever chart renders the sidecar
+templates: this chart itself, or an app chart that lists coze-session-gateway as a dependency
+and includes the templates with its own context (`.`). Then this chart's values are the app's
+.Values.coze-session-gateway, into which Helm has merged this chart's defaults. Never the app's
+own image, ports or secrets.
+*/}}
+{{- define "coze-session-gateway.sidecarScope" -}}
+{{- $values := .Values -}}
+{{- $appVersion := "" -}}
+{{- if eq .Chart.Name "coze-session-gateway" -}}
+{{- $appVersion = .Chart.AppVersion -}}
+{{- else -}}
+{{- if not (hasKey .Values "coze-session-gateway") -}}
+{{- fail (printf "coze-session-gateway.sidecarContainer is rendered from chart %s, whose values have no coze-session-gateway key: list coze-session-gateway (without an alias) under dependencies in that chart's Chart.yaml" .Chart.Name) -}}
+{{- end -}}
+{{- $values = index .Values "coze-session-gateway" -}}
+{{- end -}}
+{{- toYaml (dict "Values" $values "Chart" (dict "Name" "coze-session-gateway" "AppVersion" $appVersion) "Release" (dict "Name" .Release.Name "Service" .Release.Service)) -}}
+{{- end -}}
+
+{{/*
+The gateway container for an app's own pod (sidecar mode): listed under initContainers, its
+restartPolicy Always makes it a native sidecar that starts before the app and stops after it.
+It listens on 127.0.0.1 only and takes the user from a header the app sets; the app must strip
+that header from its inbound traffic. The pod needs the volumes of
+coze-session-gateway.sidecarVolumes and securityContext.fsGroup 10001 (the key is group-readable).
 */}}
 {{- define "coze-session-gateway.sidecarContainer" -}}
+{{- $scope := include "coze-session-gateway.sidecarScope" . | fromYaml -}}
+{{- $v := $scope.Values -}}
+{{- $tag := required "coze-session-gateway: image.tag is empty; set it (an app chart cannot see this chart's appVersion)" ($v.image.tag | default $scope.Chart.AppVersion) -}}
+{{- $port := required "coze-session-gateway: sidecar.port is required" $v.sidecar.port -}}
+{{- $adminPort := required "coze-session-gateway: sidecar.adminPort is required" $v.sidecar.adminPort -}}
+{{- $header := required "coze-session-gateway: sidecar.trustedHeader is required" $v.sidecar.trustedHeader -}}
 - name: coze-session-gateway
-  image: {{ include "coze-session-gateway.image" . }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  image: {{ printf "%s:%s" (required "coze-session-gateway: image.repository is required" $v.image.repository) $tag }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
   restartPolicy: Always
   args: ["serve"]
   env:
@@ -91,19 +171,19 @@ Expects the ConfigMap and Secret of this chart (or equivalents) to be mounted by
     - name: HOST
       value: 127.0.0.1
     - name: PORT
-      value: {{ .Values.sidecar.port | quote }}
+      value: {{ $port | toString | quote }}
     - name: ADMIN_HOST
       value: 0.0.0.0
     - name: ADMIN_PORT
-      value: {{ .Values.sidecar.adminPort | quote }}
+      value: {{ $adminPort | toString | quote }}
     - name: IDENTITY_TRUSTED_HEADER
-      value: {{ .Values.sidecar.trustedHeader | quote }}
+      value: {{ $header | quote }}
     - name: IDENTITY_TRUSTED_HEADER_ALLOW_FROM
       value: 127.0.0.1/32,::1/128
-    {{- include "coze-session-gateway.secretEnv" . | nindent 4 }}
+    {{- include "coze-session-gateway.secretEnv" $scope | nindent 4 }}
   ports:
     - name: gw-admin
-      containerPort: {{ .Values.sidecar.adminPort }}
+      containerPort: {{ $adminPort }}
   startupProbe:
     httpGet: { path: /healthz, port: gw-admin }
     periodSeconds: 1
@@ -113,7 +193,9 @@ Expects the ConfigMap and Secret of this chart (or equivalents) to be mounted by
   livenessProbe:
     httpGet: { path: /healthz, port: gw-admin }
   securityContext:
-    {{- toYaml .Values.securityContext | nindent 4 }}
+    {{- toYaml $v.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml $v.resources | nindent 4 }}
   volumeMounts:
     - name: coze-gateway-config
       mountPath: /etc/coze-session-gateway/config
@@ -121,4 +203,17 @@ Expects the ConfigMap and Secret of this chart (or equivalents) to be mounted by
     - name: coze-gateway-secrets
       mountPath: /etc/coze-session-gateway/secrets
       readOnly: true
+{{- end }}
+
+{{/* The two volumes the sidecar mounts: this chart's ConfigMap and Secret (or existingSecret). */}}
+{{- define "coze-session-gateway.sidecarVolumes" -}}
+{{- $scope := include "coze-session-gateway.sidecarScope" . | fromYaml -}}
+- name: coze-gateway-config
+  configMap:
+    name: {{ include "coze-session-gateway.fullname" $scope }}
+- name: coze-gateway-secrets
+  secret:
+    secretName: {{ include "coze-session-gateway.secretName" $scope }}
+    # Group-readable: with the pod's fsGroup 10001, the gateway's group owns the files.
+    defaultMode: 0440
 {{- end }}

@@ -1,0 +1,265 @@
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const CHART = join(ROOT, 'helm/coze-session-gateway');
+const APP_CHART = join(ROOT, 'helm/examples/sidecar-app');
+const RENDERER = join(ROOT, 'test/packaging/helm-render');
+// Debian's golang-* packages install their sources here; the renderer builds in GOPATH mode.
+const GOPATH = '/usr/share/gocode';
+const APP_VERSION = (parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { appVersion: string }).appVersion;
+
+const goMissing: string | false =
+  spawnSync('go', ['version']).status !== 0
+    ? 'go not found (apt-get install golang-go golang-github-masterminds-sprig-dev, as .ci/run does): skipping the chart rendering tests'
+    : !existsSync(join(GOPATH, 'src/github.com/Masterminds/sprig'))
+      ? `sprig not found in ${GOPATH} (apt-get install golang-github-masterminds-sprig-dev, as .ci/run does): skipping the chart rendering tests`
+      : false;
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+interface Rendered {
+  objects: K8sObject[];
+  notes: string;
+  find<T = K8sObject>(kind: string, name?: string): T;
+  has(kind: string): boolean;
+}
+interface Container {
+  name: string;
+  image: string;
+  env: Array<{ name: string; value: string }>;
+  securityContext: Record<string, unknown>;
+  [key: string]: unknown;
+}
+interface PodSpec {
+  securityContext: Record<string, unknown>;
+  terminationGracePeriodSeconds: number;
+  containers: Container[];
+  initContainers?: Container[];
+  volumes: Array<{ name: string; configMap?: { name: string }; secret?: { secretName: string; defaultMode: number } }>;
+}
+interface Deployment extends K8sObject {
+  spec: { replicas?: number; template: { metadata: { annotations: Record<string, string> }; spec: PodSpec } };
+}
+
+/**
+ * Issue 16: the chart rendered with Helm's own engine (text/template + sprig) by
+ * test/packaging/helm-render, on every ci/ values file, with the result parsed and asserted.
+ * YAML 1.1 as Kubernetes reads it (0440 is octal).
+ */
+describe('Helm chart, rendered', { skip: goMissing }, () => {
+  let work: string;
+  let binary: string;
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'csg-helm-'));
+    binary = join(work, 'helm-render');
+    // Everything Go writes (its build cache included) stays in this test's own folder.
+    await run('go', ['build', '-o', binary, '.'], {
+      cwd: RENDERER,
+      env: { PATH: process.env.PATH ?? '', HOME: work, GOPATH, GO111MODULE: 'off', GOCACHE: join(work, 'gocache'), GOENV: 'off', GOFLAGS: '', GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
+    });
+  });
+  after(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  let extra = 0;
+  /** Renders `chart` with the values files (paths, or objects written to a temp file). */
+  async function render(chart: string, values: Array<string | Record<string, unknown>>, options: { kubeVersion?: string } = {}): Promise<Rendered> {
+    const files = values.map((v) => {
+      if (typeof v === 'string') return v;
+      const file = join(work, `values-${++extra}.json`);
+      writeFileSync(file, JSON.stringify(v));
+      return file;
+    });
+    const args = [...files.flatMap((f) => ['-f', f]), '--kube-version', options.kubeVersion ?? '1.31.0', '--release', 'rel', '--namespace', 'apps', chart];
+    const { stdout } = await run(binary, args, {});
+    const out = JSON.parse(stdout) as { manifests: Record<string, string>; notes: string };
+    const objects: K8sObject[] = [];
+    for (const [file, text] of Object.entries(out.manifests)) {
+      for (const doc of parseAllDocuments(text, { version: '1.1' })) {
+        assert.equal(doc.errors.length, 0, `${file}: ${doc.errors.join('; ')}\n${text}`);
+        const obj = doc.toJS() as K8sObject | null;
+        if (!obj) continue;
+        assert.ok(obj.apiVersion && obj.kind && obj.metadata?.name, `${file}: an object with apiVersion, kind and metadata.name`);
+        objects.push(obj);
+      }
+    }
+    const find = <T,>(kind: string, name?: string): T => {
+      const found = objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+      assert.ok(found, `a ${kind}${name ? ` named ${name}` : ''} among ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+      return found as T;
+    };
+    return { objects, notes: out.notes, find, has: (kind) => objects.some((o) => o.kind === kind) };
+  }
+
+  /** The render's error message (a `fail` or `required` in the chart). */
+  async function renderError(chart: string, values: Array<string | Record<string, unknown>>, options: { kubeVersion?: string } = {}): Promise<string> {
+    try {
+      await render(chart, values, options);
+    } catch (err) {
+      return (err as { stderr?: string }).stderr ?? String(err);
+    }
+    assert.fail('the render should have failed');
+  }
+
+  const ci = (chart: string, name: string) => join(chart, 'ci', name);
+  const envOf = (c: Container) => Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+  const full = 'rel-coze-session-gateway';
+
+  it('every ci/ values file of both charts renders into valid Kubernetes objects', async () => {
+    const scenarios = [...readdirSync(join(CHART, 'ci')).map((f) => ci(CHART, f)), ...readdirSync(join(APP_CHART, 'ci')).map((f) => ci(APP_CHART, f))];
+    assert.ok(scenarios.length >= 5);
+    for (const file of scenarios) {
+      const rendered = await render(file.startsWith(APP_CHART) ? APP_CHART : CHART, [file]);
+      assert.ok(rendered.has('ConfigMap'), `${file} renders the gateway's ConfigMap`);
+    }
+  });
+
+  it('standalone (ci/default-values.yaml): hardened pods, probes on the admin port, a drain that fits, secrets as files, checksums', async () => {
+    const r = await render(CHART, [ci(CHART, 'default-values.yaml')]);
+    const deployment = r.find<Deployment>('Deployment', full);
+    const pod = deployment.spec.template.spec;
+    const gateway = pod.containers[0] as Container & { readinessProbe: unknown; livenessProbe: unknown; lifecycle: unknown; ports: unknown };
+    assert.equal(deployment.spec.replicas, 2);
+    assert.deepEqual(pod.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: { type: 'RuntimeDefault' } });
+    assert.deepEqual(gateway.securityContext, { runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+    assert.equal(gateway.image, `ghcr.io/coze-session-gateway/coze-session-gateway:${APP_VERSION}`);
+    assert.deepEqual(gateway.readinessProbe, { httpGet: { path: '/readyz', port: 'admin' }, periodSeconds: 5, failureThreshold: 2 });
+    assert.deepEqual(gateway.livenessProbe, { httpGet: { path: '/healthz', port: 'admin' }, periodSeconds: 10, failureThreshold: 3 });
+    assert.deepEqual(gateway.lifecycle, { preStop: { sleep: { seconds: 5 } } });
+    assert.equal(pod.terminationGracePeriodSeconds, 45, 'preStop 5 + drain 30 + margin 10');
+    const env = envOf(gateway);
+    assert.equal(env.COZE_PRIVATE_KEY_FILE, '/etc/coze-session-gateway/secrets/private-key.pem');
+    assert.ok(!Object.keys(env).some((k) => ['COZE_PRIVATE_KEY', 'IDENTITY_JWT_SECRET', 'REDIS_URL'].includes(k)), 'no secret as a plain variable');
+    assert.deepEqual(pod.volumes.find((v) => v.secret)?.secret, { secretName: full, defaultMode: 0o400 });
+    for (const key of ['checksum/config', 'checksum/secret']) assert.match(deployment.spec.template.metadata.annotations[key] ?? '', /^[0-9a-f]{64}$/, key);
+    const service = r.find<K8sObject & { spec: { ports: Array<{ name: string }> } }>('Service', full);
+    assert.deepEqual(service.spec.ports.map((p) => p.name), ['http'], 'the admin port is never on the Service');
+    const config = parseYaml(r.find<K8sObject & { data: Record<string, string> }>('ConfigMap').data['config.yaml'] as string) as { coze: { appId: string } };
+    assert.equal(config.coze.appId, '1127900106117', 'the app id stays a string');
+    for (const kind of ['PodDisruptionBudget', 'HorizontalPodAutoscaler', 'NetworkPolicy', 'ServiceMonitor']) assert.ok(!r.has(kind), `${kind} is off by default`);
+    assert.match(r.notes, /Note: without Redis, each replica \(2 replicas\) mints its own token per user/);
+  });
+
+  it('full (ci/full-values.yaml): ServiceMonitor, PDB, HPA, NetworkPolicy, Redis; NOTES say tokens are shared', async () => {
+    const r = await render(CHART, [ci(CHART, 'full-values.yaml')]);
+    assert.equal(r.find<Deployment>('Deployment').spec.replicas, undefined, 'the HPA owns the replica count');
+    assert.deepEqual(r.find<K8sObject & { spec: Record<string, unknown> }>('HorizontalPodAutoscaler').spec.minReplicas, 2);
+    assert.equal(r.find<K8sObject & { spec: { minAvailable: number } }>('PodDisruptionBudget').spec.minAvailable, 1);
+    const policy = r.find<K8sObject & { spec: { ingress: Array<{ ports: Array<{ port: string }>; from: unknown[] }>; egress: Array<{ ports: Array<{ port: number }> }> } }>('NetworkPolicy').spec;
+    assert.deepEqual(policy.ingress.find((i) => i.ports[0]?.port === 'http')?.from, [{ podSelector: { matchLabels: { app: 'my-app' } } }]);
+    assert.deepEqual(policy.ingress.find((i) => i.ports[0]?.port === 'admin')?.from, [{ podSelector: {} }], 'empty metricsFrom: this namespace only');
+    assert.ok(policy.egress.some((e) => e.ports[0]?.port === 6379), 'egress to Redis');
+    const env = envOf(r.find<Deployment>('Deployment').spec.template.spec.containers[0] as Container);
+    assert.equal(env.REDIS_URL_FILE, '/etc/coze-session-gateway/secrets/redis-url');
+    assert.ok(r.has('ServiceMonitor'));
+    assert.match(r.notes, /Replicas share tokens, mints and the rate limit through Redis/);
+    assert.doesNotMatch(r.notes, /mints its own token/);
+  });
+
+  it('existing secret (ci/existing-secret-values.yaml): no Secret rendered, the pods mount the named one', async () => {
+    const r = await render(CHART, [ci(CHART, 'existing-secret-values.yaml')]);
+    assert.ok(!r.has('Secret'));
+    assert.equal(r.find<Deployment>('Deployment').spec.template.spec.volumes.find((v) => v.secret)?.secret?.secretName, 'coze-gateway-secrets');
+    assert.match(r.notes, /share tokens, mints and the rate limit through Redis/, 'existingSecretKeys.redis counts as Redis');
+  });
+
+  it('networkpolicy-empty-means-namespace: empty ingressFrom and metricsFrom admit pods of this namespace only, never any source', async () => {
+    const r = await render(CHART, [ci(CHART, 'default-values.yaml'), { networkPolicy: { enabled: true } }]);
+    const ingress = r.find<K8sObject & { spec: { ingress: Array<{ ports: Array<{ port: string }>; from?: unknown[] }> } }>('NetworkPolicy').spec.ingress;
+    assert.deepEqual(
+      ingress.map((i) => [i.ports[0]?.port, i.from]),
+      [
+        ['http', [{ podSelector: {} }]],
+        ['admin', [{ podSelector: {} }]],
+      ],
+    );
+  });
+
+  it('sidecar mode, chart side (ci/sidecar-values.yaml): only the ConfigMap and the Secret', async () => {
+    const r = await render(CHART, [ci(CHART, 'sidecar-values.yaml')]);
+    assert.deepEqual(r.objects.map((o) => o.kind).sort(), ['ConfigMap', 'Secret']);
+    assert.match(r.notes, /coze-session-gateway\.sidecarContainer/);
+  });
+
+  it('sidecar-from-parent-chart: included with an app chart\'s own context, the sidecar takes the gateway\'s image, ports and Secret, never the app\'s', async () => {
+    const r = await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml')]);
+    assert.deepEqual(r.objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), ['ConfigMap/rel-coze-session-gateway', 'Deployment/rel-my-app', 'Secret/rel-coze-session-gateway']);
+    const pod = r.find<Deployment>('Deployment').spec.template.spec;
+    const sidecar = pod.initContainers?.[0] as Container & { restartPolicy: string };
+    assert.equal(sidecar.name, 'coze-session-gateway');
+    assert.equal(sidecar.restartPolicy, 'Always', 'a native sidecar');
+    assert.equal(sidecar.image, `ghcr.io/coze-session-gateway/coze-session-gateway:${APP_VERSION}`, "the gateway's image, not my-registry/my-app");
+    const env = envOf(sidecar);
+    assert.deepEqual(
+      { HOST: env.HOST, PORT: env.PORT, ADMIN_PORT: env.ADMIN_PORT, IDENTITY_TRUSTED_HEADER: env.IDENTITY_TRUSTED_HEADER, IDENTITY_TRUSTED_HEADER_ALLOW_FROM: env.IDENTITY_TRUSTED_HEADER_ALLOW_FROM },
+      { HOST: '127.0.0.1', PORT: '8080', ADMIN_PORT: '9091', IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '127.0.0.1/32,::1/128' },
+    );
+    // The volumes name the objects the gateway chart rendered, and the key is readable by the gateway.
+    const secretVolume = pod.volumes.find((v) => v.name === 'coze-gateway-secrets')?.secret;
+    assert.equal(secretVolume?.secretName, r.find('Secret').metadata.name);
+    assert.equal(pod.volumes.find((v) => v.name === 'coze-gateway-config')?.configMap?.name, r.find('ConfigMap').metadata.name);
+    assert.equal(secretVolume?.defaultMode, 0o440, 'group-readable');
+    assert.equal(pod.securityContext.fsGroup, sidecar.securityContext.runAsGroup, "fsGroup is the gateway's group, so uid 10001 can read the key");
+
+    // The plain-manifest example is what the template renders.
+    const example = parseAllDocuments(readFileSync(join(ROOT, 'helm/examples/sidecar-native.yaml'), 'utf8'), { version: '1.1' }).map((d) => d.toJS() as K8sObject);
+    const examplePod = (example.find((d) => d.kind === 'Deployment') as Deployment).spec.template.spec;
+    assert.deepEqual(examplePod.initContainers?.[0], sidecar, 'helm/examples/sidecar-native.yaml is what the sidecar template renders');
+    assert.equal(examplePod.securityContext.fsGroup, 10001);
+    assert.equal(examplePod.volumes.find((v) => v.secret)?.secret?.defaultMode, 0o440);
+  });
+
+  it('chart-guards-fail-the-render on contradictory or missing values, naming them', async () => {
+    const base = ci(CHART, 'default-values.yaml');
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['PDB not below replicaCount', { pdb: { enabled: true, minAvailable: 2 } }, 'pdb.minAvailable (2) must be below replicaCount (2), or no pod could ever be evicted'],
+      ['PDB not below the HPA floor', { pdb: { enabled: true, minAvailable: 3 }, replicaCount: 5, autoscaling: { enabled: true, minReplicas: 3 } }, 'pdb.minAvailable (3) must be below autoscaling.minReplicas (3)'],
+      ['PDB at 100%', { pdb: { enabled: true, minAvailable: '100%' } }, 'pdb.minAvailable 100% leaves no pod evictable'],
+      ['PDB not a number', { pdb: { enabled: true, minAvailable: 'half' } }, 'pdb.minAvailable must be a number or a percentage such as 50%, not "half"'],
+      ['HPA min above max', { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 3 } }, 'autoscaling.minReplicas must not exceed autoscaling.maxReplicas'],
+      ['inline key and existingSecret', { existingSecret: 'mine' }, 'set either existingSecret or secret.privateKey, not both'],
+      ['no key at all', { secret: { privateKey: '' } }, 'secret.privateKey (the Coze OAuth app PEM) or existingSecret is required'],
+      ['no app id', { config: { coze: { appId: '' } } }, 'config.coze.appId is required'],
+      ['no identity source', { config: { identity: { jwt: { jwksUrl: null } } } }, 'configure an identity source'],
+      ['Redis without a key', { secret: { redisUrl: 'redis://r:6379' } }, 'secret.redisUrl needs secret.redisEncryptionKey'],
+      ['unknown mode', { mode: 'daemonset' }, 'mode must be standalone or sidecar, not daemonset'],
+    ];
+    for (const [name, values, message] of cases) {
+      const error = await renderError(CHART, [base, values]);
+      assert.ok(error.includes(message), `${name}: expected "${message}" in: ${error}`);
+    }
+    // A percentage below 100% is fine.
+    assert.equal((await render(CHART, [base, { pdb: { enabled: true, minAvailable: '50%' } }])).find<K8sObject & { spec: { minAvailable: string } }>('PodDisruptionBudget').spec.minAvailable, '50%');
+    // From an app chart, an emptied image tag cannot silently fall back to the app's version.
+    const tagless = await renderError(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { 'coze-session-gateway': { image: { tag: '' } } }]);
+    assert.ok(tagless.includes("coze-session-gateway: image.tag is empty; set it (an app chart cannot see this chart's appVersion)"), tagless);
+  });
+
+  it('kubeVersion: Kubernetes before 1.30 (no preStop sleep action) is refused; provider builds of 1.30 pass', async () => {
+    const error = await renderError(CHART, [ci(CHART, 'default-values.yaml')], { kubeVersion: '1.29.9' });
+    assert.ok(error.includes('chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.9'), error);
+    assert.ok((await render(CHART, [ci(CHART, 'default-values.yaml')], { kubeVersion: '1.30.2-eks-1' })).has('Deployment'));
+  });
+});
+
+function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> }): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { ...options, maxBuffer: 16 * 1024 * 1024, timeout: 300_000 }, (err, stdout, stderr) => {
+      if (err) reject(Object.assign(err, { stderr }));
+      else resolve({ stdout, stderr });
+    });
+  });
+}
