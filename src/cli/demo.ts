@@ -71,9 +71,10 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
   say(`  Coze      ${emulator.url}   (the built-in emulator stands in for api.coze.cn)`);
   say(`  bot_id    ${BOT_ID}`);
   say('');
-  say('Demo credentials (JWTs from a demo identity issuer; your own auth replaces this in production):');
-  say(`  ALICE=${alice}`);
-  say(`  BOB=${bob}`);
+  say('Demo credentials (JWTs from a demo identity issuer; your own auth replaces this in production).');
+  say('Paste these into another shell:');
+  say(`  export ALICE=${alice}`);
+  say(`  export BOB=${bob}`);
   say('');
   say('Try it:');
   say(`  curl -N ${url}/v3/chat -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' \\`);

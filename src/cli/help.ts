@@ -7,7 +7,8 @@ token per session_name, and proxies HTTP, SSE and WebSocket traffic to Coze.
 Usage:
   coze-session-gateway [serve] [--config FILE] [--<yaml.key>=VALUE ...]
   coze-session-gateway demo [--once] [--port N] [--emulator-port N] [--admin-port N]
-  coze-session-gateway emulator [--port N] [--host ADDR] [--app-id ID] [--write-private-key FILE]
+  coze-session-gateway emulator [--port N] [--host ADDR] [--app-id ID] [--audience AUD]
+                                [--write-private-key FILE | --public-key-file FILE --key-id KID]
   coze-session-gateway check-config [--config FILE] [--mint SESSION_NAME]
   coze-session-gateway --help | --version
 
@@ -16,7 +17,10 @@ Commands:
   demo           Run the gateway with the built-in Coze emulator and two demo users, walk
                  through the isolation story, then keep serving. --once exits 0 if isolation
                  held, 1 if not.
-  emulator       Run the Coze emulator alone (a local stand-in for api.coze.cn).
+  emulator       Run the Coze emulator alone (a local stand-in for api.coze.cn, port 8081).
+                 It generates an app key (--write-private-key FILE saves the private half), or
+                 registers yours: --public-key-file FILE (PEM) under --key-id KID. --audience
+                 is the JWT aud it expects (api.coze.cn), --app-id the app id (the JWT iss).
   check-config   Validate the configuration; with --mint, perform one real token exchange
                  and print the session and expiry (never the token).
 

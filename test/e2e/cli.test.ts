@@ -36,6 +36,11 @@ describe('command line', () => {
     const help = await run(['--help']);
     assert.equal(help.code, 0);
     for (const word of ['serve', 'demo', 'emulator', 'check-config', 'COZE_APP_ID', 'docs/configuration.md']) assert.ok(help.stdout.includes(word), word);
+    // help-lists-emulator-flags: every flag the emulator reads is in its usage.
+    const usage = help.stdout.slice(help.stdout.indexOf('coze-session-gateway emulator'), help.stdout.indexOf('coze-session-gateway check-config'));
+    for (const flag of ['--port N', '--host ADDR', '--app-id ID', '--audience AUD', '--write-private-key FILE', '--public-key-file FILE', '--key-id KID']) {
+      assert.ok(usage.includes(flag), `${flag} in the emulator usage:\n${usage}`);
+    }
   });
 
   it('exits 2 naming every bad setting, by YAML key and environment variable', async () => {
@@ -89,9 +94,13 @@ describe('command line', () => {
   it('demo --once tells the isolation story and exits 0', async () => {
     const res = await run(['demo', '--once', '--port', '0', '--admin-port', '0', '--emulator-port', '0']);
     assert.equal(res.code, 0, res.stdout + res.stderr);
-    for (const line of ['alice creates a conversation', 'bob lists conversations', "bob tries to read alice's conversation", 'Isolation held', 'ALICE=', 'curl ']) {
+    for (const line of ['alice creates a conversation', 'bob lists conversations', "bob tries to read alice's conversation", 'Isolation held', 'curl ']) {
       assert.ok(res.stdout.includes(line), line);
     }
+    // demo-prints-export: the printed lines are shell that, pasted, set ALICE and BOB for the
+    // curl and SDK snippets (process.env.ALICE needs the export).
+    assert.match(res.stdout, /^ {2}export ALICE=[\w-]+\.[\w-]+\.[\w-]+$/m);
+    assert.match(res.stdout, /^ {2}export BOB=[\w-]+\.[\w-]+\.[\w-]+$/m);
     assert.match(res.stdout, /alice> Echo: What is session isolation\?/);
   });
 

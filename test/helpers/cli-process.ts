@@ -4,6 +4,8 @@ import net from 'node:net';
 
 /** The CLI entry point, run through tsx: the same code `node dist/main.js` runs after a build. */
 export const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
+/** tsx's loader by absolute URL, so that a child process may run from any folder. */
+export const TSX = import.meta.resolve('tsx');
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -23,7 +25,7 @@ function childEnv(env: Record<string, string>): Record<string, string> {
 /** Runs one CLI command to its end. */
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: childEnv(env) });
+    const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], { env: childEnv(env) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -55,7 +57,7 @@ export interface ServeProcess {
 /** `serve` as a real process on free loopback ports, configured by environment variables only. */
 export async function spawnServe(env: Record<string, string>, args: string[] = ['serve']): Promise<ServeProcess> {
   const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
     env: childEnv({ HOST: '127.0.0.1', ADMIN_HOST: '127.0.0.1', PORT: String(port), ADMIN_PORT: String(adminPort), ...env }),
   });
   let stdout = '';
