@@ -1,33 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
-import { runCli as run } from '../helpers/cli-process.js';
+import type { Emulator } from '../../src/emulator/index.js';
+import { runCli as run, startCliFixture, type CliFixture } from '../helpers/cli-process.js';
 
 describe('command line', () => {
+  let fixture: CliFixture;
   let emulator: Emulator;
   let env: Record<string, string>;
-  let privateKeyPem: string;
 
   before(async () => {
-    const generated = await generateEmulatorApp('4242');
-    privateKeyPem = generated.privateKeyPem;
-    emulator = await createEmulator({ apps: [generated.app] });
-    const dir = mkdtempSync(join(tmpdir(), 'csg-cli-'));
-    writeFileSync(join(dir, 'key.pem'), privateKeyPem);
-    writeFileSync(join(dir, 'keys.yaml'), '[]\n');
-    env = {
-      COZE_BASE_URL: emulator.url,
-      COZE_AUDIENCE: 'api.coze.cn',
-      COZE_APP_ID: '4242',
-      COZE_KEY_ID: generated.kid,
-      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
-      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
-    };
+    fixture = await startCliFixture('4242');
+    ({ emulator, env } = fixture);
   });
-  after(() => emulator.close());
+  after(() => fixture.close());
 
   it('prints its version and help', async () => {
     const version = await run(['--version']);

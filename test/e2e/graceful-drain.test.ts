@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
-import { spawnServe, type ServeProcess } from '../helpers/cli-process.js';
+import type { Emulator } from '../../src/emulator/index.js';
+import { spawnServe, startCliFixture, type CliFixture, type ServeProcess } from '../helpers/cli-process.js';
 import { until } from '../helpers/websocket.js';
 
 const API_KEY = 'drain-test-key-0123456789';
@@ -76,31 +72,18 @@ function openDeafWebSocket(port: number, path: string): Promise<{ closeCodes: nu
 }
 
 describe('graceful drain on SIGTERM', () => {
+  let fixture: CliFixture;
   let emulator: Emulator;
-  let dir: string;
   let env: Record<string, string>;
   const processes: ServeProcess[] = [];
 
   before(async () => {
-    const generated = await generateEmulatorApp('9090');
-    emulator = await createEmulator({ apps: [generated.app] });
-    dir = mkdtempSync(join(tmpdir(), 'csg-drain-'));
-    writeFileSync(join(dir, 'key.pem'), generated.privateKeyPem);
-    writeFileSync(join(dir, 'keys.yaml'), `- subject: drainer\n  sha256: ${createHash('sha256').update(API_KEY).digest('hex')}\n`);
-    env = {
-      COZE_BASE_URL: emulator.url,
-      COZE_WS_BASE_URL: emulator.wsUrl,
-      COZE_AUDIENCE: 'api.coze.cn',
-      COZE_APP_ID: '9090',
-      COZE_KEY_ID: generated.kid,
-      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
-      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
-    };
+    fixture = await startCliFixture('9090', { [API_KEY]: 'drainer' });
+    ({ emulator, env } = fixture);
   });
   after(async () => {
     for (const p of processes) p.kill();
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
+    await fixture.close();
   });
 
   async function serve(extra: Record<string, string>): Promise<ServeProcess> {

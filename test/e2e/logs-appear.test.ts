@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
-import { freePort, runCli, spawnServe, type ServeProcess } from '../helpers/cli-process.js';
+import { freePort, runCli, spawnServe, startCliFixture, type CliFixture, type ServeProcess } from '../helpers/cli-process.js';
 
 const LOGGER = new URL('../../src/log/logger.ts', import.meta.url).pathname;
 
@@ -16,32 +11,17 @@ const LOGGER = new URL('../../src/log/logger.ts', import.meta.url).pathname;
  * generous timeout instead of timing the flush, so a busy machine slows them but never fails them.
  */
 describe('logs appear', () => {
-  let emulator: Emulator;
-  let dir: string;
+  let fixture: CliFixture;
   let env: Record<string, string>;
   let gateway: ServeProcess | undefined;
 
   before(async () => {
-    const generated = await generateEmulatorApp('5151');
-    emulator = await createEmulator({ apps: [generated.app] });
-    dir = mkdtempSync(join(tmpdir(), 'csg-logs-'));
-    writeFileSync(join(dir, 'key.pem'), generated.privateKeyPem);
-    writeFileSync(join(dir, 'keys.yaml'), `- subject: logger\n  sha256: ${createHash('sha256').update('logs-key-0123456789').digest('hex')}\n`);
-    env = {
-      COZE_BASE_URL: emulator.url,
-      COZE_AUDIENCE: 'api.coze.cn',
-      COZE_APP_ID: '5151',
-      COZE_KEY_ID: generated.kid,
-      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
-      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
-      IDENTITY_TRUSTED_HEADER: 'x-forwarded-user',
-      LOG_LEVEL: 'info',
-    };
+    fixture = await startCliFixture('5151', { 'logs-key-0123456789': 'logger' });
+    env = { ...fixture.env, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', LOG_LEVEL: 'info' };
   });
   after(async () => {
     gateway?.kill();
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
+    await fixture.close();
   });
 
   it('logs-flush-on-a-quiet-server: serve logs one "listening" line with both ports and the identity sources, without any request', async () => {

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createJwtSigner } from '../../src/coze/jwt-signer.js';
 import { createTokenClient, scrubCozeMessage, TokenMintError } from '../../src/coze/token-client.js';
-import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
-import { runCli } from '../helpers/cli-process.js';
+import { runCli, startCliFixture, type CliFixture } from '../helpers/cli-process.js';
 import { assertEnvelope, request } from '../helpers/http.js';
 import { startStack } from '../helpers/stack.js';
 
@@ -18,7 +16,7 @@ const otherKeyPem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateK
 const CASES = [
   { name: 'wrong COZE_AUDIENCE', env: { COZE_AUDIENCE: 'api.coze.com' }, message: 'invalid jwt: aud is invalid, expected api.coze.cn' },
   { name: 'wrong COZE_KEY_ID', env: { COZE_KEY_ID: 'not-a-registered-fingerprint' }, message: 'invalid jwt: kid not been registred' },
-  { name: 'a private key that is not the registered one', env: { COZE_PRIVATE_KEY: otherKeyPem }, message: 'invalid jwt: signature is invalid' },
+  { name: 'a private key that is not the registered one', env: { COZE_PRIVATE_KEY_FILE: 'other-key.pem' }, message: 'invalid jwt: signature is invalid' },
 ] as const;
 
 /**
@@ -27,32 +25,17 @@ const CASES = [
  * never do.
  */
 describe('mint-failure-reason: Coze error_code and error_message are carried', () => {
-  let emulator: Emulator;
-  let dir: string;
-  let env: Record<string, string>;
+  let fixture: CliFixture;
 
   before(async () => {
-    const generated = await generateEmulatorApp('6161');
-    emulator = await createEmulator({ apps: [generated.app], audience: 'api.coze.cn' });
-    dir = mkdtempSync(join(tmpdir(), 'csg-mint-reason-'));
-    writeFileSync(join(dir, 'keys.yaml'), '[]\n');
-    env = {
-      COZE_BASE_URL: emulator.url,
-      COZE_AUDIENCE: 'api.coze.cn',
-      COZE_APP_ID: '6161',
-      COZE_KEY_ID: generated.kid,
-      COZE_PRIVATE_KEY: generated.privateKeyPem,
-      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
-    };
+    fixture = await startCliFixture('6161');
+    writeFileSync(join(fixture.dir, 'other-key.pem'), otherKeyPem);
   });
-  after(async () => {
-    await emulator.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fixture.close());
 
   for (const c of CASES) {
     it(`check-config --mint names invalid_client and "${c.message}" for ${c.name}`, async () => {
-      const res = await runCli(['check-config', '--mint', 'smoke-test'], { ...env, ...c.env });
+      const res = await runCli(['check-config', '--mint', 'smoke-test'], { ...fixture.env, ...c.env, ...('COZE_PRIVATE_KEY_FILE' in c.env ? { COZE_PRIVATE_KEY_FILE: join(fixture.dir, c.env.COZE_PRIVATE_KEY_FILE) } : {}) });
       assert.equal(res.code, 1, res.stdout + res.stderr);
       assert.match(res.stderr, /^token exchange failed: invalid_client: Coze refused the token exchange with error_code invalid_client: "(.+)"\. Check coze\.appId, coze\.keyId, coze\.privateKey, coze\.audience and the clock\. \(X-Tt-Logid \w+\)\n$/);
       assert.ok(res.stderr.includes(`"${c.message}"`), res.stderr);

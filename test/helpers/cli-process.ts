@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEmulator, generateEmulatorApp, type Emulator } from '../../src/emulator/index.js';
 
 /** The CLI entry point, run through tsx: the same code `node dist/main.js` runs after a build. */
 export const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
@@ -115,6 +120,44 @@ export async function spawnServe(env: Record<string, string>, args: string[] = [
     exited,
     kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+export interface CliFixture {
+  emulator: Emulator;
+  /** The fixture's own temporary folder (the key and the API key file live here). */
+  dir: string;
+  privateKeyPem: string;
+  /** What a CLI process needs to use the emulator: the COZE_* settings and the API key file. */
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/** An emulator with one app, and the app's key and an API key file in a temporary folder. */
+export async function startCliFixture(appId: string, apiKeys: Record<string, string> = {}): Promise<CliFixture> {
+  const generated = await generateEmulatorApp(appId);
+  const emulator = await createEmulator({ apps: [generated.app], audience: 'api.coze.cn' });
+  const dir = mkdtempSync(join(tmpdir(), 'csg-cli-'));
+  writeFileSync(join(dir, 'key.pem'), generated.privateKeyPem);
+  const entries = Object.entries(apiKeys).map(([key, subject]) => `- subject: ${subject}\n  sha256: ${createHash('sha256').update(key).digest('hex')}\n`);
+  writeFileSync(join(dir, 'keys.yaml'), entries.length ? entries.join('') : '[]\n');
+  return {
+    emulator,
+    dir,
+    privateKeyPem: generated.privateKeyPem,
+    env: {
+      COZE_BASE_URL: emulator.url,
+      COZE_WS_BASE_URL: emulator.wsUrl,
+      COZE_AUDIENCE: 'api.coze.cn',
+      COZE_APP_ID: appId,
+      COZE_KEY_ID: generated.kid,
+      COZE_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
+      IDENTITY_API_KEYS_FILE: join(dir, 'keys.yaml'),
+    },
+    async close() {
+      await emulator.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
