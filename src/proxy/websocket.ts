@@ -89,8 +89,9 @@ function errorCloseCode(err: Error & { code?: string }): number {
 const HEARTBEAT_MS = 30_000;
 
 /**
- * The realtime APIs (https://www.coze.cn/open/docs/developer_guides/streaming_chat_api). The upgrade is admitted like any request (the
- * browser's credential may come as the `authorization` query parameter), then the gateway opens
+ * The realtime APIs (https://www.coze.cn/open/docs/developer_guides/streaming_chat_api). The
+ * upgrade is admitted like any request (the browser's credential may come as the
+ * `authorization` query parameter), then the gateway opens
  * the upstream socket with the session's token in both the header and the query, and only then
  * accepts the client, so a refusal is an HTTP answer rather than a dropped socket. Frames pass
  * untouched, except `chat.update`, whose user id is forced to the session.
