@@ -204,7 +204,14 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   };
 }
 
-/** cache.redisUrl: one connection for the shared token level and the shared rate limit. */
+/**
+ * How long a mint keeps retrying a connected Redis that does not answer before it goes ahead
+ * alone: long enough to ride out a stall, short enough that a caller, who waits up to the
+ * mint deadline, still gets a token.
+ */
+const redisGiveUpAfterMs = (commandTimeoutMs: number) => Math.max(1000, commandTimeoutMs * 4);
+
+/** cache.redisUrl: a connection for the shared token level and the shared rate limit, and one for pub/sub. */
 async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, logger: Logger) {
   const { cache, coze } = config;
   const connection = connectRedis(cache.redisUrl as string, {
@@ -222,10 +229,12 @@ async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, log
   );
   const tokens = createRedisTokenStore({
     redis: connection.client,
+    subscriber: connection.subscriber,
     sealer,
     namespace,
     lockTtlMs: cache.lockTtlSeconds * 1000,
-    waitMs: coze.mintDeadlineSeconds * 1000,
+    commandTimeoutMs: cache.commandTimeoutMs,
+    giveUpAfterMs: redisGiveUpAfterMs(cache.commandTimeoutMs),
     onError: (operation) => metrics.redisErrors.labels(operation).inc(),
     onUnsharedMint: () => metrics.tokenMintsUnshared.inc(),
   });

@@ -55,12 +55,15 @@ async function idle(cache: { readonly inflight: number }): Promise<void> {
  */
 let redisServer: RedisServer;
 let redis: Redis;
+let subscriber: Redis;
 before(async () => {
   redisServer = await startRedis();
   redis = new Redis(redisServer.url);
+  subscriber = new Redis(redisServer.url);
 });
 after(async () => {
   redis.disconnect();
+  subscriber.disconnect();
   await redisServer.stop();
 });
 
@@ -76,8 +79,10 @@ const variants: Array<{ name: string; make: CacheFactory }> = [
           redis,
           sealer: createTokenSealer(randomBytes(32)),
           namespace: `contract:${randomBytes(6).toString('hex')}`,
+          subscriber,
           lockTtlMs: 5000,
-          waitMs: 10_000,
+          commandTimeoutMs: 1000,
+          giveUpAfterMs: 4000,
         }),
       }),
   },
