@@ -17,8 +17,9 @@ import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createBodyPolicy } from './policy/body-policy.js';
 import { DEFAULT_ROUTES } from './policy/default-routes.js';
-import { createRateLimiter, createSharedRateLimiter } from './policy/rate-limit.js';
+import { createRateLimiter } from './policy/rate-limit.js';
 import { createRoutePolicy } from './policy/routes.js';
+import { createSharedRateLimiter } from './policy/shared-rate-limit.js';
 import { createForwarder } from './proxy/forwarder.js';
 import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
@@ -133,6 +134,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
         redis: redis.connection.client,
         namespace: redis.namespace,
         local: localRateLimiter,
+        commandTimeoutMs: config.cache.commandTimeoutMs,
+        now,
         onError: () => metrics.redisErrors.labels('rate_limit').inc(),
       })
     : localRateLimiter;
