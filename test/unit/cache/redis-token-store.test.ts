@@ -195,12 +195,12 @@ describe('redis token store', () => {
   it('a waiter never mints while the holder is alive, however long its mint takes (issue 17)', async () => {
     const namespace = ns();
     const holderMint = manualMint('czs_slow_holder');
-    const holder = store({ namespace, lockTtlMs: 200 }).mintOnce('slow', holderMint.mint, always);
+    const holder = store({ namespace, lockTtlMs: 500 }).mintOnce('slow', holderMint.mint, always);
     await holderMint.started;
     let waiterMints = 0;
-    const waiter = store({ namespace, lockTtlMs: 200, redis: other }).mintOnce('slow', async () => ({ accessToken: `czs_dup_${++waiterMints}`, expiresAt: inFuture(900) }), always);
-    // Five lock lifetimes: the lock only lives on because the holder renews it.
-    await sleep(1000);
+    const waiter = store({ namespace, lockTtlMs: 500, redis: other }).mintOnce('slow', async () => ({ accessToken: `czs_dup_${++waiterMints}`, expiresAt: inFuture(900) }), always);
+    // Three lock lifetimes: the lock only lives on because the holder renews it.
+    await sleep(1500);
     assert.equal(waiterMints, 0, 'no second mint while the holder renews its lock');
     holderMint.resolve();
     const [a, b] = await Promise.all([holder, waiter]);
@@ -216,8 +216,10 @@ describe('redis token store', () => {
     const make = (r: Redis) => store({ namespace, redis: r, lockTtlMs: 30_000, safetyPollMs: 60_000 });
     const holder = make(redis).mintOnce('wake', holderMint.mint, always);
     await holderMint.started;
+    const lockChecks = await commandCalls('pttl');
     const waiters = [make(other).mintOnce('wake', () => assert.fail('no mint'), always), make(redis).mintOnce('wake', () => assert.fail('no mint'), always)];
-    await sleep(100);
+    // The acquire script asks the lock's PTTL only when it is held: both waiters found it held.
+    while ((await commandCalls('pttl')) < lockChecks + 2) await sleep(5);
     const readsBefore = await commandCalls('hget');
     holderMint.resolve();
     const got = await Promise.all([holder, ...waiters]);
