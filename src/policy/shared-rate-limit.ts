@@ -93,8 +93,9 @@ export function createSharedRateLimiter(options: {
   function tryTakeLocal(key: string): RateDecision | undefined {
     if (capacity <= 0) return ALLOWED;
     // Redis down: this replica's own bucket, at once, rather than a failing call per request.
-    // (A socket the peer closed stops being writable a few turns before ioredis's status changes.)
-    if (redis.status !== 'ready' || !redis.stream.writable) return options.local.take(key);
+    // (A socket the peer closed stops being writable a few turns before ioredis's status changes;
+    // a Cluster client has no single socket.)
+    if (redis.status !== 'ready' || (redis.stream as { writable?: boolean } | undefined)?.writable === false) return options.local.take(key);
     const lease = leases.get(key);
     if (!lease) return undefined;
     const t = now();
