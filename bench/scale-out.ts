@@ -12,6 +12,14 @@ interface Exchanges {
   requests: number;
   exchanges: number;
   ok: number;
+  /** Answers other than 200, by status. */
+  others: Record<number, number>;
+}
+
+function othersOf(statuses: number[]): Record<number, number> {
+  const others: Record<number, number> = {};
+  for (const s of statuses) if (s !== 200) others[s] = (others[s] ?? 0) + 1;
+  return others;
 }
 
 interface HotPathTarget {
@@ -57,15 +65,20 @@ export async function measureScaleOut(seconds: number, rounds: number): Promise<
     emulator.reset();
     const one = await callerJwt(caller.privateKey, `${label}-one`);
     const first = await Promise.all(Array.from({ length: concurrent }, (_, i) => timedGet(portOf(i), one, agent)));
-    const oneSession = { sessions: 1, requests: concurrent, exchanges: emulator.stats.exchanges, ok: first.filter((r) => r.status === 200).length, p99Ms: percentile(first.map((r) => r.ms), 99) };
+    const oneSession = {
+      sessions: 1,
+      requests: concurrent,
+      exchanges: emulator.stats.exchanges,
+      ok: first.filter((r) => r.status === 200).length,
+      others: othersOf(first.map((r) => r.status)),
+      p99Ms: percentile(first.map((r) => r.ms), 99),
+    };
     emulator.reset();
     const jwts = await Promise.all(Array.from({ length: sessions }, (_, i) => callerJwt(caller.privateKey, `${label}-${i}`)));
-    let ok = 0;
-    for (let wave = 0; wave < waves; wave++) {
-      const results = await Promise.all(jwts.map((jwt, i) => timedGet(portOf(i + wave), jwt, agent)));
-      ok += results.filter((r) => r.status === 200).length;
-    }
-    return { oneSession, manySessions: { sessions, requests: sessions * waves, exchanges: emulator.stats.exchanges, ok } };
+    const statuses: number[] = [];
+    for (let wave = 0; wave < waves; wave++) statuses.push(...(await Promise.all(jwts.map((jwt, i) => timedGet(portOf(i + wave), jwt, agent)))).map((r) => r.status));
+    const ok = statuses.filter((st) => st === 200).length;
+    return { oneSession, manySessions: { sessions, requests: sessions * waves, exchanges: emulator.stats.exchanges, ok, others: othersOf(statuses) } };
   }
 
   try {
@@ -146,7 +159,10 @@ function startHog(cpu: number): ChildProcess {
 
 /** Section 8 of bench/RESULTS.md. */
 export function reportScaleOut(f: ScaleOutFigures, note: (line?: string) => void): void {
-  const counted = (e: Exchanges) => `**${e.exchanges} exchange(s) for ${e.sessions} session(s)**; ${e.ok} of ${e.requests} answered 200`;
+  const counted = (e: Exchanges) => {
+    const others = Object.entries(e.others).map(([status, n]) => `${n} × ${status}`);
+    return `**${e.exchanges} exchange(s) for ${e.sessions} session(s)**; ${e.ok} of ${e.requests} answered 200${others.length ? ` (others: ${others.join(', ')})` : ''}`;
+  };
   const { memory, memoryAgain, redis } = f.hotPath;
   note('## 8. Three replicas sharing Redis (issues 9 and 17)');
   note('');
