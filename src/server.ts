@@ -209,10 +209,10 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
 
 /**
  * How long a mint keeps retrying a connected Redis that does not answer before it goes ahead
- * alone: long enough to ride out a stall, short enough that a caller, who waits up to the
- * mint deadline, still gets a token.
+ * alone: long enough to ride out a stall, short enough that a caller, who waits a little past
+ * the mint deadline, still gets a token.
  */
-const redisGiveUpAfterMs = (commandTimeoutMs: number) => Math.max(1000, commandTimeoutMs * 4);
+const redisGiveUpAfterMs = (commandTimeoutMs: number, mintDeadlineMs: number) => Math.max(1000, Math.min(commandTimeoutMs * 4, mintDeadlineMs / 2));
 
 /** cache.redisUrl: a connection for the shared token level and the shared rate limit, and one for pub/sub. */
 async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, logger: Logger) {
@@ -237,7 +237,7 @@ async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, log
     namespace,
     lockTtlMs: cache.lockTtlSeconds * 1000,
     commandTimeoutMs: cache.commandTimeoutMs,
-    giveUpAfterMs: redisGiveUpAfterMs(cache.commandTimeoutMs),
+    giveUpAfterMs: redisGiveUpAfterMs(cache.commandTimeoutMs, coze.mintDeadlineSeconds * 1000),
     onError: (operation) => metrics.redisErrors.labels(operation).inc(),
     onUnsharedMint: () => metrics.tokenMintsUnshared.inc(),
   });
