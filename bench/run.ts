@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { exportSPKI, generateKeyPair } from 'jose';
 import { createEmulator, generateEmulatorApp } from '../src/emulator/index.js';
 import { measureLeaks } from './leaks.js';
-import { measureScaleOut } from './scale-out.js';
+import { measureScaleOut, reportScaleOut } from './scale-out.js';
 import { callerJwt, freePort, timedGet, gatewayEnv, load, median, percentile, ROOT, startGateway, startProcess, hasTaskset, type LoadResult } from './lib.js';
 
 /**
@@ -249,16 +249,7 @@ async function main(): Promise<void> {
     note('- before the fix of issue 8, an aborted upload held its request for 300 s (about 18 KiB each)');
   }
   note('');
-  const scale = await measureScaleOut(SECONDS);
-  note('## 8. Three replicas sharing Redis (issue 9)');
-  note('');
-  note('Three gateway processes, one redis-server, the real emulator counting exchanges.');
-  note('');
-  note(`- 1,000 concurrent first requests for one new session, spread over the 3 replicas: **${scale.oneSession.exchanges} exchange(s)**; ${scale.oneSession.ok} answered 200; p99 ${scale.oneSession.p99Ms.toFixed(1)} ms`);
-  note(`- 10,000 requests over 500 sessions, each wave through a different replica: **${scale.manySessions.exchanges} exchanges**; ${scale.manySessions.ok} answered 200`);
-  const m = scale.hotPath.memory;
-  const r = scale.hotPath.redis;
-  note(`- one replica, warm token, 32 connections: without Redis ${m.rps.toFixed(0)} req/s (${m.cpuPerRequestUs.toFixed(0)} µs CPU/req); with Redis and the shared rate limit (one Lua call per request) ${r.rps.toFixed(0)} req/s (${r.cpuPerRequestUs.toFixed(0)} µs CPU/req): **${(r.rps / m.rps).toFixed(2)}x**`);
+  reportScaleOut(await measureScaleOut(SECONDS, ROUNDS), note);
   note('');
   writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${out.join('\n')}\n`);
   process.stdout.write('\nwrote bench/RESULTS.md\n');

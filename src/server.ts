@@ -17,8 +17,9 @@ import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createBodyPolicy } from './policy/body-policy.js';
 import { DEFAULT_ROUTES } from './policy/default-routes.js';
-import { createRateLimiter, createSharedRateLimiter } from './policy/rate-limit.js';
+import { createRateLimiter } from './policy/rate-limit.js';
 import { createRoutePolicy } from './policy/routes.js';
+import { createSharedRateLimiter } from './policy/shared-rate-limit.js';
 import { createForwarder } from './proxy/forwarder.js';
 import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
@@ -133,6 +134,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
         redis: redis.connection.client,
         namespace: redis.namespace,
         local: localRateLimiter,
+        commandTimeoutMs: config.cache.commandTimeoutMs,
+        now,
         onError: () => metrics.redisErrors.labels('rate_limit').inc(),
       })
     : localRateLimiter;
@@ -204,7 +207,14 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   };
 }
 
-/** cache.redisUrl: one connection for the shared token level and the shared rate limit. */
+/**
+ * How long a mint keeps retrying a connected Redis that does not answer before it goes ahead
+ * alone: long enough to ride out a stall, short enough that a caller, who waits a little past
+ * the mint deadline, still gets a token.
+ */
+const redisGiveUpAfterMs = (commandTimeoutMs: number, mintDeadlineMs: number) => Math.max(1000, Math.min(commandTimeoutMs * 4, mintDeadlineMs / 2));
+
+/** cache.redisUrl: a connection for the shared token level and the shared rate limit, and one for pub/sub. */
 async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, logger: Logger) {
   const { cache, coze } = config;
   const connection = connectRedis(cache.redisUrl as string, {
@@ -222,10 +232,12 @@ async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, log
   );
   const tokens = createRedisTokenStore({
     redis: connection.client,
+    subscriber: connection.subscriber,
     sealer,
     namespace,
     lockTtlMs: cache.lockTtlSeconds * 1000,
-    waitMs: coze.mintDeadlineSeconds * 1000,
+    commandTimeoutMs: cache.commandTimeoutMs,
+    giveUpAfterMs: redisGiveUpAfterMs(cache.commandTimeoutMs, coze.mintDeadlineSeconds * 1000),
     onError: (operation) => metrics.redisErrors.labels(operation).inc(),
     onUnsharedMint: () => metrics.tokenMintsUnshared.inc(),
   });

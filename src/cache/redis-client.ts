@@ -6,6 +6,11 @@ export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
 export interface RedisConnection {
   readonly client: Redis;
+  /**
+   * A second connection for pub/sub (a subscribed connection can send no other command):
+   * replicas waiting for another's mint are woken through it.
+   */
+  readonly subscriber: Redis;
   readonly up: boolean;
   /** For /readyz: "up", or why it is down and since when. */
   describe(): string;
@@ -14,10 +19,51 @@ export interface RedisConnection {
   close(): Promise<void>;
 }
 
+export class RedisTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`Redis did not answer within ${ms} ms`);
+    this.name = 'RedisTimeoutError';
+  }
+}
+
 /**
- * One ioredis connection, set to fail fast: no offline queue and a command timeout, so a down
- * or slow Redis costs a request at most `commandTimeoutMs` before the caller falls back to
- * memory. ioredis reconnects by itself, backing off to 2 s.
+ * `call`, or a RedisTimeoutError when no answer came within `ms`. The verdict waits for the
+ * event loop's next I/O phase (setImmediate runs after it), so an answer that arrived while
+ * this process was busy is read before the timer can call it late. A late timer on a loaded
+ * machine is not a slow Redis; treating it as one turned load into duplicate mints (issue 17).
+ */
+export function withTimeout<T>(call: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (settled) return;
+        settled = true;
+        reject(new RedisTimeoutError(ms));
+      });
+    }, ms);
+    call.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * Two ioredis connections, set to fail fast: no offline queue, so a down Redis fails a command
+ * at once and the caller falls back to memory. Commands are bounded by `withTimeout` rather
+ * than ioredis's `commandTimeout`, whose timer fires before a busy loop reads the answer.
+ * ioredis reconnects by itself, backing off to 2 s.
  */
 export function connectRedis(url: string, options: { commandTimeoutMs: number; onStateChange?: (up: boolean) => void }): RedisConnection {
   let up = false;
@@ -25,11 +71,11 @@ export function connectRedis(url: string, options: { commandTimeoutMs: number; o
   let lastError = 'not connected yet';
   const client = new Redis(url, {
     enableOfflineQueue: false,
-    commandTimeout: options.commandTimeoutMs,
     connectTimeout: Math.max(1000, options.commandTimeoutMs * 4),
     maxRetriesPerRequest: 0,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
   });
+  const subscriber = client.duplicate();
   const setUp = (value: boolean) => {
     if (up === value) return;
     up = value;
@@ -43,8 +89,11 @@ export function connectRedis(url: string, options: { commandTimeoutMs: number; o
   client.on('error', (err: NodeJS.ErrnoException) => {
     lastError = err.code ?? err.name;
   });
+  // The command connection's state is the one reported; a subscriber error is only not thrown.
+  subscriber.on('error', () => undefined);
   return {
     client,
+    subscriber,
     get up() {
       return up;
     },
@@ -67,6 +116,7 @@ export function connectRedis(url: string, options: { commandTimeoutMs: number; o
     },
     async close() {
       client.disconnect(false);
+      subscriber.disconnect(false);
     },
   };
 }

@@ -1,44 +1,64 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { SharedTokenStore } from '../coze/token-cache.js';
 import type { CozeToken } from '../coze/token-client.js';
-import type { RedisOperation } from './redis-client.js';
+import { withTimeout, type RedisOperation } from './redis-client.js';
+import { subscribeChannel } from './redis-wakeups.js';
 import type { TokenSealer } from './token-crypto.js';
 
 /**
- * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] lock ttl ms. The fence is a counter, so every
- * holder's value is unique and later holders' values are larger.
+ * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] lock ttl ms, ARGV[2] claim (random, one per
+ * mintOnce call). Returns {fence, 0} when the lock is ours, else {0, ms the lock has left}.
+ * The lock's value is `fence:claim`, unique per holder. A claim that finds the lock already
+ * its own is a retry whose first answer was lost: it gets the lock, not a wait on itself.
  */
 const ACQUIRE = `
+local held = redis.call('GET', KEYS[1])
+if held then
+  local fence, claim = string.match(held, '^(%d+):(.+)$')
+  if claim == ARGV[2] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    return {tonumber(fence), 0}
+  end
+  return {0, redis.call('PTTL', KEYS[1])}
+end
 local fence = redis.call('INCR', KEYS[2])
-if redis.call('SET', KEYS[1], fence, 'NX', 'PX', ARGV[1]) then return fence end
-return 0`;
+redis.call('PEXPIRE', KEYS[2], 86400000)
+redis.call('SET', KEYS[1], fence .. ':' .. ARGV[2], 'PX', ARGV[1])
+return {fence, 0}`;
 
-/** KEYS[1] lock; ARGV[1] fence, ARGV[2] ttl ms. Extends the lock only while it is still ours. */
+/** KEYS[1] lock; ARGV[1] lock value, ARGV[2] ttl ms. Extends the lock only while it is still ours. */
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`;
 
-/** KEYS[1] lock; ARGV[1] fence. */
+/**
+ * KEYS[1] lock; ARGV[1] lock value, ARGV[2] channel, ARGV[3] session tag. A release without a
+ * token (the mint failed) wakes the waiters: one of them takes the lock and mints.
+ */
 const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
 return 0`;
 
 /**
- * KEYS[1] token hash, KEYS[2] lock; ARGV[1] fence, ARGV[2] fingerprint, ARGV[3] sealed token,
- * ARGV[4] expiry (Unix ms). Writes only while the lock is still ours and nothing stored expires
- * later: a holder whose lock lapsed never overwrites a newer token. Returns 1 when written.
+ * KEYS[1] token hash, KEYS[2] lock; ARGV[1] lock value, ARGV[2] fingerprint, ARGV[3] sealed
+ * token, ARGV[4] expiry (Unix ms), ARGV[5] channel, ARGV[6] session tag. Writes only while the
+ * lock is still ours and nothing stored expires later: a holder whose lock lapsed never
+ * overwrites a newer token. Either way the lock goes and the waiters are woken. Returns 1
+ * when written.
  */
 const WRITE = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local stored = tonumber(redis.call('HGET', KEYS[1], 'exp') or '0')
-if stored >= tonumber(ARGV[4]) then
-  redis.call('DEL', KEYS[2])
-  return 0
-end
-redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fence', ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+local stored = tonumber(redis.call('HGET', KEYS[1], 'exp') or '0')
+if stored >= tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fence', string.match(ARGV[1], '^(%d+)'))
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 return 1`;
 
 /** KEYS[1] token hash; ARGV[1] fingerprint. Compare-and-delete, atomic across replicas. */
@@ -47,10 +67,10 @@ if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then return redis.call('DEL', KE
 return 0`;
 
 interface ScriptedRedis extends Redis {
-  csgAcquire(lock: string, fenceCounter: string, ttlMs: number): Promise<number>;
-  csgRenew(lock: string, fence: number, ttlMs: number): Promise<number>;
-  csgRelease(lock: string, fence: number): Promise<number>;
-  csgWrite(key: string, lock: string, fence: number, fingerprint: string, sealed: string, expiresAtMs: number): Promise<number>;
+  csgAcquire(lock: string, fenceCounter: string, ttlMs: number, claim: string): Promise<[number, number]>;
+  csgRenew(lock: string, value: string, ttlMs: number): Promise<number>;
+  csgRelease(lock: string, value: string, channel: string, tag: string): Promise<number>;
+  csgWrite(key: string, lock: string, value: string, fingerprint: string, sealed: string, expiresAtMs: number, channel: string, tag: string): Promise<number>;
   csgInvalidate(key: string, fingerprint: string): Promise<number>;
 }
 
@@ -69,12 +89,20 @@ function withScripts(redis: Redis): ScriptedRedis {
 
 export interface RedisTokenStoreOptions {
   redis: Redis;
+  /** A connection for pub/sub only (see RedisConnection.subscriber); it may be shared by stores. */
+  subscriber: Redis;
   sealer: TokenSealer;
   /** `prefix:appId:baseUrlHash`: one Coze app and base URL never read another's tokens. */
   namespace: string;
   lockTtlMs: number;
-  /** How long a replica waits for another's mint before minting itself. */
-  waitMs: number;
+  commandTimeoutMs: number;
+  /**
+   * While Redis is connected, a failed step of a mint is retried; only after this long without
+   * any answer does the replica take Redis for down and mint alone.
+   */
+  giveUpAfterMs: number;
+  /** A waiter re-reads at least this often, in case the message that should wake it was lost. */
+  safetyPollMs?: number;
   onError?: (operation: RedisOperation, err: unknown) => void;
   /** A mint whose token could not be stored (the lock lapsed, or Redis failed). */
   onUnsharedMint?: () => void;
@@ -88,60 +116,132 @@ export function redisNamespace(prefix: string, appId: string, baseUrl: string, a
 
 const fingerprint = (accessToken: string) => createHash('sha256').update(accessToken).digest('hex').slice(0, 32);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const RETRY_PAUSE_MS = 25;
+const DEFAULT_SAFETY_POLL_MS = 1000;
+/** "Redis is down for this mint": the caller mints alone. */
+const DOWN = Symbol('redis down');
+
+interface Waiter {
+  woken: boolean;
+  notify: (() => void) | undefined;
+}
 
 /**
- * The shared level behind each replica's memory cache (issue 9): tokens sealed with
- * AES-256-GCM in a Redis hash whose TTL is the token's own `expires_in`, one mint per session
- * across replicas through a fenced `SET NX PX` lock, and an atomic compare-and-delete.
+ * The shared level behind each replica's memory cache (issues 9 and 17): tokens sealed with
+ * AES-256-GCM in a Redis hash whose TTL is the token's own `expires_in`, exactly one mint per
+ * session across replicas, and an atomic compare-and-delete.
  *
- * Every Redis failure is reported and then treated as "no shared state": the caller mints
- * for itself, exactly as a gateway without Redis would. Redis can slow a request by at most
- * its command timeout, and never fail it.
+ * One mint: the replica that takes the session's lock (fenced, renewed while its mint runs)
+ * mints; the others wait as long as that lock lives, however long it takes. The holder's
+ * write or release publishes the session on the namespace's channel, which wakes them; a slow
+ * poll and the lock's own expiry cover a lost message or a holder that died. A waiter mints
+ * only when it takes the lock itself: the holder is gone, or failed and let go.
+ *
+ * Redis down (the connection closed, or no answer for `giveUpAfterMs`): the caller mints for
+ * itself, exactly as a gateway without Redis would, and the mint is counted as unshared.
  */
 export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTokenStore {
   const redis = withScripts(options.redis);
+  const channel = `${options.namespace}:minted`;
+  const safetyPollMs = options.safetyPollMs ?? DEFAULT_SAFETY_POLL_MS;
+  const waiters = new Map<string, Set<Waiter>>();
+  const wake = (set: Set<Waiter> | undefined) => {
+    for (const waiter of set ?? []) {
+      waiter.woken = true;
+      waiter.notify?.();
+    }
+  };
+  // '' is "wake everyone": the subscriber reconnected, and messages may have been lost meanwhile.
+  subscribeChannel(options.subscriber, channel, (tag) => {
+    if (tag === '') for (const set of waiters.values()) wake(set);
+    else wake(waiters.get(tag));
+  });
+
   const keys = (sessionName: string) => {
     // The hash tag keeps a session's keys in one slot, so the scripts also run on Redis Cluster.
-    const tag = `{${createHash('sha256').update(sessionName).digest('hex').slice(0, 32)}}`;
-    return { token: `${options.namespace}:${tag}:token`, lock: `${options.namespace}:${tag}:lock`, fence: `${options.namespace}:${tag}:fence` };
+    const tag = createHash('sha256').update(sessionName).digest('hex').slice(0, 32);
+    const base = `${options.namespace}:{${tag}}`;
+    return { tag, token: `${base}:token`, lock: `${base}:lock`, fence: `${base}:fence` };
   };
+  type Keys = ReturnType<typeof keys>;
   const failed = (operation: RedisOperation, err: unknown) => options.onError?.(operation, err);
+  const call = <T>(command: Promise<T>) => withTimeout(command, options.commandTimeoutMs);
 
-  async function read(sessionName: string): Promise<CozeToken | undefined> {
-    const key = keys(sessionName).token;
-    try {
-      const sealed = await redis.hget(key, 'data');
-      return sealed ? options.sealer.open(sealed, key) : undefined;
-    } catch (err) {
-      failed('read', err);
-      throw err;
+  async function read(k: Keys): Promise<CozeToken | undefined> {
+    const sealed = await call(redis.hget(k.token, 'data'));
+    return sealed ? options.sealer.open(sealed, k.token) : undefined;
+  }
+
+  /**
+   * Runs one Redis step of a mint. A failure while the connection is up is most often a busy
+   * machine or a Redis hiccup, not an outage: the step is retried until Redis has given no
+   * answer for `giveUpAfterMs`. A closed connection is an outage at once.
+   */
+  async function step<T>(operation: RedisOperation, run: () => Promise<T>, contact: { lastAnswerMs: number }): Promise<T | typeof DOWN> {
+    for (;;) {
+      try {
+        const result = await run();
+        contact.lastAnswerMs = Date.now();
+        return result;
+      } catch (err) {
+        failed(operation, err);
+        if (redis.status !== 'ready' || Date.now() - contact.lastAnswerMs >= options.giveUpAfterMs) return DOWN;
+        await sleep(RETRY_PAUSE_MS);
+      }
     }
   }
 
+  function enlist(tag: string): Waiter & { wait(ms: number): Promise<void>; leave(): void } {
+    const waiter: Waiter = { woken: false, notify: undefined };
+    let set = waiters.get(tag);
+    if (!set) waiters.set(tag, (set = new Set()));
+    set.add(waiter);
+    return Object.assign(waiter, {
+      wait(ms: number): Promise<void> {
+        if (waiter.woken) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            waiter.notify = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, ms);
+          // A server's listener keeps the process alive; a waiter's poll alone must not.
+          timer.unref();
+          waiter.notify = done;
+        });
+      },
+      leave() {
+        set.delete(waiter);
+        if (set.size === 0 && waiters.get(tag) === set) waiters.delete(tag);
+      },
+    });
+  }
+
   /** The lock's holder mints, renewing the lock meanwhile, and stores the token only while still holding it. */
-  async function mintHolding(sessionName: string, fence: number, mint: () => Promise<CozeToken>, usable: (t: CozeToken) => boolean): Promise<CozeToken> {
-    const k = keys(sessionName);
+  async function mintHolding(k: Keys, lockValue: string, mint: () => Promise<CozeToken>, usable: (t: CozeToken) => boolean): Promise<CozeToken> {
     const renew = setInterval(() => {
-      redis.csgRenew(k.lock, fence, options.lockTtlMs).catch((err: unknown) => failed('lock', err));
+      call(redis.csgRenew(k.lock, lockValue, options.lockTtlMs)).catch((err: unknown) => failed('lock', err));
     }, Math.max(50, Math.floor(options.lockTtlMs / 3)));
     // The mint's own I/O keeps the process alive; the renewal alone must not.
     renew.unref();
+    let written = false;
     try {
       // Another holder may have stored a token between our read and our lock.
-      const stored = await read(sessionName).catch(() => undefined);
+      const stored = await read(k).catch((err: unknown) => void failed('read', err));
       if (stored && usable(stored)) return stored;
       const token = await mint();
-      let written = 0;
       try {
-        written = await redis.csgWrite(k.token, k.lock, fence, fingerprint(token.accessToken), options.sealer.seal(token, k.token), token.expiresAt * 1000);
+        written = (await call(redis.csgWrite(k.token, k.lock, lockValue, fingerprint(token.accessToken), options.sealer.seal(token, k.token), token.expiresAt * 1000, channel, k.tag))) === 1;
       } catch (err) {
         failed('write', err);
       }
-      if (written !== 1) options.onUnsharedMint?.();
+      if (!written) options.onUnsharedMint?.();
       return token;
     } finally {
       clearInterval(renew);
-      redis.csgRelease(k.lock, fence).catch((err: unknown) => failed('lock', err));
+      // The write let go of the lock itself; otherwise (a stored token, a failed mint) let go now.
+      if (!written) call(redis.csgRelease(k.lock, lockValue, channel, k.tag)).catch((err: unknown) => failed('lock', err));
     }
   }
 
@@ -151,44 +251,36 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
         options.onUnsharedMint?.();
         return mint();
       };
-      let stored: CozeToken | undefined;
-      try {
-        stored = await read(sessionName);
-      } catch {
-        return mintAlone();
-      }
-      if (stored && usable(stored)) return stored;
-
       const k = keys(sessionName);
-      const deadline = Date.now() + options.waitMs;
-      let pause = 10;
-      for (;;) {
-        let fence: number;
-        try {
-          fence = await redis.csgAcquire(k.lock, k.fence, options.lockTtlMs);
-        } catch (err) {
-          failed('lock', err);
-          return mintAlone();
-        }
-        if (fence > 0) return mintHolding(sessionName, fence, mint, usable);
+      const claim = randomBytes(12).toString('base64url');
+      const contact = { lastAnswerMs: Date.now() };
+      // Enlisted before the first read, so a token that lands during our own round trips still wakes us.
+      const waiter = enlist(k.tag);
+      try {
+        for (;;) {
+          waiter.woken = false;
+          const stored = await step('read', () => read(k), contact);
+          if (stored === DOWN) return await mintAlone();
+          if (stored && usable(stored)) return stored;
 
-        // Another replica is minting this session: wait for its token, polling with backoff.
-        await sleep(pause);
-        pause = Math.min(pause * 2, 100);
-        try {
-          stored = await read(sessionName);
-        } catch {
-          return mintAlone();
+          const claimed = await step('lock', () => call(redis.csgAcquire(k.lock, k.fence, options.lockTtlMs, claim)), contact);
+          if (claimed === DOWN) return await mintAlone();
+          const [fence, lockLeftMs] = claimed;
+          if (fence > 0) {
+            waiter.leave();
+            return await mintHolding(k, `${fence}:${claim}`, mint, usable);
+          }
+          // Another replica holds the lock: wait for its token, its release, or the lock's expiry.
+          await waiter.wait(Math.max(1, Math.min(safetyPollMs, lockLeftMs + 1)));
         }
-        if (stored && usable(stored)) return stored;
-        // A bounded wait: a mint that never lands is not worth failing the request for.
-        if (Date.now() >= deadline) return mintAlone();
+      } finally {
+        waiter.leave();
       }
     },
 
     async invalidateIfSame(sessionName, accessToken) {
       try {
-        return (await redis.csgInvalidate(keys(sessionName).token, fingerprint(accessToken))) === 1;
+        return (await call(redis.csgInvalidate(keys(sessionName).token, fingerprint(accessToken)))) === 1;
       } catch (err) {
         failed('invalidate', err);
         return false;

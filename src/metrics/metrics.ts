@@ -117,13 +117,13 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis cache is connected; 0 while it is down (the gateway serves from memory) or when cache.redisUrl is unset.', registers });
   const redisErrors = new Counter({
     name: `${PREFIX}redis_errors_total`,
-    help: 'Failed or timed-out Redis commands, by operation. Each one fell back to memory; none failed a request.',
+    help: 'Failed or timed-out Redis commands, by operation. A rate-limit call fell back to this replica\'s own bucket; a step of a mint was retried while Redis stayed connected, then done without Redis. None failed a request.',
     labelNames: ['operation'] as const,
     registers,
   });
   const tokenMintsUnshared = new Counter({
     name: `${PREFIX}token_mints_unshared_total`,
-    help: 'Mints whose token did not go through the shared cache: Redis failed, the mint lock lapsed, or the wait for another replica\'s mint ran out.',
+    help: 'Mints whose token did not go through the shared cache: Redis was down (disconnected, or silent past the give-up bound), or the mint lock lapsed while the mint ran.',
     registers,
   });
 

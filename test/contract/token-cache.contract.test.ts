@@ -56,13 +56,16 @@ async function idle(cache: { readonly inflight: number }): Promise<void> {
  */
 let redisServer: RedisServer | undefined;
 let redis: Redis;
+let subscriber: Redis;
 function useRedis(): void {
   before(async () => {
     redisServer = await startRedis();
     redis = new Redis(redisServer.url);
+    subscriber = new Redis(redisServer.url);
   });
   after(async () => {
     redis?.disconnect();
+    subscriber?.disconnect();
     await redisServer?.stop();
   });
 }
@@ -80,8 +83,10 @@ const variants: Array<{ name: string; make: CacheFactory; needsRedis?: boolean }
           redis,
           sealer: createTokenSealer(randomBytes(32)),
           namespace: `contract:${randomBytes(6).toString('hex')}`,
+          subscriber,
           lockTtlMs: 5000,
-          waitMs: 10_000,
+          commandTimeoutMs: 1000,
+          giveUpAfterMs: 4000,
         }),
       }),
   },

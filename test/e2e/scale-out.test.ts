@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Gateway } from '../../src/server.js';
 import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -26,6 +26,8 @@ describe('scale-out on Redis', { skip: redisMissing }, () => {
         REDIS_URL: redisServer.url,
         CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
         CACHE_COMMAND_TIMEOUT_MS: '200',
+        // On, and high: every request also goes through the shared (leased) rate limit.
+        RATE_LIMIT_RPM: '100000',
         LOG_LEVEL: 'warn',
       },
     });
@@ -74,6 +76,54 @@ describe('scale-out on Redis', { skip: redisMissing }, () => {
     assert.equal(ok, 10_000);
     assert.equal(stack.emulator.stats.exchanges, 500);
     assert.ok([...stack.emulator.stats.exchangesBySession.values()].every((n) => n === 1));
+  });
+
+  /**
+   * Issue 17 item 5: under load, slowness used to turn into duplicate mints (588 exchanges for
+   * 500 sessions on a busy machine). These replicas share this process and a hog that takes
+   * 15 ms of every turn of its event loop, longer than their Redis command timeout (10 ms):
+   * every Redis answer is read only after its timer is due, as on a machine whose CPU is
+   * taken. The token endpoint is slow too (400 ms), so replicas really wait for each other.
+   */
+  describe('under load: an event-loop hog and a slow token endpoint', () => {
+    let loaded: Replica[] = [];
+    let stopHog: (() => void) | undefined;
+    before(async () => {
+      for (let i = 0; i < 3; i++) loaded.push(await stack.replica({ CACHE_COMMAND_TIMEOUT_MS: '10' }));
+    });
+    after(async () => {
+      for (const r of loaded) await r.close();
+      loaded = [];
+    });
+    beforeEach(() => {
+      stack.emulator.setTokenFault({ kind: 'delay', ms: 400 });
+      stopHog = startEventLoopHog(15);
+    });
+    afterEach(() => {
+      stopHog?.();
+      stack.emulator.setTokenFault(undefined);
+    });
+    const loadedFor = (i: number) => loaded[i % loaded.length] as Replica;
+
+    it('exactly 1 exchange for 1,000 concurrent first requests across 3 replicas', async () => {
+      const jwt = await stack.callerToken('stampede-loaded');
+      const statuses = await Promise.all(Array.from({ length: 1000 }, (_, i) => get(loadedFor(i).url, jwt)));
+      stopHog?.();
+      assert.deepEqual(countBy(statuses), { 200: 1000 });
+      assert.equal(stack.emulator.stats.exchanges, 1);
+      for (const r of loaded) assert.equal(await metric(r.gateway, 'token_mints_unshared_total'), 0, 'no mint went around Redis');
+    });
+
+    it('exchanges equal sessions for 1,500 requests over 500 sessions across 3 replicas', async () => {
+      const jwts = await Promise.all(Array.from({ length: 500 }, (_, i) => stack.callerToken(`loaded-${i}`)));
+      const statuses: number[] = [];
+      // Three waves: each session's first request on each replica, two of them reading another's token.
+      for (let wave = 0; wave < 3; wave++) statuses.push(...(await Promise.all(jwts.map((jwt, i) => get(loadedFor(i + wave).url, jwt)))));
+      stopHog?.();
+      assert.deepEqual(countBy(statuses), { 200: 1500 });
+      assert.equal(stack.emulator.stats.exchanges, 500);
+      assert.ok([...stack.emulator.stats.exchangesBySession.values()].every((n) => n === 1), 'one exchange per session');
+    });
   });
 
   it('the rate limit is shared: 10 per minute across 3 replicas, not 10 each', async () => {
@@ -145,3 +195,23 @@ async function readyz(gateway: Gateway): Promise<string> {
     server.close();
   }
 }
+
+/**
+ * Takes `blockMs` of synchronous work from every turn of this process's event loop (an
+ * immediate that re-queues itself runs once per turn, after the I/O phase), until stopped.
+ */
+function startEventLoopHog(blockMs: number): () => void {
+  let stopped = false;
+  const tick = () => {
+    if (stopped) return;
+    const end = performance.now() + blockMs;
+    while (performance.now() < end);
+    setImmediate(tick);
+  };
+  setImmediate(tick);
+  return () => {
+    stopped = true;
+  };
+}
+
+const countBy = (values: number[]) => values.reduce<Record<number, number>>((counts, v) => ({ ...counts, [v]: (counts[v] ?? 0) + 1 }), {});

@@ -22,25 +22,41 @@ describe('redis token store', { skip: redisMissing }, () => {
   let server: RedisServer;
   let redis: Redis;
   let other: Redis;
+  let subscriber: Redis;
   before(async () => {
     server = await startRedis();
     redis = new Redis(server.url);
     other = new Redis(server.url);
+    subscriber = new Redis(server.url);
+    await new Promise((r) => subscriber.once('ready', r));
   });
   after(async () => {
     redis?.disconnect();
     other?.disconnect();
+    subscriber?.disconnect();
     await server?.stop();
   });
 
   const ns = () => `t:${randomBytes(6).toString('hex')}`;
-  const store = (options: { redis?: Redis; key?: Buffer; previous?: Buffer[]; namespace: string; lockTtlMs?: number; waitMs?: number; unshared?: () => void }) =>
+  const store = (options: {
+    redis?: Redis;
+    key?: Buffer;
+    previous?: Buffer[];
+    namespace: string;
+    lockTtlMs?: number;
+    commandTimeoutMs?: number;
+    safetyPollMs?: number;
+    unshared?: () => void;
+  }) =>
     createRedisTokenStore({
       redis: options.redis ?? redis,
+      subscriber,
       sealer: createTokenSealer(options.key ?? KEY, options.previous ?? []),
       namespace: options.namespace,
       lockTtlMs: options.lockTtlMs ?? 5000,
-      waitMs: options.waitMs ?? 5000,
+      commandTimeoutMs: options.commandTimeoutMs ?? 1000,
+      giveUpAfterMs: 4000,
+      ...(options.safetyPollMs ? { safetyPollMs: options.safetyPollMs } : {}),
       ...(options.unshared ? { onUnsharedMint: options.unshared } : {}),
     });
   const KEY = randomBytes(32);
@@ -153,16 +169,126 @@ describe('redis token store', { skip: redisMissing }, () => {
     assert.equal((await b.mintOnce('cad', async () => assert.fail('no mint'), always)).accessToken, t2.accessToken);
   });
 
-  it('a waiter mints for itself once its bounded wait runs out', async () => {
+  /** A mint the test settles by hand; `started` resolves once it was called. */
+  function manualMint(accessToken: string) {
+    let calls = 0;
+    let settle: { resolve: (t: CozeToken) => void; reject: (e: unknown) => void } | undefined;
+    let onStart: () => void = () => undefined;
+    const started = new Promise<void>((r) => (onStart = r));
+    return {
+      started,
+      get calls() {
+        return calls;
+      },
+      mint: () =>
+        new Promise<CozeToken>((resolve, reject) => {
+          calls += 1;
+          settle = { resolve, reject };
+          onStart();
+        }),
+      resolve: () => settle?.resolve({ accessToken, expiresAt: inFuture(900) }),
+      reject: (err: unknown) => settle?.reject(err),
+    };
+  }
+  const commandCalls = async (command: string) => Number(/calls=(\d+)/.exec((await redis.info('commandstats')).split('\n').find((l) => l.startsWith(`cmdstat_${command}:`)) ?? '')?.[1] ?? 0);
+
+  it('a waiter never mints while the holder is alive, however long its mint takes (issue 17)', async () => {
     const namespace = ns();
-    const hung = store({ namespace }).mintOnce('stuck', () => new Promise<CozeToken>(() => undefined), always);
-    void hung;
-    await sleep(30);
+    const holderMint = manualMint('czs_slow_holder');
+    const holder = store({ namespace, lockTtlMs: 500 }).mintOnce('slow', holderMint.mint, always);
+    await holderMint.started;
+    let waiterMints = 0;
+    const waiter = store({ namespace, lockTtlMs: 500, redis: other }).mintOnce('slow', async () => ({ accessToken: `czs_dup_${++waiterMints}`, expiresAt: inFuture(900) }), always);
+    // Three lock lifetimes: the lock only lives on because the holder renews it.
+    await sleep(1500);
+    assert.equal(waiterMints, 0, 'no second mint while the holder renews its lock');
+    holderMint.resolve();
+    const [a, b] = await Promise.all([holder, waiter]);
+    assert.equal(a.accessToken, 'czs_slow_holder');
+    assert.equal(b.accessToken, 'czs_slow_holder');
+    assert.equal(waiterMints, 0);
+  });
+
+  it('waiters are woken by the holder\'s message when the token lands, not by polling', { timeout: 10_000 }, async () => {
+    const namespace = ns();
+    const holderMint = manualMint('czs_published');
+    // Neither the safety poll (60 s) nor the lock's expiry (30 s) can wake the waiters in this test.
+    const make = (r: Redis) => store({ namespace, redis: r, lockTtlMs: 30_000, safetyPollMs: 60_000 });
+    const holder = make(redis).mintOnce('wake', holderMint.mint, always);
+    await holderMint.started;
+    const lockChecks = await commandCalls('pttl');
+    const waiters = [make(other).mintOnce('wake', () => assert.fail('no mint'), always), make(redis).mintOnce('wake', () => assert.fail('no mint'), always)];
+    // The acquire script asks the lock's PTTL only when it is held: both waiters found it held.
+    while ((await commandCalls('pttl')) < lockChecks + 2) await sleep(5);
+    const readsBefore = await commandCalls('hget');
+    holderMint.resolve();
+    const got = await Promise.all([holder, ...waiters]);
+    assert.ok(got.every((t) => t.accessToken === 'czs_published'));
+    // Redis counts the HGET inside the holder's write script too: 1 + one read per waiter.
+    assert.equal((await commandCalls('hget')) - readsBefore, 3, 'one read per waiter, after the wake-up');
+  });
+
+  it('a holder whose mint fails lets go, and one waiter mints in its place', { timeout: 10_000 }, async () => {
+    const namespace = ns();
+    const holderMint = manualMint('never');
+    const make = (r: Redis) => store({ namespace, redis: r, lockTtlMs: 30_000, safetyPollMs: 60_000 });
+    const holder = make(redis).mintOnce('fails', holderMint.mint, always);
+    await holderMint.started;
+    let minted = 0;
+    const retry = async () => ({ accessToken: `czs_retry_${++minted}`, expiresAt: inFuture(900) });
+    const waiters = [make(other).mintOnce('fails', retry, always), make(redis).mintOnce('fails', retry, always)];
+    await sleep(50);
+    holderMint.reject(new Error('token endpoint down'));
+    await assert.rejects(holder, /token endpoint down/);
+    const got = await Promise.all(waiters);
+    assert.equal(minted, 1, 'one waiter took the lock and minted; the other waited for it');
+    assert.ok(got.every((t) => t.accessToken === 'czs_retry_1'));
+  });
+
+  it('a holder that died (its lock expires without a token) is replaced once the lock expires', { timeout: 10_000 }, async () => {
+    const namespace = ns();
+    // The session's keys, learnt from a token stored for it, which is then dropped.
+    await store({ namespace }).mintOnce('orphan', async () => ({ accessToken: 'czs_first', expiresAt: inFuture(900) }), always);
+    const tokenKey = (await redis.keys(`${namespace}:*:token`))[0] as string;
+    await redis.del(tokenKey);
+    // A holder that took the lock and then vanished: nobody renews it.
+    await redis.set(tokenKey.replace(/:token$/, ':lock'), '1:vanished', 'PX', 300);
+    let minted = 0;
+    const got = await store({ namespace, safetyPollMs: 60_000 }).mintOnce('orphan', async () => ({ accessToken: `czs_after_${++minted}`, expiresAt: inFuture(900) }), always);
+    assert.equal(minted, 1);
+    assert.equal(got.accessToken, 'czs_after_1');
+  });
+
+  it('a Redis stall shorter than the give-up bound costs no duplicate mint', { timeout: 15_000 }, async () => {
+    const namespace = ns();
+    let minted = 0;
     let unshared = 0;
-    const started = Date.now();
-    const got = await store({ namespace, redis: other, waitMs: 200, unshared: () => (unshared += 1) }).mintOnce('stuck', async () => ({ accessToken: 'czs_self', expiresAt: inFuture(900) }), always);
-    assert.equal(got.accessToken, 'czs_self');
-    assert.ok(Date.now() - started < 1000);
-    assert.equal(unshared, 1);
+    const mint = async () => ({ accessToken: `czs_stall_${++minted}`, expiresAt: inFuture(900) });
+    const pauser = new Redis(server.url);
+    try {
+      // Every command times out (100 ms) for 600 ms, and the first answers to arrive are stale.
+      await pauser.call('CLIENT', 'PAUSE', '600', 'ALL');
+      const make = (r: Redis) => store({ namespace, redis: r, commandTimeoutMs: 100, unshared: () => (unshared += 1) });
+      const got = await Promise.all([make(redis).mintOnce('stall', mint, always), make(other).mintOnce('stall', mint, always), make(redis).mintOnce('stall', mint, always)]);
+      assert.equal(minted, 1);
+      assert.equal(unshared, 0);
+      assert.ok(got.every((t) => t.accessToken === 'czs_stall_1'));
+    } finally {
+      pauser.disconnect();
+    }
+  });
+
+  it('Redis down: the caller mints alone at once, counted as unshared', async () => {
+    const down = new Redis({ port: 1, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+    down.on('error', () => undefined);
+    let unshared = 0;
+    let minted = 0;
+    try {
+      const got = await store({ namespace: ns(), redis: down, unshared: () => (unshared += 1) }).mintOnce('alone', async () => ({ accessToken: `czs_alone_${++minted}`, expiresAt: inFuture(900) }), always);
+      assert.equal(got.accessToken, 'czs_alone_1');
+      assert.equal(unshared, 1);
+    } finally {
+      down.disconnect();
+    }
   });
 });
