@@ -125,7 +125,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
 
       accepted.on('message', (data, isBinary) => {
-        relayFrame(accepted, upstream, rewriteClientEvent(data, admission.route, admission.sessionName), isBinary);
+        const frame = rewriteClientEvent(data, admission.route, admission.sessionName);
+        // A chat.update the gateway cannot check (too deeply nested) never reaches Coze.
+        if (frame === undefined) accepted.close(1008, 'chat.update could not be checked');
+        else relayFrame(accepted, upstream, frame, isBinary);
       });
 
       let alive = true;
@@ -167,20 +170,20 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
    * chat.update sent as binary must not slip past the user id rule. Audio travels as base64 in
    * JSON text events, so the check rarely costs more than a look at the first byte.
    */
-  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData {
+  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData | undefined {
     if (!deps.enforceUserId || route !== 'ws.chat') return data;
     const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
     if (!startsLikeObject(bytes)) return data;
-    const text = bytes.toString('utf8');
+    // The native parser tells the event type fast (audio frames are large); only a chat.update
+    // goes through the lossless rewrite, which keeps every byte but the user id.
     let event: unknown;
     try {
-      event = JSON.parse(text);
+      event = JSON.parse(bytes.toString('utf8'));
     } catch {
       return data;
     }
     if (typeof event !== 'object' || event === null || (event as { event_type?: unknown }).event_type !== 'chat.update') return data;
-    deps.bodyPolicy.applyToChatUpdate(event as Record<string, unknown>, sessionName);
-    return Buffer.from(JSON.stringify(event));
+    return deps.bodyPolicy.applyToChatUpdate(bytes, sessionName);
   }
 
   return {

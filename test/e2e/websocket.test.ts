@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { closed, nextMessage, openWebSocket as open, refusedUpgrade as refusal, until } from '../helpers/websocket.js';
+import { closed, nextEvent, nextMessage, openWebSocket as open, refusedUpgrade as refusal, until } from '../helpers/websocket.js';
 
 describe('WebSocket relay', () => {
   let stack: Stack;
@@ -17,19 +17,30 @@ describe('WebSocket relay', () => {
   after(() => stack.close());
   beforeEach(() => stack.emulator.reset());
 
-  it('relays frames both ways, with the session token upstream in header and query', async () => {
+  it('relays frames both ways byte for byte, text and binary, with the session token upstream in header and query', async () => {
     const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok&device_id=42`, { authorization: `Bearer ${jwt}` });
-    const text = nextMessage(ws);
-    ws.send(JSON.stringify({ id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } }));
-    assert.deepEqual(JSON.parse((await text).data.toString()), { id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } });
-    const binary = nextMessage(ws);
-    ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
-    const echoed = await binary;
-    assert.equal(echoed.isBinary, true);
-    assert.deepEqual([...echoed.data], [0, 1, 2, 255]);
-
     const upstream = stack.emulator.websockets[0];
     assert.ok(upstream);
+    // Coze speaks first: its chat.created reaches the client as Coze wrote it.
+    const created = await nextMessage(ws);
+    assert.deepEqual(created, { data: upstream.sent[0]?.data, isBinary: false });
+    assert.equal(JSON.parse(created.data.toString()).event_type, 'chat.created');
+
+    // Client to Coze: a text event and a binary frame arrive unchanged, frame type kept.
+    const text = JSON.stringify({ id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } });
+    ws.send(text);
+    ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
+    await until(() => upstream.frames.length === 2, 'both frames reached Coze');
+    assert.deepEqual(upstream.frames[0], { data: Buffer.from(text), isBinary: false });
+    assert.deepEqual(upstream.frames[1], { data: Buffer.from([0, 1, 2, 255]), isBinary: true });
+    // Coze refuses both (an audio-less chat socket knows neither), and its answers come back as written.
+    for (const i of [1, 2]) assert.deepEqual(await nextMessage(ws), { data: upstream.sent[i]?.data, isBinary: false });
+    assert.equal(JSON.parse(upstream.sent[1]?.data.toString() ?? '').event_type, 'error');
+
+    // Coze to client: a binary frame arrives as binary, unchanged.
+    stack.emulator.sendOnWebSocket(0, Buffer.from([255, 0, 10, 13]), true);
+    assert.deepEqual(await nextMessage(ws), { data: Buffer.from([255, 0, 10, 13]), isBinary: true });
+
     assert.equal(upstream.sessionName, 'alice');
     assert.match(String(upstream.headers.authorization), /^Bearer czs_/);
     assert.match(upstream.query.authorization ?? '', /^Bearer czs_/);
@@ -52,11 +63,11 @@ describe('WebSocket relay', () => {
 
   it('forces chat_config.user_id in chat.update', async () => {
     const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
-    const echo = nextMessage(ws);
     ws.send(JSON.stringify({ id: 'e1', event_type: 'chat.update', data: { chat_config: { user_id: 'bob', auto_save_history: true } } }));
-    await echo;
+    const { event } = await nextEvent(ws, 'chat.updated');
     const update = stack.emulator.websockets[0]?.chatUpdates[0] as { data: { chat_config: Record<string, unknown> } } | undefined;
     assert.deepEqual(update?.data.chat_config, { user_id: 'alice', auto_save_history: true });
+    assert.equal((event.data as { chat_config: { user_id: string } }).chat_config.user_id, 'alice', 'Coze confirms the forced user');
     ws.close();
     await closed(ws);
   });
