@@ -45,12 +45,29 @@ describe('WebSocket hostile input', () => {
   const bearer = (token: string) => `Bearer ${token}`;
 
   describe('credentials in the query', () => {
-    it('ws-query-and-header-credential: a query credential next to an Authorization header is 400 duplicate-header', async () => {
-      const res = await refusedUpgrade(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encodeURIComponent(bearer(bobJwt))}`, { authorization: bearer(jwt) });
-      assert.equal(res.status, 400);
-      assert.equal(res.gatewayError, 'duplicate-header');
-      assert.equal(JSON.parse(res.body).code, 400006);
+    it('ws-query-and-header-credential: a query credential that differs from the Authorization header is 400 duplicate-header', async () => {
+      for (const query of [bearer(bobJwt), `bearer ${jwt}`, `Bearer ${jwt} `, jwt]) {
+        const res = await refusedUpgrade(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encodeURIComponent(query)}`, { authorization: bearer(jwt) });
+        assert.equal(res.status, 400, query);
+        assert.equal(res.gatewayError, 'duplicate-header');
+        assert.equal(JSON.parse(res.body).code, 400006);
+        assert.match(JSON.parse(res.body).msg, /was sent more than once.*differ/);
+      }
       assertNothingReachedCoze(stack);
+    });
+
+    it('ws-same-credential-header-and-query: the same credential in the header and the query (coze-js in Node) is one credential', async () => {
+      // `%20` as ws and browsers encode the space, `+` as a form encoder would: both decode to the header's bytes.
+      for (const encoded of [encodeURIComponent(bearer(jwt)), `Bearer+${jwt}`]) {
+        stack.emulator.reset();
+        const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encoded}`, { authorization: bearer(jwt) });
+        const upstream = stack.emulator.websockets[0];
+        assert.equal(upstream?.sessionName, 'alice', encoded);
+        assert.match(upstream?.query.authorization ?? '', /^Bearer czs_/, 'the query credential was replaced, never forwarded');
+        assert.ok(!JSON.stringify(upstream).includes(jwt));
+        ws.close();
+        await closed(ws);
+      }
     });
 
     it('a repeated authorization query parameter, in any letter case, is 400 duplicate-header', async () => {
