@@ -215,8 +215,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     store,
     settings,
     logId,
-    // Only a flood fault applies to sockets; any other waits for an HTTP call.
-    takeFlood: () => apiFault?.kind === 'flood' && take(apiFault, () => (apiFault = undefined)) !== undefined,
+    takeFault: () => (apiFault?.kind === 'flood' || apiFault?.kind === 'refuse-upgrade' ? take(apiFault, () => (apiFault = undefined)) : undefined),
     onFloodBytes: (n) => (floodBytes += n),
   });
 

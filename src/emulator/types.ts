@@ -80,7 +80,12 @@ export type ApiFault =
   | { kind: 'hang'; times?: number }
   /** SSE (or, on a WebSocket, binary frames) as fast as the reader takes it, forever: shows whether backpressure reaches Coze. */
   | { kind: 'flood'; times?: number }
-  | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number };
+  | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number }
+  /** WebSocket handshakes answered `status` with a `{code, msg}` body, whatever the token (default 401 and 4100). */
+  | { kind: 'refuse-upgrade'; status?: number; code?: number; times?: number };
+
+/** The faults a WebSocket handshake takes; any other waits for an HTTP call. */
+export type UpgradeFault = Extract<ApiFault, { kind: 'flood' | 'refuse-upgrade' }>;
 
 export interface StreamPacer {
   release(n?: number): void;

@@ -1,9 +1,9 @@
-import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { ApiSettings } from './api-context.js';
 import { startRealtimeSession } from './realtime.js';
 import type { Store } from './store.js';
-import type { IssuedToken } from './types.js';
+import type { IssuedToken, UpgradeFault } from './types.js';
 
 export interface WebSocketFrame {
   data: Buffer;
@@ -35,7 +35,8 @@ export interface WebSocketDeps {
   store: Store;
   settings: ApiSettings;
   logId(): string;
-  takeFlood(): boolean;
+  /** A `flood` or `refuse-upgrade` fault for this handshake, if one is set. */
+  takeFault(): UpgradeFault | undefined;
   onFloodBytes(n: number): void;
 }
 
@@ -63,12 +64,15 @@ export function attachWebSockets(server: Server, deps: WebSocketDeps) {
     const logId = deps.logId();
     const record: WebSocketRecord = { path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, sessionName: issued?.sessionName, frames: [], received: [], chatUpdates: [], sent: [], logId, closed: false };
     records.push(record);
-    if (!PATHS.has(url.pathname) || !issued) {
-      const body = JSON.stringify(issued ? { code: 4200, msg: 'route not found' } : { code: 4100, msg: 'authentication is invalid' });
-      socket.end(`HTTP/1.1 ${issued ? '404 Not Found' : '401 Unauthorized'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Tt-Logid: ${logId}\r\nConnection: close\r\n\r\n${body}`);
-      return;
-    }
-    const floods = deps.takeFlood();
+    const refuse = (status: number, code: number, msg: string) => {
+      const body = JSON.stringify({ code, msg });
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Refused'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Tt-Logid: ${logId}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    if (!issued) return refuse(401, 4100, 'authentication is invalid');
+    if (!PATHS.has(url.pathname)) return refuse(404, 4200, 'route not found');
+    const fault = deps.takeFault();
+    if (fault?.kind === 'refuse-upgrade') return refuse(fault.status ?? 401, fault.code ?? 4100, 'authentication is invalid');
+    const floods = fault?.kind === 'flood';
     logIds.set(req, logId);
     wss.handleUpgrade(req, socket, head, (ws) => {
       open += 1;

@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
-import { rejectUpgrade } from './upgrade-reject.js';
+import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
+import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -76,42 +76,27 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
     if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
-    let token;
-    try {
-      token = (await deps.tokens.get(admission.sessionName)).token;
-    } catch (err) {
-      throw mintErrorToGatewayError(err);
-    }
-    const query = new URLSearchParams(admission.query);
-    query.set('authorization', `Bearer ${token.accessToken}`);
-    const target = `${deps.wsBaseUrl}${admission.path}?${query.toString()}`;
     const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
     // The ws client sets the handshake headers itself.
     for (const name of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol']) delete headers[name];
-    headers.authorization = `Bearer ${token.accessToken}`;
     headers['x-request-id'] = requestId;
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const upstream = new WebSocket(target, { headers: headers as Record<string, string>, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
-    upstream.on('message', (data, isBinary) => {
-      if (client) relayFrame(upstream, client, data, isBinary);
-      else pending.push({ data, isBinary });
+    const upstream = await dialCoze(deps, {
+      sessionName: admission.sessionName,
+      target(accessToken) {
+        const query = new URLSearchParams(admission.query);
+        query.set('authorization', `Bearer ${accessToken}`);
+        return { url: `${deps.wsBaseUrl}${admission.path}?${query.toString()}`, headers: { ...(headers as Record<string, string>), authorization: `Bearer ${accessToken}` } };
+      },
+      onMessage(from, data, isBinary) {
+        if (client) relayFrame(from, client, data, isBinary);
+        else pending.push({ data, isBinary });
+      },
+      client: socket,
     });
 
-    // The client may give up while Coze is being dialled: nothing must be left open then.
-    const onClientGone = () => upstream.terminate();
-    socket.once('close', onClientGone);
-    await new Promise<void>((resolve, reject) => {
-      upstream.once('open', () => resolve());
-      upstream.once('unexpected-response', (_r, response) => {
-        response.resume();
-        reject(new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${response.statusCode})` }));
-      });
-      upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
-    });
-
-    socket.off('close', onClientGone);
     if (socket.destroyed) {
       upstream.terminate();
       return;
@@ -192,8 +177,12 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
       socket.on('error', () => undefined);
       upgrade(req, socket, head, requestId, trace).catch((err: unknown) => {
-        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true });
-        if (!socket.destroyed) rejectUpgrade(socket, req, err, requestId);
+        const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
+        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: refusal ? 401 : err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
+        if (socket.destroyed) return;
+        // Coze's own refusal of a fresh token reaches the client as Coze gave it (no X-Gateway-Error).
+        if (refusal) answerUpgrade(socket, 401, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': requestId, ...(refusal.logId ? { 'x-tt-logid': refusal.logId } : {}) }, refusal.body);
+        else rejectUpgrade(socket, req, err, requestId);
       });
     },
     async closeAll(code, reason) {

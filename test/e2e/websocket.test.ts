@@ -87,6 +87,56 @@ describe('WebSocket relay', () => {
     assert.equal(stack.emulator.websockets.length, 0, 'nothing reached Coze');
   });
 
+  it('ws-revoked-token-retried: a token Coze revoked is dropped and the upgrade dials once more with a fresh one', async () => {
+    const first = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    first.close();
+    await closed(first);
+    const revoked = /^Bearer (\S+)$/.exec(String(stack.emulator.websockets[0]?.headers.authorization))?.[1] ?? '';
+    stack.emulator.revokeToken(revoked);
+    const exchanges = stack.emulator.stats.exchanges;
+
+    const ws = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    const [refused, accepted] = stack.emulator.websockets.slice(1);
+    assert.equal(refused?.sessionName, undefined, 'Coze refused the revoked token (HTTP 401, code 4100)');
+    assert.equal(refused?.headers.authorization, `Bearer ${revoked}`);
+    assert.equal(accepted?.sessionName, 'alice');
+    assert.notEqual(accepted?.headers.authorization, `Bearer ${revoked}`);
+    assert.equal(stack.emulator.stats.exchanges, exchanges + 1, 'one fresh token');
+    ws.close();
+    await closed(ws);
+    // The cache holds the fresh token: the next socket needs no retry.
+    const again = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    assert.equal(stack.emulator.websockets.length, 4);
+    again.close();
+    await closed(again);
+  });
+
+  it('a 4100 body on a 200 handshake answer is a revoked token too', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 200, code: 4100, times: 1 });
+    const ws = await open(`${wsUrl}/v1/audio/transcriptions`, { authorization: `Bearer ${jwt}` });
+    assert.equal(stack.emulator.websockets.length, 2, 'refused once, then dialled again');
+    ws.close();
+    await closed(ws);
+  });
+
+  it('ws-refused-fresh-token-answered-as-coze: when Coze refuses the fresh token too, the client gets 401 with Coze\'s envelope, not 502', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 401, code: 4100, times: 2 });
+    const res = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    assert.equal(res.status, 401);
+    assert.equal(res.gatewayError, undefined, "Coze's error, not the gateway's");
+    assert.deepEqual(JSON.parse(res.body), { code: 4100, msg: 'authentication is invalid' });
+    assert.equal(res.logId, stack.emulator.websockets[1]?.logId, "Coze's log id is kept");
+    assert.equal(stack.emulator.websockets.length, 2, 'one retry, no more');
+  });
+
+  it('another handshake refusal by Coze stays 502 upstream-bad-response, without a retry', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 403, code: 4101, times: 1 });
+    const res = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    assert.equal(res.status, 502);
+    assert.equal(res.gatewayError, 'upstream-bad-response');
+    assert.equal(stack.emulator.websockets.length, 1);
+  });
+
   it('closing either end closes the other', async () => {
     const a = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
     await until(() => stack.emulator.openWebSockets === 1, 'upstream open');

@@ -54,13 +54,13 @@ export async function nextEvent(ws: WebSocket, eventType: string): Promise<{ eve
 }
 
 /** An upgrade the gateway must refuse: its HTTP status, body and X-Gateway-Error. */
-export function refusedUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; gatewayError: string | undefined }> {
+export function refusedUpgrade(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; gatewayError: string | undefined; logId: string | undefined }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers });
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, gatewayError: res.headers['x-gateway-error'] as string | undefined }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, gatewayError: res.headers['x-gateway-error'] as string | undefined, logId: res.headers['x-tt-logid'] as string | undefined }));
     });
     ws.once('open', () => {
       ws.terminate();
