@@ -26,9 +26,11 @@ ${rows.join('\n')}
 
 ## Errors inside a stream
 
-When an SSE stream cannot end normally, the gateway ends it with one final event in Coze's own framing
-(\`event:error\` with \`{"code","msg"}\` for chat streams, \`event: Error\` with \`{"error_code","error_message"}\`
-for workflow streams):
+When an SSE stream cannot end normally, the gateway ends it with one final event in Coze's own framing:
+\`event:error\` with \`{"code","msg"}\` for chat streams, and for workflow streams \`id: <last id + 1>\`,
+\`event: Error\` and \`{"error_code","error_message"}\` (the Python, Go and Java SDKs start a workflow event
+only at its \`id:\` line). Events are relayed whole: if Coze stopped in the middle of an event, that unfinished
+event is left out, so every SDK parses each earlier event and then the final one.
 
 | Code | When |
 |---|---|
