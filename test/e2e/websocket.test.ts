@@ -76,7 +76,7 @@ describe('WebSocket relay', () => {
     const none = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`);
     assert.equal(none.status, 401);
     assert.equal(none.gatewayError, 'credential-missing');
-    assert.equal(JSON.parse(none.body).code, 401001);
+    assert.equal(JSON.parse(none.body).code, 4100, "Coze's auth-error code, so the Chat SDKs refresh their token");
     const bad = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: 'Bearer a.b.c' });
     assert.equal(bad.status, 401);
     const bot = await refusal(`${wsUrl}/v1/chat?bot_id=bot-evil`, { authorization: `Bearer ${jwt}` });
