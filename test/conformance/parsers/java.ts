@@ -1,4 +1,4 @@
-import { jsonObject, run, type SdkEvent, type SdkStreamReader } from './types.js';
+import { jsonObject, run, type ParsedStream, type SdkEvent, type SdkStreamReader } from './types.js';
 
 /**
  * coze-java 0.4.2 (26b79da6): `service/service/common/AbstractEventCallback.java` reads lines with
@@ -14,46 +14,45 @@ import { jsonObject, run, type SdkEvent, type SdkStreamReader } from './types.js
  */
 export const java: SdkStreamReader = {
   sdk: 'java',
-  chat: (body) => {
-    const events: SdkEvent[] = [];
-    return run(() => {
-      const reader = bufferedReader(body);
-      for (let line = reader.readLine(); line !== null; line = reader.readLine()) {
-        if (!line.startsWith('event:')) continue;
-        const event = line.slice(6).trim();
-        const data = substring(reader.readLine(), 5).trim();
-        if (event === 'done') {
-          events.push({ event, data: undefined });
-          return events;
-        }
-        if (event === 'error') throw new Error(`CozeApiException: code: 0, msg: ${data}`);
-        if (['conversation.message.delta', 'conversation.message.completed', 'conversation.audio.delta'].includes(event) || event.startsWith('conversation.chat.')) {
-          events.push({ event, data: jsonObject(data, 'Failed to parse object from JSON string') });
-        } else {
-          events.push({ event, data: undefined });
-        }
+  chat: (body) =>
+    onResponse(body, (line, reader, events) => {
+      if (!line.startsWith('event:')) return false;
+      const event = line.slice(6).trim();
+      const data = substring(reader.readLine(), 5).trim();
+      if (event === 'done') {
+        events.push({ event, data: undefined });
+        return true;
       }
-      return events;
-    }, events);
-  },
-  workflow: (body) => {
-    const events: SdkEvent[] = [];
-    return run(() => {
-      const reader = bufferedReader(body);
-      for (let line = reader.readLine(); line !== null; line = reader.readLine()) {
-        if (!line.startsWith('id:')) continue;
-        const idText = line.slice(3).trim();
-        const event = substring(reader.readLine(), 6).trim();
-        const data = substring(reader.readLine(), 5).trim();
-        if (!/^[+-]?\d+$/.test(idText)) throw new Error(`NumberFormatException: For input string: "${idText}"`);
-        const id = Number.parseInt(idText, 10);
-        events.push({ id, event, data: jsonObject(data, 'Failed to parse object from JSON string') });
-        if (event === 'Done') return events;
-      }
-      return events;
-    }, events);
-  },
+      if (event === 'error') throw new Error(`CozeApiException: code: 0, msg: ${data}`);
+      const typed = ['conversation.message.delta', 'conversation.message.completed', 'conversation.audio.delta'].includes(event) || event.startsWith('conversation.chat.');
+      events.push({ event, data: typed ? jsonObject(data, 'Failed to parse object from JSON string') : undefined });
+      return false;
+    }),
+  workflow: (body) =>
+    onResponse(body, (line, reader, events) => {
+      if (!line.startsWith('id:')) return false;
+      const idText = line.slice(3).trim();
+      const event = substring(reader.readLine(), 6).trim();
+      const data = substring(reader.readLine(), 5).trim();
+      if (!/^[+-]?\d+$/.test(idText)) throw new Error(`NumberFormatException: For input string: "${idText}"`);
+      events.push({ id: Number.parseInt(idText, 10), event, data: jsonObject(data, 'Failed to parse object from JSON string') });
+      return event === 'Done';
+    }),
 };
+
+type LineReader = ReturnType<typeof bufferedReader>;
+
+/** AbstractEventCallback.onResponse: every line to processLine until it returns true. */
+function onResponse(body: Buffer, processLine: (line: string, reader: LineReader, events: SdkEvent[]) => boolean): ParsedStream {
+  const events: SdkEvent[] = [];
+  return run(() => {
+    const reader = bufferedReader(body);
+    for (let line = reader.readLine(); line !== null; line = reader.readLine()) {
+      if (processLine(line, reader, events)) break;
+    }
+    return events;
+  }, events);
+}
 
 /** BufferedReader.readLine over a whole body; null at the end. */
 function bufferedReader(body: Buffer) {
