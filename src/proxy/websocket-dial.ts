@@ -36,7 +36,13 @@ export interface DialRequest {
   client: Duplex;
 }
 
-type Dialed = { upstream: WebSocket } | { refused: IncomingMessage; inspected: InspectedResponse };
+type Dialed = { upstream: WebSocket; logId: string | undefined } | { refused: IncomingMessage; inspected: InspectedResponse };
+
+export interface DialedCoze {
+  upstream: WebSocket;
+  /** Coze's X-Tt-Logid of the accepted handshake, passed on to the client's. */
+  logId: string | undefined;
+}
 
 /** Coze's 4100 envelope, when its 401 came without a usable body. */
 const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authentication is invalid' }));
@@ -47,7 +53,7 @@ const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authenticati
  * still holds it) and one more dial is made with a fresh one, as HTTP requests are retried
  * (SPEC section 1, step 8). Any other refusal is 502 upstream-bad-response.
  */
-export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<WebSocket> {
+export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<DialedCoze> {
   let token = await lookupToken(deps.tokens, request.sessionName);
   let dialed = await dialOnce(deps, request, token);
   if ('refused' in dialed && dialed.inspected.tokenRejected && !request.client.destroyed) {
@@ -56,7 +62,7 @@ export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<We
     token = await lookupToken(deps.tokens, request.sessionName);
     dialed = await dialOnce(deps, request, token);
   }
-  if ('upstream' in dialed) return dialed.upstream;
+  if ('upstream' in dialed) return dialed;
   const { refused, inspected } = dialed;
   if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
   if (inspected.tokenRejected) {
@@ -82,8 +88,13 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
   // The client may give up while Coze is being dialled: nothing must be left open then.
   const onClientGone = () => upstream.terminate();
   request.client.once('close', onClientGone);
+  let logId: string | undefined;
+  upstream.once('upgrade', (response: IncomingMessage) => {
+    const header = response.headers['x-tt-logid'];
+    logId = typeof header === 'string' ? header : undefined;
+  });
   return new Promise<Dialed>((resolve, reject) => {
-    upstream.once('open', () => resolve({ upstream }));
+    upstream.once('open', () => resolve({ upstream, logId }));
     upstream.once('unexpected-response', (handshake, response) => {
       // No 'error' follows an answered refusal, except from the abort below: swallow it.
       upstream.on('error', () => undefined);

@@ -68,6 +68,11 @@ const HEARTBEAT_MS = 30_000;
  */
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  const cozeLogIds = new WeakMap<IncomingMessage, string>();
+  server.on('headers', (headers, req) => {
+    const logId = cozeLogIds.get(req);
+    if (logId) headers.push(`X-Tt-Logid: ${logId}`);
+  });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
   const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
 
@@ -83,7 +88,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const upstream = await dialCoze(deps, {
+    const { upstream, logId } = await dialCoze(deps, {
       sessionName: admission.sessionName,
       target(accessToken) {
         const query = new URLSearchParams(admission.query);
@@ -101,6 +106,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       upstream.terminate();
       return;
     }
+    // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
+    if (logId) cozeLogIds.set(req, logId);
     server.handleUpgrade(req, socket, head, (accepted) => {
       client = accepted;
       const pair = { client: accepted, upstream };
@@ -141,7 +148,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
           accepted.terminate();
           upstream.terminate();
         }, 2000).unref();
-        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code });
+        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, cozeLogId: logId });
       };
       accepted.on('close', finish);
       upstream.on('close', finish);
