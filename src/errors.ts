@@ -5,7 +5,15 @@
  *
  * Envelope codes are HTTP status x 1000 + n, so they never collide with Coze's own codes
  * (4000-5000, 4100, 700012006, ...) and a user can tell our errors from Coze's at a glance.
+ * One deliberate exception: every 401 (the caller's own credential failed) uses Coze's 4100.
+ * The Chat SDKs (Taro chat-sdk, open-chat) refresh their token only when `code || status` is
+ * 401, 4100, 4101 or 700012006, and they read the body code first, so any other code would leave
+ * an end user with an expired credential stuck (sdk-coverage.md section 4.1, D5).
+ * X-Gateway-Error still tells these reasons apart, and from Coze's own 4100.
  */
+
+/** The body code of every caller-credential failure: the token-refresh trigger of the Chat SDKs. */
+export const CREDENTIAL_FAILURE_CODE = 4100;
 export interface ErrorSpec {
   readonly status: number;
   readonly code: number;
@@ -48,19 +56,19 @@ export const ERROR_CATALOGUE = {
   },
   'credential-missing': {
     status: 401,
-    code: 401001,
+    code: CREDENTIAL_FAILURE_CODE,
     // The detail names what this gateway accepts (its identity sources), so a trusted-header-only
     // sidecar never tells its app to send a Bearer token it would not look at.
     message: 'No credential was sent.',
   },
   'credential-invalid': {
     status: 401,
-    code: 401002,
+    code: CREDENTIAL_FAILURE_CODE,
     message: 'The credential was rejected by the gateway. Obtain a fresh credential from your application and retry.',
   },
   'untrusted-identity-header': {
     status: 401,
-    code: 401003,
+    code: CREDENTIAL_FAILURE_CODE,
     message: 'The trusted identity header was sent from an address that is not allowed to set it.',
   },
   'route-forbidden': {

@@ -80,7 +80,8 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
   say(`  curl -N ${url}/v3/chat -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' \\`);
   say(`    -d '{"bot_id":"${BOT_ID}","user_id":"x","stream":true,"additional_messages":[{"role":"user","content":"Hi","content_type":"text"}]}'`);
   say(`  curl "${url}/v1/conversations?bot_id=${BOT_ID}" -H "Authorization: Bearer $BOB"`);
-  say(`  // @coze/api: new CozeAPI({ baseURL: '${url}', token: process.env.ALICE })`);
+  // baseWsURL too: left out, coze-js sends WebSockets (and the credential) to wss://ws.coze.cn.
+  say(`  // @coze/api: new CozeAPI({ baseURL: '${url}', baseWsURL: '${url.replace(/^http/, 'ws')}', token: process.env.ALICE })`);
   say('');
 
   const steps = await walkthrough(url, adminUrl, alice, bob, say);

@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { handleApi, sendJson } from './api.js';
+import { handleApi, sendJson, type ApiSettings } from './api.js';
 import { readUpload } from './multipart.js';
 import { createPacer } from './sse.js';
-import { createStore, newId } from './store.js';
+import { createStore } from './store.js';
 import { createTokenEndpoint } from './token-endpoint.js';
 import type { ApiFault, EmulatorOptions, RecordedRequest, StreamPacer, TokenFault } from './types.js';
 import { attachWebSockets, type WebSocketRecord } from './websocket.js';
 
 export { generateEmulatorApp } from './keys.js';
-export type { ApiFault, EmulatorApp, EmulatorKey, EmulatorOptions, RecordedRequest, StreamPacer, TokenFault } from './types.js';
-export type { WebSocketRecord } from './websocket.js';
+export type { ApiFault, BotBehaviour, EmulatorApp, EmulatorKey, EmulatorOptions, RecordedRequest, StreamPacer, TokenFault, WorkflowBehaviour } from './types.js';
+export { speechAudio } from './api-audio.js';
+export type { WebSocketFrame, WebSocketRecord } from './websocket.js';
 
 export interface Emulator {
   readonly url: string;
@@ -29,6 +30,8 @@ export interface Emulator {
   /** Bytes written so far by `flood` streams and WebSockets. */
   readonly floodBytesWritten: number;
   readonly openWebSockets: number;
+  /** Sends a frame as Coze would on the `index`th recorded WebSocket (relay tests). */
+  sendOnWebSocket(index: number, data: Buffer | string, isBinary: boolean): void;
   sessionForToken(token: string): string | undefined;
   revokeToken(token: string): void;
   setTokenFault(fault: TokenFault | undefined): void;
@@ -71,6 +74,11 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     clockSkewSeconds: options.clockSkewSeconds ?? 30,
   });
   const store = createStore();
+  const settings: ApiSettings = {
+    retrievesBeforeCompletion: options.retrievesBeforeCompletion ?? 2,
+    bot: (botId) => options.bots?.[botId] ?? 'echo',
+    workflow: (workflowId) => options.workflows?.[workflowId] ?? 'echo',
+  };
   const pacing = createPacer();
   const stats = { exchanges: 0, exchangesBySession: new Map<string, number>() };
   const requests: RecordedRequest[] = [];
@@ -82,7 +90,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   let tokenFault: TokenFault | undefined;
   let apiFault: ApiFault | undefined;
 
-  async function readJson(req: IncomingMessage): Promise<unknown> {
+  async function readText(req: IncomingMessage): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -90,7 +98,10 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       if (size > MAX_JSON_BYTES) throw new Error('body too large');
       chunks.push(chunk);
     }
-    const text = Buffer.concat(chunks).toString('utf8');
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  function parseJson(text: string): unknown {
     if (text === '') return undefined;
     try {
       return JSON.parse(text);
@@ -109,7 +120,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     if (fault?.kind === 'error-code') {
       return sendJson(res, fault.httpStatus ?? options.tokenStatus ?? 400, { error_code: fault.errorCode, error_message: `injected ${fault.errorCode}` }, id);
     }
-    const result = await tokens.exchange(req, await readJson(req));
+    const result = await tokens.exchange(req, parseJson(await readText(req)));
     if (!result.ok) return sendJson(res, options.tokenStatus ?? 400, { error_code: result.errorCode, error_message: result.errorMessage }, id);
     stats.exchanges += 1;
     stats.exchangesBySession.set(result.sessionName, (stats.exchangesBySession.get(result.sessionName) ?? 0) + 1);
@@ -119,7 +130,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   async function onApi(req: IncomingMessage, res: ServerResponse, id: string, url: URL): Promise<void> {
     const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const issued = tokens.resolve(bearer);
-    const upload = url.pathname === '/v1/files/upload' && req.method === 'POST';
+    const multipart = /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
     const record: RecordedRequest = { method: req.method ?? 'GET', path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, sessionName: issued?.sessionName };
     requests.push(record);
     if (!issued) {
@@ -141,33 +152,31 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       req.resume();
       return sendJson(res, fault.httpStatus ?? 200, { code: fault.code, msg: fault.msg }, id);
     }
-    const owner = { appId: issued.appId, sessionName: issued.sessionName };
-    if (upload) {
-      const file = await readUpload(req, (n) => (uploadBytes += n));
-      if (!file) return sendJson(res, 200, { code: 4300, msg: 'the upload holds no file part' }, id);
-      const stored = { id: newId(), owner, file_name: file.fileName, bytes: file.bytes, created_at: Math.floor(Date.now() / 1000) };
-      store.files.set(stored.id, stored);
-      return sendJson(res, 200, { code: 0, msg: '', data: { id: stored.id, bytes: stored.bytes, file_name: stored.file_name, created_at: stored.created_at }, detail: { logid: id } }, id);
+    // Uploads are streamed and counted, never held (a multipart body may be hundreds of MiB).
+    const upload = multipart ? await readUpload(req, (n) => (uploadBytes += n)) : undefined;
+    if (!multipart) {
+      record.rawBody = await readText(req);
+      record.body = parseJson(record.rawBody);
     }
-    record.body = await readJson(req);
     await handleApi({
       method: req.method ?? 'GET',
       path: url.pathname,
       query: url.searchParams,
       body: record.body,
-      owner,
+      upload,
+      owner: { appId: issued.appId, sessionName: issued.sessionName },
       res,
       store,
       pacing,
       logId: id,
-      cutAfter: fault?.kind === 'reset-mid-stream' ? fault.afterEvents : undefined,
-      stallAfter: fault?.kind === 'stall-mid-stream' ? fault.afterEvents : undefined,
+      fault: fault?.kind === 'reset-mid-stream' || fault?.kind === 'stall-mid-stream' ? { mode: fault.kind === 'reset-mid-stream' ? 'reset' : 'stall', afterEvents: fault.afterEvents, partialBytes: fault.partialBytes } : undefined,
+      settings,
     });
   }
 
   /** Writes events only while the socket accepts them: a reader that stops reading stops it. */
   function flood(res: ServerResponse): void {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-tt-logid': logId() });
     const event = Buffer.from(`event:conversation.message.delta\ndata:${JSON.stringify({ content: 'x'.repeat(16 * 1024) })}\n\n`);
     const pump = () => {
       while (!res.destroyed && !res.writableEnded) {
@@ -203,8 +212,10 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   });
   const ws = attachWebSockets(server, {
     resolve: (token) => tokens.resolve(token),
-    // Only a flood fault applies to sockets; any other waits for an HTTP call.
-    takeFlood: () => apiFault?.kind === 'flood' && take(apiFault, () => (apiFault = undefined)) !== undefined,
+    store,
+    settings,
+    logId,
+    takeFault: () => (apiFault?.kind === 'flood' || apiFault?.kind === 'refuse-upgrade' ? take(apiFault, () => (apiFault = undefined)) : undefined),
     onFloodBytes: (n) => (floodBytes += n),
   });
 
@@ -242,6 +253,11 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     },
     get openWebSockets() {
       return ws.open;
+    },
+    sendOnWebSocket(index, data, isBinary) {
+      const record = ws.records[index];
+      if (!record) throw new Error(`no WebSocket #${index}`);
+      ws.send(record, Buffer.from(data), isBinary);
     },
     sessionForToken: (token) => tokens.resolve(token)?.sessionName,
     revokeToken: (token) => tokens.revoke(token),

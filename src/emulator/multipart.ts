@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 
+/** The first bytes of a file part are kept (transcriptions read them); the rest is only counted. */
+const HEAD_BYTES = 64 * 1024;
+
 /**
- * Streams a multipart upload without holding it: counts the file part's bytes as they arrive and
- * reads the file name from the part headers. `onBytes` reports progress (tests use it to prove
- * that the gateway streams rather than buffers).
+ * Streams a multipart upload without holding it: counts the file part's bytes as they arrive,
+ * keeps its first HEAD_BYTES, and reads the file name from the part headers. `onBytes` reports
+ * progress (tests use it to prove that the gateway streams rather than buffers).
  */
-export async function readUpload(req: IncomingMessage, onBytes: (n: number) => void): Promise<{ fileName: string; bytes: number } | undefined> {
+export async function readUpload(req: IncomingMessage, onBytes: (n: number) => void): Promise<{ fileName: string; bytes: number; head: Buffer } | undefined> {
   const type = req.headers['content-type'] ?? '';
   const boundaryMatch = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(type);
   if (!/^multipart\/form-data/i.test(type) || !boundaryMatch) return undefined;
@@ -14,6 +17,14 @@ export async function readUpload(req: IncomingMessage, onBytes: (n: number) => v
   let carry = Buffer.alloc(0);
   let fileName = '';
   let bytes = 0;
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  const keep = (part: Buffer) => {
+    if (headBytes >= HEAD_BYTES) return;
+    const slice = part.subarray(0, HEAD_BYTES - headBytes);
+    head.push(Buffer.from(slice));
+    headBytes += slice.length;
+  };
   let inFile = false;
   let found = false;
 
@@ -46,12 +57,18 @@ export async function readUpload(req: IncomingMessage, onBytes: (n: number) => v
         const end = carry.indexOf(delimiter);
         if (end === -1) {
           // Keep only what could be the start of a delimiter; count and drop the rest.
-          const keep = Math.min(carry.length, delimiter.length);
-          if (inFile) bytes += carry.length - keep;
-          carry = carry.subarray(carry.length - keep);
+          const held = Math.min(carry.length, delimiter.length);
+          if (inFile) {
+            bytes += carry.length - held;
+            keep(carry.subarray(0, carry.length - held));
+          }
+          carry = carry.subarray(carry.length - held);
           break;
         }
-        if (inFile) bytes += end;
+        if (inFile) {
+          bytes += end;
+          keep(carry.subarray(0, end));
+        }
         carry = carry.subarray(end + delimiter.length);
         state = 'headers';
       } else {
@@ -59,5 +76,5 @@ export async function readUpload(req: IncomingMessage, onBytes: (n: number) => v
       }
     }
   }
-  return found ? { fileName, bytes } : undefined;
+  return found ? { fileName, bytes, head: Buffer.concat(head) } : undefined;
 }

@@ -75,27 +75,48 @@ export function createPacer() {
 
 export type Pacing = ReturnType<typeof createPacer>;
 
+/** A stream that does not end normally: cut (`reset`) or left open and silent (`stall`). */
+export interface StreamFault {
+  mode: 'reset' | 'stall';
+  afterEvents: number;
+  /** Bytes of the next event written before the fault: a cut in the middle of an event. */
+  partialBytes?: number;
+}
+
+export interface StreamOptions {
+  pacing: Pacing;
+  logId: string;
+  fault?: StreamFault | undefined;
+}
+
 /**
  * Writes events one res.write() at a time, waiting for the pacer between them. Stops when the
- * client goes away. `cutAfter` destroys the socket after that many events, `stallAfter` leaves
- * the stream open and silent after that many (fault injection).
+ * client goes away. A fault cuts the socket, or leaves the stream silent, after that many events
+ * (and part of the next one, when asked).
  */
-export async function writeStream(res: ServerResponse, frames: string[], pacing: Pacing, cutAfter?: number, stallAfter?: number): Promise<void> {
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+export async function writeStream(res: ServerResponse, frames: string[], options: StreamOptions): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-tt-logid': options.logId });
   res.flushHeaders();
+  const { fault } = options;
   for (let i = 0; i < frames.length; i++) {
-    if (cutAfter !== undefined && i === cutAfter) {
-      res.socket?.destroy();
+    if (fault && i === fault.afterEvents) {
+      if (fault.partialBytes) await write(res, Buffer.from(frames[i] as string).subarray(0, fault.partialBytes));
+      if (fault.mode === 'reset') res.socket?.destroy();
       return;
     }
-    if (stallAfter !== undefined && i === stallAfter) return;
-    await pacing.turn();
+    await options.pacing.turn();
     if (res.destroyed || res.writableEnded) return;
-    // Wait until the event is handed to the socket: a fault cutting the stream right after
-    // must not take already written events with it.
-    const written = new Promise<void>((resolve) => res.write(frames[i], () => resolve()));
-    pacing.wrote();
+    const written = write(res, frames[i] as string);
+    options.pacing.wrote();
     await written;
   }
   res.end();
+}
+
+/**
+ * Resolves once the bytes are handed to the socket: a fault cutting the stream right after must
+ * not take already written events with it.
+ */
+function write(res: ServerResponse, bytes: string | Buffer): Promise<void> {
+  return new Promise<void>((resolve) => res.write(bytes, () => resolve()));
 }

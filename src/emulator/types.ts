@@ -24,7 +24,32 @@ export interface EmulatorOptions {
   clockSkewSeconds?: number;
   /** HTTP status of token-endpoint error bodies (Coze's is unconfirmed: both 200 and 4xx occur). */
   tokenStatus?: 200 | 400 | 401;
+  /**
+   * A non-streaming chat answers `in_progress` and finishes on this many retrieves (default 2), as
+   * Coze's does after a while, so that clients really poll. 0 finishes it at once.
+   */
+  retrievesBeforeCompletion?: number;
+  /** How each bot answers, by bot id, as its Coze configuration would; others echo. */
+  bots?: Readonly<Record<string, BotBehaviour>>;
+  /** How each workflow runs, by workflow id; others answer three Message events and Done. */
+  workflows?: Readonly<Record<string, WorkflowBehaviour>>;
 }
+
+/**
+ * `echo` answers "Echo: <question>"; `tool` calls a client-side tool and waits for
+ * submit_tool_outputs (`requires_action`); `fail` ends in `conversation.chat.failed`; `error` ends
+ * the stream with an `error` event (a failed chat when polled).
+ */
+export const BOT_BEHAVIOURS = ['echo', 'tool', 'fail', 'error'] as const;
+export type BotBehaviour = (typeof BOT_BEHAVIOURS)[number];
+
+/**
+ * `echo` streams three Message events and Done; `interrupt` stops at a question node with an
+ * Interrupt event (resumed with stream_resume); `error` ends with an Error event; `ping` sends
+ * PING heartbeats between its messages.
+ */
+export const WORKFLOW_BEHAVIOURS = ['echo', 'interrupt', 'error', 'ping'] as const;
+export type WorkflowBehaviour = (typeof WORKFLOW_BEHAVIOURS)[number];
 
 export interface RecordedRequest {
   method: string;
@@ -34,6 +59,8 @@ export interface RecordedRequest {
   /** The session the bearer token belongs to; undefined when the token was refused. */
   sessionName: string | undefined;
   body?: unknown;
+  /** The body exactly as received (JSON routes), to check that nothing but the forced fields changed. */
+  rawBody?: string;
 }
 
 export type TokenFault =
@@ -46,13 +73,19 @@ export type TokenFault =
 export type ApiFault =
   | { kind: 'status'; status: number; times?: number }
   | { kind: 'reset'; times?: number }
-  | { kind: 'reset-mid-stream'; afterEvents: number; times?: number }
-  /** SSE: write N events, then keep the stream open and silent. */
-  | { kind: 'stall-mid-stream'; afterEvents: number; times?: number }
+  /** SSE: write N events (and `partialBytes` of the next one: a cut mid-event), then cut the connection. */
+  | { kind: 'reset-mid-stream'; afterEvents: number; partialBytes?: number; times?: number }
+  /** SSE: write N events (and `partialBytes` of the next one), then keep the stream open and silent. */
+  | { kind: 'stall-mid-stream'; afterEvents: number; partialBytes?: number; times?: number }
   | { kind: 'hang'; times?: number }
   /** SSE (or, on a WebSocket, binary frames) as fast as the reader takes it, forever: shows whether backpressure reaches Coze. */
   | { kind: 'flood'; times?: number }
-  | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number };
+  | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number }
+  /** WebSocket handshakes answered `status` with a `{code, msg}` body, whatever the token (default 401 and 4100). */
+  | { kind: 'refuse-upgrade'; status?: number; code?: number; times?: number };
+
+/** The faults a WebSocket handshake takes; any other waits for an HTTP call. */
+export type UpgradeFault = Extract<ApiFault, { kind: 'flood' | 'refuse-upgrade' }>;
 
 export interface StreamPacer {
   release(n?: number): void;

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import { parseJsonObject, type JsonField } from './json-body.js';
 
 /**
  * Identity fields and id allowlists (SPEC section 5). With `enforceUserId`, every field that
@@ -11,8 +12,6 @@ export interface BodyPolicyOptions {
   allowedBotIds?: readonly string[] | undefined;
   allowedWorkflowIds?: readonly string[] | undefined;
 }
-
-type JsonObject = Record<string, unknown>;
 
 /** Which identity field each route carries in its JSON body. */
 const BODY_IDENTITY_FIELDS: Readonly<Record<string, readonly string[]>> = {
@@ -42,21 +41,26 @@ export interface BodyPolicy {
   readsBody(route: string): boolean;
   /** Checks and rewrites the query and path parameters; returns the query string to forward. */
   applyToQuery(route: string, query: string, params: Readonly<Record<string, string>>, sessionName: string): string;
-  /** Checks and rewrites a parsed JSON body in place. */
-  applyToBody(route: string, body: unknown, sessionName: string): void;
-  /** Checks ids sent outside the HTTP body (WebSocket `chat.update`), forcing the user id. */
-  applyToChatUpdate(event: JsonObject, sessionName: string): void;
+  /**
+   * Checks a JSON body and forces its identity fields; returns the bytes to forward, which differ
+   * from `body` only in the forced fields (json-body.ts).
+   */
+  applyToBody(route: string, body: Buffer, sessionName: string): Buffer;
+  /**
+   * Forces the user id of a WebSocket `chat.update` event (the frame's bytes); returns the bytes to
+   * forward, or undefined when the event cannot be checked and must not reach Coze.
+   */
+  applyToChatUpdate(frame: Buffer, sessionName: string): Buffer | undefined;
 }
 
 export function createBodyPolicy(options: BodyPolicyOptions): BodyPolicy {
   const bots = options.allowedBotIds?.length ? new Set(options.allowedBotIds) : undefined;
   const workflows = options.allowedWorkflowIds?.length ? new Set(options.allowedWorkflowIds) : undefined;
 
-  function checkIds(source: { get(name: string): unknown }): void {
-    const bot = source.get('bot_id');
-    if (bots && bot !== undefined && !(typeof bot === 'string' && bots.has(bot))) throw new GatewayError('bot-forbidden');
-    const workflow = source.get('workflow_id');
-    if (workflows && workflow !== undefined && !(typeof workflow === 'string' && workflows.has(workflow))) {
+  /** Every value sent for an id must be allowed: a repeated key may be read either way upstream. */
+  function checkIds(values: (name: string) => readonly unknown[]): void {
+    if (bots && !values('bot_id').every((bot) => typeof bot === 'string' && bots.has(bot))) throw new GatewayError('bot-forbidden');
+    if (workflows && !values('workflow_id').every((workflow) => typeof workflow === 'string' && workflows.has(workflow))) {
       throw new GatewayError('workflow-forbidden');
     }
   }
@@ -72,44 +76,38 @@ export function createBodyPolicy(options: BodyPolicyOptions): BodyPolicy {
       for (const name of ['bot_id', 'workflow_id', 'connector_uid']) {
         if (search.getAll(name).length > 1) throw new GatewayError('bad-request', { detail: `The query parameter ${name} is repeated.` });
       }
-      checkIds({ get: (name) => params[name] ?? search.get(name) ?? undefined });
+      checkIds((name) => (params[name] !== undefined ? [params[name]] : search.getAll(name)));
       const fields = options.enforceUserId ? QUERY_IDENTITY_FIELDS[route] : undefined;
       if (!fields) return query;
       for (const field of fields) search.set(field, sessionName);
       return search.toString();
     },
 
-    applyToBody(route, body, sessionName) {
-      if (!isObject(body)) throw new GatewayError('bad-json-body', { detail: 'Expected a JSON object.' });
-      checkIds({ get: (name) => body[name] });
+    applyToBody(route, bytes, sessionName) {
+      const body = parseJsonObject(bytes);
+      checkIds((name) => body.get(name).map(idValue));
       const fields = options.enforceUserId ? BODY_IDENTITY_FIELDS[route] : undefined;
-      for (const field of fields ?? []) setField(body, field, sessionName);
+      for (const field of fields ?? []) body.force(field, sessionName);
+      return body.toBuffer();
     },
 
-    applyToChatUpdate(event, sessionName) {
-      const data = event.data;
-      if (!isObject(data)) return;
-      if (options.enforceUserId) {
-        const chatConfig = isObject(data.chat_config) ? data.chat_config : (data.chat_config = {});
-        (chatConfig as JsonObject).user_id = sessionName;
+    applyToChatUpdate(frame, sessionName) {
+      if (!options.enforceUserId) return frame;
+      let event;
+      try {
+        event = parseJsonObject(frame);
+      } catch {
+        return undefined;
       }
+      // Without a data object Coze keeps the session's defaults: nothing names another user.
+      if (!event.get('data').some((data) => data.kind === 'object')) return frame;
+      event.force('data.chat_config.user_id', sessionName, { nonObjectParent: 'replace' });
+      return event.toBuffer();
     },
   };
 }
 
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Sets `a.b` on an object, creating `a` when it is absent and refusing a non-object `a`. */
-function setField(body: JsonObject, path: string, value: string): void {
-  const parts = path.split('.');
-  let node = body;
-  for (const part of parts.slice(0, -1)) {
-    const next = node[part];
-    if (next === undefined || next === null) node[part] = {};
-    else if (!isObject(next)) throw new GatewayError('bad-json-body', { detail: `The field ${part} must be an object.` });
-    node = node[part] as JsonObject;
-  }
-  node[parts[parts.length - 1] as string] = value;
+/** An id as the allowlist sees it: only a string can match; numbers, null and objects cannot. */
+function idValue(field: JsonField): unknown {
+  return field.kind === 'string' ? field.value : { kind: field.kind };
 }

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AuthError, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
@@ -70,9 +71,14 @@ export async function admit(
     trace.route = route;
 
     // Only upgrades take it (browsers cannot set headers there); elsewhere it is dropped unread.
-    const queryAuthorization = options.acceptQueryCredential ? queryCredential : undefined;
+    let queryAuthorization = options.acceptQueryCredential ? queryCredential : undefined;
     if (queryAuthorization !== undefined && req.headers.authorization !== undefined) {
-      throw new AuthError('none', 'malformed', '(the Authorization header and the authorization query parameter)', 'duplicate-header');
+      // coze-js in Node sends the same credential both ways on every socket: one credential.
+      // Two different ones are ambiguous (a proxy in front may have checked the other).
+      if (!sameCredential(queryAuthorization, req.headers.authorization)) {
+        throw new AuthError('none', 'malformed', '(the Authorization header and the authorization query parameter differ)', 'duplicate-header');
+      }
+      queryAuthorization = undefined;
     }
     const identity = await deps.authenticate({
       headers: req.headers,
@@ -110,6 +116,11 @@ export function takeQueryCredential(query: string): { credential: string | undef
   if (values.length > 1) throw new AuthError('none', 'malformed', '(the authorization query parameter)', 'duplicate-header');
   for (const name of names) search.delete(name);
   return { credential: values[0], rest: search.toString() };
+}
+
+/** Byte equality in constant time: hashing first makes the lengths equal too. */
+function sameCredential(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
 export function recordDenial(metrics: GatewayMetrics, err: unknown): void {

@@ -101,9 +101,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     try {
       checkDeclaredLength(req, deps.maxBodyBytes);
       if (deps.bodyPolicy.readsBody(route) && hasBody(req)) {
-        const parsed = await readJsonBody(req, deps.maxBodyBytes);
-        deps.bodyPolicy.applyToBody(route, parsed, sessionName);
-        body = bufferedBody(Buffer.from(JSON.stringify(parsed)));
+        body = bufferedBody(deps.bodyPolicy.applyToBody(route, await readJsonBody(req, deps.maxBodyBytes), sessionName));
       } else if (deps.bodyPolicy.readsBody(route) && req.method === 'POST') {
         throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
       } else if (hasBody(req)) {

@@ -2,7 +2,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { createSseErrorObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
+import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
+import { createEventGate, finalEvent } from './sse-framing.js';
 
 export interface RelayContext {
   res: ServerResponse;
@@ -50,15 +51,20 @@ export function relayResponse(options: RelayOptions): void {
   }
 
   const workflowFraming = options.route.startsWith('workflow.stream');
+  const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code)) : undefined;
+  const gate = sse ? createEventGate() : undefined;
   let idleTimer: NodeJS.Timeout | undefined;
   let firstByte = true;
+  let relaying = true;
   const context: RelayContext = {
     res,
     endWithError(code, message) {
-      if (res.writableEnded || res.destroyed) return;
+      if (res.writableEnded || res.destroyed || !gate) return;
+      relaying = false;
       proxyRes.unpipe(res);
-      // End the client's stream first: destroying the upstream then reads as our own doing.
-      res.end(finalEvent(workflowFraming, code, message));
+      // End the client's stream first: destroying the upstream then reads as our own doing. An
+      // event Coze had not finished is dropped (sse-framing.ts), so the final one parses.
+      res.end(finalEvent({ workflowFraming, lastId: observer?.lastId, gate, code, message }));
       proxyRes.destroy();
     },
   };
@@ -68,7 +74,6 @@ export function relayResponse(options: RelayOptions): void {
     metrics.activeStreams.inc();
     options.streams.add(context);
   }
-  const observeSse = sse ? createSseErrorObserver((code) => metrics.countCozeCode(code)) : undefined;
 
   idleTimer = setTimeout(() => {
     metrics.upstreamErrors.labels('idle_timeout').inc();
@@ -87,7 +92,6 @@ export function relayResponse(options: RelayOptions): void {
       firstByte = false;
       metrics.upstreamFirstByte.labels(options.route).observe((performance.now() - options.requestStarted) / 1000);
     }
-    observeSse?.(chunk);
   });
   const onUpstreamCut = () => {
     if (res.writableEnded) return;
@@ -97,7 +101,8 @@ export function relayResponse(options: RelayOptions): void {
   };
   proxyRes.on('aborted', onUpstreamCut);
   proxyRes.on('error', onUpstreamCut);
-  proxyRes.pipe(res);
+  if (gate && observer) relayEvents(proxyRes, res, gate, observer, () => relaying);
+  else proxyRes.pipe(res);
 
   res.on('close', () => {
     clearTimeout(idleTimer);
@@ -114,9 +119,23 @@ export function relayResponse(options: RelayOptions): void {
   });
 }
 
-/** Coze's own framing: chat streams `event:error` with {code,msg}; workflows `event: Error`. */
-function finalEvent(workflowFraming: boolean, code: number, message: string): string {
-  return workflowFraming
-    ? `event: Error\ndata: ${JSON.stringify({ error_code: code, error_message: message })}\n\n`
-    : `event:error\ndata:${JSON.stringify({ code, msg: message })}\n\n`;
+/**
+ * An SSE body, complete events as they come: flushed per chunk, byte for byte, with
+ * backpressure (a client that stops reading pauses Coze), never re-framed.
+ */
+function relayEvents(proxyRes: IncomingMessage, res: ServerResponse, gate: ReturnType<typeof createEventGate>, observer: { observe(chunk: Buffer): void }, relaying: () => boolean): void {
+  const send = (bytes: Buffer) => {
+    if (bytes.length === 0 || !relaying()) return;
+    observer.observe(bytes);
+    if (!res.write(bytes)) {
+      proxyRes.pause();
+      res.once('drain', () => proxyRes.resume());
+    }
+  };
+  proxyRes.on('data', (chunk: Buffer) => send(gate.pass(chunk)));
+  proxyRes.on('end', () => {
+    if (!relaying()) return;
+    send(gate.rest());
+    res.end();
+  });
 }

@@ -41,8 +41,11 @@ export function bufferedBody(buffer: Buffer): BodyPlan {
   };
 }
 
-/** Reads a JSON body into memory within the bound: only on routes whose policy needs it. */
-export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/**
+ * Reads a JSON body into memory within the bound: only on routes whose policy needs it. The bytes
+ * are kept as sent; the body policy parses them without re-serialising (json-body.ts).
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -50,13 +53,9 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     if (size > maxBytes) throw new GatewayError('body-too-large');
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new GatewayError('bad-json-body');
-  }
+  const body = Buffer.concat(chunks);
+  if (body.toString('utf8').trim() === '') throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
+  return body;
 }
 
 /**

@@ -87,31 +87,48 @@ function readCode(body: Buffer): number | undefined {
   return undefined;
 }
 
+export interface SseObserver {
+  /** Feeds the bytes that went to the client. */
+  observe(chunk: Buffer): void;
+  /** The last `id:` seen (workflow framing), as a number; undefined before any. */
+  readonly lastId: number | undefined;
+}
+
 /**
  * Watches an SSE byte stream for `error` events (chat framing `event:error`, workflow framing
- * `event: Error`) and reports their codes. It only observes the bytes: the stream itself is
- * relayed untouched and unDelayed.
+ * `event: Error`) and reports their codes, and remembers the last event `id:`, which the
+ * gateway's own final event continues. It only observes the bytes: the stream itself is relayed
+ * untouched and undelayed.
  */
-export function createSseErrorObserver(onCode: (code: number | string) => void): (chunk: Buffer) => void {
+export function createSseObserver(onCode: (code: number | string) => void): SseObserver {
   let carry = '';
   let currentEvent = '';
-  return (chunk) => {
-    const text = carry + chunk.toString('utf8');
-    const lines = text.split('\n');
-    carry = lines.pop() ?? '';
-    // A pathological unterminated line must not grow without bound.
-    if (carry.length > 64 * 1024) carry = '';
-    for (const raw of lines) {
-      const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-      if (line === '') {
-        currentEvent = '';
-      } else if (line.startsWith('event:')) {
-        currentEvent = line.slice(6).trim().toLowerCase();
-      } else if (line.startsWith('data:') && currentEvent === 'error') {
-        const code = errorCodeOf(line.slice(5).trim());
-        if (code !== undefined) onCode(code);
+  let lastId: number | undefined;
+  return {
+    get lastId() {
+      return lastId;
+    },
+    observe(chunk) {
+      const text = carry + chunk.toString('utf8');
+      const lines = text.split('\n');
+      carry = lines.pop() ?? '';
+      // A pathological unterminated line must not grow without bound.
+      if (carry.length > 64 * 1024) carry = '';
+      for (const raw of lines) {
+        const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+        if (line === '') {
+          currentEvent = '';
+        } else if (line.startsWith('id:')) {
+          const id = Number(line.slice(3).trim());
+          if (Number.isSafeInteger(id)) lastId = id;
+        } else if (line.startsWith('event:')) {
+          currentEvent = line.slice(6).trim().toLowerCase();
+        } else if (line.startsWith('data:') && currentEvent === 'error') {
+          const code = errorCodeOf(line.slice(5).trim());
+          if (code !== undefined) onCode(code);
+        }
       }
-    }
+    },
   };
 }
 

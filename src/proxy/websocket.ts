@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
-import { rejectUpgrade } from './upgrade-reject.js';
+import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
+import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -98,6 +98,11 @@ const HEARTBEAT_MS = 30_000;
  */
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  const cozeLogIds = new WeakMap<IncomingMessage, string>();
+  server.on('headers', (headers, req) => {
+    const logId = cozeLogIds.get(req);
+    if (logId) headers.push(`X-Tt-Logid: ${logId}`);
+  });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
   // Every client socket from its upgrade request until it closes, relayed or still being dialled:
   // a drain waits for these and cuts them at its deadline (issue 16).
@@ -110,46 +115,33 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
     if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
-    let token;
-    try {
-      token = (await deps.tokens.get(admission.sessionName)).token;
-    } catch (err) {
-      throw mintErrorToGatewayError(err);
-    }
-    const query = new URLSearchParams(admission.query);
-    query.set('authorization', `Bearer ${token.accessToken}`);
-    const target = `${deps.wsBaseUrl}${admission.path}?${query.toString()}`;
     const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
     // The ws client sets the handshake headers itself.
     for (const name of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol']) delete headers[name];
-    headers.authorization = `Bearer ${token.accessToken}`;
     headers['x-request-id'] = requestId;
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const upstream = new WebSocket(target, { headers: headers as Record<string, string>, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
-    upstream.on('message', (data, isBinary) => {
-      if (client) relayFrame(upstream, client, data, isBinary);
-      else pending.push({ data, isBinary });
+    const { upstream, logId } = await dialCoze(deps, {
+      sessionName: admission.sessionName,
+      target(accessToken) {
+        const query = new URLSearchParams(admission.query);
+        query.set('authorization', `Bearer ${accessToken}`);
+        return { url: `${deps.wsBaseUrl}${admission.path}?${query.toString()}`, headers: { ...(headers as Record<string, string>), authorization: `Bearer ${accessToken}` } };
+      },
+      onMessage(from, data, isBinary) {
+        if (client) relayFrame(from, client, data, isBinary);
+        else pending.push({ data, isBinary });
+      },
+      client: socket,
     });
 
-    // The client may give up while Coze is being dialled: nothing must be left open then.
-    const onClientGone = () => upstream.terminate();
-    socket.once('close', onClientGone);
-    await new Promise<void>((resolve, reject) => {
-      upstream.once('open', () => resolve());
-      upstream.once('unexpected-response', (_r, response) => {
-        response.resume();
-        reject(new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${response.statusCode})` }));
-      });
-      upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
-    });
-
-    socket.off('close', onClientGone);
     if (socket.destroyed) {
       upstream.terminate();
       return;
     }
+    // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
+    if (logId) cozeLogIds.set(req, logId);
     server.handleUpgrade(req, socket, head, (accepted) => {
       client = accepted;
       const pair = { client: accepted, upstream };
@@ -159,7 +151,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
 
       accepted.on('message', (data, isBinary) => {
-        relayFrame(accepted, upstream, rewriteClientEvent(data, admission.route, admission.sessionName), isBinary);
+        const frame = rewriteClientEvent(data, admission.route, admission.sessionName);
+        // A chat.update the gateway cannot check (too deeply nested) never reaches Coze.
+        if (frame === undefined) accepted.close(1008, 'chat.update could not be checked');
+        else relayFrame(accepted, upstream, frame, isBinary);
       });
 
       let alive = true;
@@ -187,7 +182,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
           accepted.terminate();
           upstream.terminate();
         }, 2000).unref();
-        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy });
+        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy, cozeLogId: logId });
       };
       accepted.on('close', (code, reason) => finish('client', code, reason));
       upstream.on('close', (code, reason) => finish('coze', code, reason));
@@ -212,20 +207,20 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
    * chat.update sent as binary must not slip past the user id rule. Audio travels as base64 in
    * JSON text events, so the check rarely costs more than a look at the first byte.
    */
-  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData {
+  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData | undefined {
     if (!deps.enforceUserId || route !== 'ws.chat') return data;
     const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
     if (!startsLikeObject(bytes)) return data;
-    const text = bytes.toString('utf8');
+    // The native parser tells the event type fast (audio frames are large); only a chat.update
+    // goes through the lossless rewrite, which keeps every byte but the user id.
     let event: unknown;
     try {
-      event = JSON.parse(text);
+      event = JSON.parse(bytes.toString('utf8'));
     } catch {
       return data;
     }
     if (typeof event !== 'object' || event === null || (event as { event_type?: unknown }).event_type !== 'chat.update') return data;
-    deps.bodyPolicy.applyToChatUpdate(event as Record<string, unknown>, sessionName);
-    return Buffer.from(JSON.stringify(event));
+    return deps.bodyPolicy.applyToChatUpdate(bytes, sessionName);
   }
 
   return {
@@ -235,8 +230,12 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       socket.on('error', () => undefined);
       trackClientSocket(socket);
       upgrade(req, socket, head, requestId, trace).catch((err: unknown) => {
-        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true });
-        if (!socket.destroyed) rejectUpgrade(socket, req, err, requestId);
+        const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
+        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: refusal ? 401 : err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
+        if (socket.destroyed) return;
+        // Coze's own refusal of a fresh token reaches the client as Coze gave it (no X-Gateway-Error).
+        if (refusal) answerUpgrade(socket, 401, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': requestId, ...(refusal.logId ? { 'x-tt-logid': refusal.logId } : {}) }, refusal.body);
+        else rejectUpgrade(socket, req, err, requestId);
       });
     },
     closeAll(code, reason) {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mintErrorToGatewayError } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
+import { parseJsonObject } from '../policy/json-body.js';
 import type { Admission } from '../proxy/admit.js';
 import { readJsonBody } from '../proxy/request-body.js';
 
@@ -42,10 +43,9 @@ export async function vendToken(req: IncomingMessage, res: ServerResponse, admis
 async function readOldToken(req: IncomingMessage): Promise<string | undefined> {
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return undefined;
-  const body = await readJsonBody(req, MAX_VENDING_BODY_BYTES);
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GatewayError('bad-json-body', { detail: 'Expected {"old_token": "..."} or no body.' });
-  const old = (body as Record<string, unknown>).old_token;
-  if (old === undefined || old === null || old === '') return undefined;
-  if (typeof old !== 'string') throw new GatewayError('bad-json-body', { detail: 'old_token must be a string.' });
-  return old;
+  // The last occurrence wins, as with any JSON decoder; a non-string one is refused below.
+  const old = parseJsonObject(await readJsonBody(req, MAX_VENDING_BODY_BYTES)).get('old_token').at(-1);
+  if (old === undefined || old.kind === 'null' || old.value === '') return undefined;
+  if (old.kind !== 'string') throw new GatewayError('bad-json-body', { detail: 'old_token must be a string.' });
+  return old.value as string;
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { renderConfigurationMd, renderDefaultYaml } from '../../src/config/docs.js';
 import { listSettings } from '../../src/config/schema.js';
-import { ERROR_CATALOGUE } from '../../src/errors.js';
+import { CREDENTIAL_FAILURE_CODE, ERROR_CATALOGUE } from '../../src/errors.js';
 import { renderErrorsMd } from '../../src/errors-doc.js';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
@@ -33,8 +33,14 @@ describe('docs stay equal to the code', () => {
     const documented = [...read('docs/errors.md').matchAll(/^\| `([a-z-]+)` \| (\d{3}) \| (\d+) \|/gm)].map((m) => [m[1], Number(m[2]), Number(m[3])]);
     const catalogue = Object.entries(ERROR_CATALOGUE).map(([reason, spec]) => [reason, spec.status, spec.code]);
     assert.deepEqual(documented, catalogue);
-    const codes = catalogue.map((c) => c[2]);
-    assert.equal(new Set(codes).size, codes.length, 'envelope codes are unique');
+    // Codes are unique, except that every 401 shares Coze's 4100 on purpose: the Chat SDKs refresh
+    // their token only on 401/4100/4101/700012006 and read the body code first (src/errors.ts).
+    const unique = catalogue.filter((c) => c[1] !== 401).map((c) => c[2]);
+    assert.equal(new Set(unique).size, unique.length, 'envelope codes are unique');
+    assert.ok(!unique.includes(CREDENTIAL_FAILURE_CODE), 'no other reason uses the credential-failure code');
+    const credentialFailures = catalogue.filter((c) => c[1] === 401);
+    assert.deepEqual(credentialFailures.map((c) => c[0]), ['credential-missing', 'credential-invalid', 'untrusted-identity-header']);
+    for (const [reason, , code] of credentialFailures) assert.equal(code, 4100, `${String(reason)} triggers the Chat SDKs' token refresh`);
   });
 });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { closed, nextMessage, openWebSocket as open, refusedUpgrade as refusal, until } from '../helpers/websocket.js';
+import { closed, nextEvent, nextMessage, openWebSocket as open, refusedUpgrade as refusal, until } from '../helpers/websocket.js';
 
 describe('WebSocket relay', () => {
   let stack: Stack;
@@ -17,19 +17,30 @@ describe('WebSocket relay', () => {
   after(() => stack.close());
   beforeEach(() => stack.emulator.reset());
 
-  it('relays frames both ways, with the session token upstream in header and query', async () => {
+  it('relays frames both ways byte for byte, text and binary, with the session token upstream in header and query', async () => {
     const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok&device_id=42`, { authorization: `Bearer ${jwt}` });
-    const text = nextMessage(ws);
-    ws.send(JSON.stringify({ id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } }));
-    assert.deepEqual(JSON.parse((await text).data.toString()), { id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } });
-    const binary = nextMessage(ws);
-    ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
-    const echoed = await binary;
-    assert.equal(echoed.isBinary, true);
-    assert.deepEqual([...echoed.data], [0, 1, 2, 255]);
-
     const upstream = stack.emulator.websockets[0];
     assert.ok(upstream);
+    // Coze speaks first: its chat.created reaches the client as Coze wrote it.
+    const created = await nextMessage(ws);
+    assert.deepEqual(created, { data: upstream.sent[0]?.data, isBinary: false });
+    assert.equal(JSON.parse(created.data.toString()).event_type, 'chat.created');
+
+    // Client to Coze: a text event and a binary frame arrive unchanged, frame type kept.
+    const text = JSON.stringify({ id: '1', event_type: 'input_text_buffer.append', data: { delta: 'hi' } });
+    ws.send(text);
+    ws.send(Buffer.from([0, 1, 2, 255]), { binary: true });
+    await until(() => upstream.frames.length === 2, 'both frames reached Coze');
+    assert.deepEqual(upstream.frames[0], { data: Buffer.from(text), isBinary: false });
+    assert.deepEqual(upstream.frames[1], { data: Buffer.from([0, 1, 2, 255]), isBinary: true });
+    // Coze refuses both (an audio-less chat socket knows neither), and its answers come back as written.
+    for (const i of [1, 2]) assert.deepEqual(await nextMessage(ws), { data: upstream.sent[i]?.data, isBinary: false });
+    assert.equal(JSON.parse(upstream.sent[1]?.data.toString() ?? '').event_type, 'error');
+
+    // Coze to client: a binary frame arrives as binary, unchanged.
+    stack.emulator.sendOnWebSocket(0, Buffer.from([255, 0, 10, 13]), true);
+    assert.deepEqual(await nextMessage(ws), { data: Buffer.from([255, 0, 10, 13]), isBinary: true });
+
     assert.equal(upstream.sessionName, 'alice');
     assert.match(String(upstream.headers.authorization), /^Bearer czs_/);
     assert.match(upstream.query.authorization ?? '', /^Bearer czs_/);
@@ -52,11 +63,11 @@ describe('WebSocket relay', () => {
 
   it('forces chat_config.user_id in chat.update', async () => {
     const ws = await open(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
-    const echo = nextMessage(ws);
     ws.send(JSON.stringify({ id: 'e1', event_type: 'chat.update', data: { chat_config: { user_id: 'bob', auto_save_history: true } } }));
-    await echo;
+    const { event } = await nextEvent(ws, 'chat.updated');
     const update = stack.emulator.websockets[0]?.chatUpdates[0] as { data: { chat_config: Record<string, unknown> } } | undefined;
     assert.deepEqual(update?.data.chat_config, { user_id: 'alice', auto_save_history: true });
+    assert.equal((event.data as { chat_config: { user_id: string } }).chat_config.user_id, 'alice', 'Coze confirms the forced user');
     ws.close();
     await closed(ws);
   });
@@ -65,7 +76,7 @@ describe('WebSocket relay', () => {
     const none = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`);
     assert.equal(none.status, 401);
     assert.equal(none.gatewayError, 'credential-missing');
-    assert.equal(JSON.parse(none.body).code, 401001);
+    assert.equal(JSON.parse(none.body).code, 4100, "Coze's auth-error code, so the Chat SDKs refresh their token");
     const bad = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: 'Bearer a.b.c' });
     assert.equal(bad.status, 401);
     const bot = await refusal(`${wsUrl}/v1/chat?bot_id=bot-evil`, { authorization: `Bearer ${jwt}` });
@@ -74,6 +85,56 @@ describe('WebSocket relay', () => {
     const route = await refusal(`${wsUrl}/v1/conversations`, { authorization: `Bearer ${jwt}` });
     assert.equal(route.status, 403);
     assert.equal(stack.emulator.websockets.length, 0, 'nothing reached Coze');
+  });
+
+  it('ws-revoked-token-retried: a token Coze revoked is dropped and the upgrade dials once more with a fresh one', async () => {
+    const first = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    first.close();
+    await closed(first);
+    const revoked = /^Bearer (\S+)$/.exec(String(stack.emulator.websockets[0]?.headers.authorization))?.[1] ?? '';
+    stack.emulator.revokeToken(revoked);
+    const exchanges = stack.emulator.stats.exchanges;
+
+    const ws = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    const [refused, accepted] = stack.emulator.websockets.slice(1);
+    assert.equal(refused?.sessionName, undefined, 'Coze refused the revoked token (HTTP 401, code 4100)');
+    assert.equal(refused?.headers.authorization, `Bearer ${revoked}`);
+    assert.equal(accepted?.sessionName, 'alice');
+    assert.notEqual(accepted?.headers.authorization, `Bearer ${revoked}`);
+    assert.equal(stack.emulator.stats.exchanges, exchanges + 1, 'one fresh token');
+    ws.close();
+    await closed(ws);
+    // The cache holds the fresh token: the next socket needs no retry.
+    const again = await open(`${wsUrl}/v1/audio/speech`, { authorization: `Bearer ${jwt}` });
+    assert.equal(stack.emulator.websockets.length, 4);
+    again.close();
+    await closed(again);
+  });
+
+  it('a 4100 body on a 200 handshake answer is a revoked token too', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 200, code: 4100, times: 1 });
+    const ws = await open(`${wsUrl}/v1/audio/transcriptions`, { authorization: `Bearer ${jwt}` });
+    assert.equal(stack.emulator.websockets.length, 2, 'refused once, then dialled again');
+    ws.close();
+    await closed(ws);
+  });
+
+  it('ws-refused-fresh-token-answered-as-coze: when Coze refuses the fresh token too, the client gets 401 with Coze\'s envelope, not 502', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 401, code: 4100, times: 2 });
+    const res = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    assert.equal(res.status, 401);
+    assert.equal(res.gatewayError, undefined, "Coze's error, not the gateway's");
+    assert.deepEqual(JSON.parse(res.body), { code: 4100, msg: 'authentication is invalid' });
+    assert.equal(res.logId, stack.emulator.websockets[1]?.logId, "Coze's log id is kept");
+    assert.equal(stack.emulator.websockets.length, 2, 'one retry, no more');
+  });
+
+  it('another handshake refusal by Coze stays 502 upstream-bad-response, without a retry', async () => {
+    stack.emulator.setApiFault({ kind: 'refuse-upgrade', status: 403, code: 4101, times: 1 });
+    const res = await refusal(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${jwt}` });
+    assert.equal(res.status, 502);
+    assert.equal(res.gatewayError, 'upstream-bad-response');
+    assert.equal(stack.emulator.websockets.length, 1);
   });
 
   it('closing either end closes the other', async () => {

@@ -25,13 +25,36 @@ describe('streams that cannot end normally get a clean end', () => {
     assert.equal(events[2], 'event:error\ndata:{"code":502002,"msg":"The Coze stream was cut before it ended."}');
   });
 
-  it('Coze stalls: the idle timeout ends the stream with an error event, in workflow framing for workflows', async () => {
+  it('workflow-final-event-has-id: Coze stalls, and the idle timeout ends a workflow stream with an Error event that carries id: <last + 1>', async () => {
     stack.emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 1, times: 1 });
     const res = await fetch(`${stack.url}/v1/workflow/stream_run`, { method: 'POST', headers, body: JSON.stringify({ workflow_id: 'w' }) });
     const text = await res.text();
     assert.match(text, /^id: 0\nevent: Message\n/);
-    assert.ok(text.endsWith('event: Error\ndata: {"error_code":504002,"error_message":"The Coze stream went quiet for too long and was ended by the gateway."}\n\n'), text);
+    assert.ok(text.endsWith('\n\nid: 1\nevent: Error\ndata: {"error_code":504002,"error_message":"The Coze stream went quiet for too long and was ended by the gateway."}\n\n'), text);
     for (let i = 0; i < 100 && stack.emulator.openStreams > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(stack.emulator.openStreams, 0, 'the stalled upstream stream was closed');
+  });
+
+  it('final-event-after-mid-event-cut: Coze cuts a chat stream inside an event; the unfinished event is dropped and the final event starts clean', async () => {
+    stack.emulator.setApiFault({ kind: 'reset-mid-stream', afterEvents: 2, partialBytes: 25, times: 1 });
+    const res = await fetch(`${stack.url}/v3/chat`, { method: 'POST', headers, body: chatBody });
+    const text = await res.text();
+    const events = text.split('\n\n');
+    assert.equal(events.length, 4, text);
+    assert.match(events[0] as string, /^event:conversation\.chat\.created\ndata:\{.*\}$/);
+    assert.match(events[1] as string, /^event:conversation\.chat\.in_progress\ndata:\{.*\}$/);
+    assert.equal(events[2], 'event:error\ndata:{"code":502002,"msg":"The Coze stream was cut before it ended."}');
+    assert.equal(events[3], '', 'the stream ends with the blank line of the final event');
+    assert.ok(!text.includes('conversation.message.delta'), 'the half-sent event never reached the client');
+  });
+
+  it('final-event-after-mid-event-cut: a workflow stream stalled in the middle of an event ends with the next id', async () => {
+    stack.emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 2, partialBytes: 12, times: 1 });
+    const res = await fetch(`${stack.url}/v1/workflow/stream_run`, { method: 'POST', headers, body: JSON.stringify({ workflow_id: 'w' }) });
+    const text = await res.text();
+    const ids = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(ids, [0, 1, 2], text);
+    assert.match(text, /\n\nid: 2\nevent: Error\ndata: \{"error_code":504002,/);
+    assert.ok(!text.includes('the workflow'), 'the half-sent third message never reached the client');
   });
 });

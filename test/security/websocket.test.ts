@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { assertEnvelope, rawExchange, request, startDecoy } from '../helpers/http.js';
 import { assertNothingReachedCoze, startStack, type Stack } from '../helpers/stack.js';
-import { closed, nextMessage, openWebSocket, refusedUpgrade, until } from '../helpers/websocket.js';
+import { closed, nextEvent, openWebSocket, refusedUpgrade, until } from '../helpers/websocket.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -45,12 +45,29 @@ describe('WebSocket hostile input', () => {
   const bearer = (token: string) => `Bearer ${token}`;
 
   describe('credentials in the query', () => {
-    it('ws-query-and-header-credential: a query credential next to an Authorization header is 400 duplicate-header', async () => {
-      const res = await refusedUpgrade(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encodeURIComponent(bearer(bobJwt))}`, { authorization: bearer(jwt) });
-      assert.equal(res.status, 400);
-      assert.equal(res.gatewayError, 'duplicate-header');
-      assert.equal(JSON.parse(res.body).code, 400006);
+    it('ws-query-and-header-credential: a query credential that differs from the Authorization header is 400 duplicate-header', async () => {
+      for (const query of [bearer(bobJwt), `bearer ${jwt}`, `Bearer ${jwt} `, jwt]) {
+        const res = await refusedUpgrade(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encodeURIComponent(query)}`, { authorization: bearer(jwt) });
+        assert.equal(res.status, 400, query);
+        assert.equal(res.gatewayError, 'duplicate-header');
+        assert.equal(JSON.parse(res.body).code, 400006);
+        assert.match(JSON.parse(res.body).msg, /was sent more than once.*differ/);
+      }
       assertNothingReachedCoze(stack);
+    });
+
+    it('ws-same-credential-header-and-query: the same credential in the header and the query (coze-js in Node) is one credential', async () => {
+      // `%20` as ws and browsers encode the space, `+` as a form encoder would: both decode to the header's bytes.
+      for (const encoded of [encodeURIComponent(bearer(jwt)), `Bearer+${jwt}`]) {
+        stack.emulator.reset();
+        const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok&authorization=${encoded}`, { authorization: bearer(jwt) });
+        const upstream = stack.emulator.websockets[0];
+        assert.equal(upstream?.sessionName, 'alice', encoded);
+        assert.match(upstream?.query.authorization ?? '', /^Bearer czs_/, 'the query credential was replaced, never forwarded');
+        assert.ok(!JSON.stringify(upstream).includes(jwt));
+        ws.close();
+        await closed(ws);
+      }
     });
 
     it('a repeated authorization query parameter, in any letter case, is 400 duplicate-header', async () => {
@@ -111,38 +128,56 @@ describe('WebSocket hostile input', () => {
 
     it('binary-chat-update-forced: chat.update sent as a binary frame has its user id forced too', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
-      const echo = nextMessage(ws);
       ws.send(Buffer.from(`  \n${JSON.stringify(forged('bob'))}`), { binary: true });
-      const back = await echo;
-      assert.equal(back.isBinary, true, 'the frame type is kept');
-      assert.deepEqual(JSON.parse(back.data.toString()).data.chat_config, { user_id: 'alice' });
+      const { event } = await nextEvent(ws, 'chat.updated');
+      const seen = stack.emulator.websockets[0]?.frames[0];
+      assert.equal(seen?.isBinary, true, 'the frame type is kept');
+      assert.deepEqual(JSON.parse(seen?.data.toString() ?? '').data.chat_config, { user_id: 'alice' });
+      assert.equal((event.data as { chat_config: { user_id: string } }).chat_config.user_id, 'alice');
       ws.close();
       await closed(ws);
     });
 
     it('duplicate keys, a non-object chat_config and extra nesting all end as the caller', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
-      const frames = [
-        '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"},"chat_config":{"user_id":"carol"}}}',
-        '{"event_type":"chat.update","data":{"chat_config":"user_id=bob"}}',
-        '{"event_type":"chat.update","data":{"chat_config":{"user_id":["bob"],"extra":{"user_id":"bob"}}}}',
+      // [sent, what Coze must receive]: every occurrence is forced, whichever one Coze's decoder reads.
+      const frames: Array<[string, string]> = [
+        [
+          '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"},"chat_config":{"user_id":"carol"}}}',
+          '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice"},"chat_config":{"user_id":"alice"}}}',
+        ],
+        ['{"event_type":"chat.update","data":{"chat_config":"user_id=bob"}}', '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice"}}}'],
+        [
+          '{"event_type":"chat.update","data":{"chat_config":{"user_id":["bob"],"extra":{"user_id":"bob"}}}}',
+          '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice","extra":{"user_id":"bob"}}}}',
+        ],
+        ['{"event_type":"chat.update","data":{"chat_config":{"user\\u005fid":"bob"}}}', '{"event_type":"chat.update","data":{"chat_config":{"user\\u005fid":"alice"}}}'],
       ];
-      for (const frame of frames) {
-        const echo = nextMessage(ws);
+      for (const [i, [frame, expected]] of frames.entries()) {
         ws.send(frame);
-        await echo;
-        const config = lastUpdate()?.data.chat_config as Record<string, unknown>;
-        assert.equal(config.user_id, 'alice', frame);
+        await nextEvent(ws, 'chat.updated');
+        assert.equal(stack.emulator.websockets[0]?.frames[i]?.data.toString(), expected);
+        assert.equal((lastUpdate()?.data.chat_config as Record<string, unknown>).user_id, 'alice', frame);
       }
       ws.close();
       await closed(ws);
     });
 
+    it('a chat.update too deeply nested to check is never forwarded: the socket closes with 1008', async () => {
+      const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
+      const code = closed(ws);
+      ws.send(`{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"},"x":${'['.repeat(300)}${']'.repeat(300)}}}`);
+      assert.equal(await code, 1008);
+      await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket was closed');
+      assert.deepEqual(stack.emulator.websockets[0]?.frames, []);
+    });
+
     it('chat.update on an audio path cannot change whose session the socket is', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/audio/transcriptions`, { authorization: bearer(jwt) });
-      const echo = nextMessage(ws);
       ws.send(JSON.stringify(forged('bob')));
-      await echo;
+      // Coze does not know chat.update on this path and says so.
+      const { event } = await nextEvent(ws, 'error');
+      assert.equal((event.data as { code: number }).code, 4000);
       const upstream = stack.emulator.websockets[0];
       assert.equal(upstream?.sessionName, 'alice');
       assert.equal(stack.emulator.sessionForToken(/^Bearer (\S+)$/.exec(String(upstream?.headers.authorization))?.[1] ?? ''), 'alice');

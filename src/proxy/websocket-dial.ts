@@ -1,0 +1,114 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, type RawData } from 'ws';
+import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import type { TokenCache } from '../coze/token-cache.js';
+import { GatewayError } from '../errors.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import { inspectResponse, type InspectedResponse } from './rewrite-response.js';
+
+/**
+ * Coze refused the handshake because it does not accept the session's token, even a freshly
+ * minted one: the client is answered the way Coze answered (401 and Coze's own envelope).
+ */
+export class CozeUpgradeRefusal extends Error {
+  constructor(
+    readonly body: Buffer,
+    readonly logId: string | undefined,
+  ) {
+    super('Coze refused the WebSocket token');
+  }
+}
+
+export interface DialDeps {
+  tokens: TokenCache;
+  metrics: GatewayMetrics;
+  connectTimeoutMs: number;
+}
+
+export interface DialRequest {
+  sessionName: string;
+  /** The upstream URL and handshake headers for one token. */
+  target(accessToken: string): { url: string; headers: Record<string, string> };
+  /** Frames Coze sends before the client is accepted (Coze speaks first): attached at once. */
+  onMessage(upstream: WebSocket, data: RawData, isBinary: boolean): void;
+  /** The client's socket: while it is open the dial goes on; when it closes the dial stops. */
+  client: Duplex;
+}
+
+type Dialed = { upstream: WebSocket; logId: string | undefined } | { refused: IncomingMessage; inspected: InspectedResponse };
+
+export interface DialedCoze {
+  upstream: WebSocket;
+  /** Coze's X-Tt-Logid of the accepted handshake, passed on to the client's. */
+  logId: string | undefined;
+}
+
+/** Coze's 4100 envelope, when its 401 came without a usable body. */
+const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authentication is invalid' }));
+
+/**
+ * Opens the upstream socket with the session's token. When Coze refuses the handshake because of
+ * the token (HTTP 401, or a 4100 / 700012006 body), the token is dropped (only if the cache
+ * still holds it) and one more dial is made with a fresh one, as HTTP requests are retried
+ * (SPEC section 1, step 8). Any other refusal is 502 upstream-bad-response.
+ */
+export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<DialedCoze> {
+  let token = await lookupToken(deps.tokens, request.sessionName);
+  let dialed = await dialOnce(deps, request, token);
+  if ('refused' in dialed && dialed.inspected.tokenRejected && !request.client.destroyed) {
+    await deps.tokens.invalidateIfSame(request.sessionName, token);
+    deps.metrics.upstreamErrors.labels('retried_token').inc();
+    token = await lookupToken(deps.tokens, request.sessionName);
+    dialed = await dialOnce(deps, request, token);
+  }
+  if ('upstream' in dialed) return dialed;
+  const { refused, inspected } = dialed;
+  if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
+  if (inspected.tokenRejected) {
+    const body = Buffer.concat(inspected.prefix);
+    const logId = refused.headers['x-tt-logid'];
+    throw new CozeUpgradeRefusal(inspected.complete && inspected.cozeCode !== undefined ? body : AUTH_INVALID, typeof logId === 'string' ? logId : undefined);
+  }
+  throw new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${refused.statusCode})` });
+}
+
+async function lookupToken(tokens: TokenCache, sessionName: string): Promise<string> {
+  try {
+    return (await tokens.get(sessionName)).token.accessToken;
+  } catch (err) {
+    throw mintErrorToGatewayError(err);
+  }
+}
+
+function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Promise<Dialed> {
+  const { url, headers } = request.target(accessToken);
+  const upstream = new WebSocket(url, { headers, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
+  upstream.on('message', (data, isBinary) => request.onMessage(upstream, data, isBinary));
+  // The client may give up while Coze is being dialled: nothing must be left open then.
+  const onClientGone = () => upstream.terminate();
+  request.client.once('close', onClientGone);
+  let logId: string | undefined;
+  upstream.once('upgrade', (response: IncomingMessage) => {
+    const header = response.headers['x-tt-logid'];
+    logId = typeof header === 'string' ? header : undefined;
+  });
+  return new Promise<Dialed>((resolve, reject) => {
+    upstream.once('open', () => resolve({ upstream, logId }));
+    upstream.once('unexpected-response', (handshake, response) => {
+      // No 'error' follows an answered refusal, except from the abort below: swallow it.
+      upstream.on('error', () => undefined);
+      inspectResponse(response).then(
+        (inspected) => {
+          handshake.destroy();
+          resolve({ refused: response, inspected });
+        },
+        () => {
+          handshake.destroy();
+          reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));
+        },
+      );
+    });
+    upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
+  }).finally(() => request.client.off('close', onClientGone));
+}
