@@ -8,7 +8,7 @@
  * One deliberate exception: every 401 (the caller's own credential failed) uses Coze's 4100.
  * The Chat SDKs (Taro chat-sdk, open-chat) refresh their token only when `code || status` is
  * 401, 4100, 4101 or 700012006, and they read the body code first, so any other code would leave
- * an end user with an expired credential stuck (sdk-coverage.md section 4.1, D5).
+ * an end user with an expired credential stuck (coze-js packages/chat-sdk, mini-coze-api.ts).
  * X-Gateway-Error still tells these reasons apart, and from Coze's own 4100.
  */
 

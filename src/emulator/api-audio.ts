@@ -2,7 +2,7 @@ import { ApiError, bodyOf, ok, param } from './api-context.js';
 import type { ApiRoute } from './api.js';
 import { newId } from './store.js';
 
-/** The audio APIs (coze-protocol.md section 4.1 rows 27-30) and the live-interpretation listener. */
+/** The audio APIs (Coze docs: https://www.coze.cn/open/docs/developer_guides/text_to_speech, create_room) and the live-interpretation listener. */
 export const AUDIO_ROUTES: readonly ApiRoute[] = [
   ['POST', /^\/v1\/audio\/speech$/, (ctx) => {
     const body = bodyOf(ctx);

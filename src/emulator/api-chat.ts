@@ -5,7 +5,7 @@ import { chatEvent, writeStream } from './sse.js';
 import { sameOwner, type Chat, type Conversation } from './store.js';
 
 /**
- * `/v3/chat` and its companions (coze-protocol.md section 4.1 rows 13-17, section 5.1), and the
+ * `/v3/chat` and its companions (Coze docs: https://www.coze.cn/open/docs/developer_guides/chat_v3), and the
  * chatflow `/v1/workflows/chat`, which answers in the same framing.
  */
 export const CHAT_ROUTES: readonly ApiRoute[] = [

@@ -30,7 +30,7 @@ export interface ApiSettings {
 
 export type Json = Record<string, unknown>;
 
-/** A Coze business error: HTTP 200 with `{code, msg}` (coze-protocol.md section 7.1). */
+/** A Coze business error: HTTP 200 with `{code, msg}` (Coze docs: https://www.coze.cn/open/docs/developer_guides/coze_error_codes). */
 export class ApiError extends Error {
   constructor(
     readonly code: number,

@@ -2,7 +2,7 @@ import { addMessage, ApiError, bodyOf, conversationView, messageView, ok, owned,
 import type { ApiRoute } from './api.js';
 import { newId, sameOwner } from './store.js';
 
-/** Conversations, their messages and message feedback (coze-protocol.md section 4.1, rows 1-12). */
+/** Conversations, their messages and message feedback (Coze docs: https://www.coze.cn/open/docs/developer_guides/create_conversation and the pages next to it). */
 export const CONVERSATION_ROUTES: readonly ApiRoute[] = [
   ['POST', /^\/v1\/conversation\/create$/, (ctx) => {
     const body = bodyOf(ctx);

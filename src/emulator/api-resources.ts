@@ -2,7 +2,7 @@ import { ApiError, bodyOf, ok, param } from './api-context.js';
 import type { ApiRoute } from './api.js';
 import { newId, nowSeconds, sameOwner } from './store.js';
 
-/** Files, user variables and bot info (coze-protocol.md section 4.1 rows 25, 26, 31-34). */
+/** Files, user variables and bot info (Coze docs: https://www.coze.cn/open/docs/developer_guides/upload_files, read_variable, get_metadata). */
 export const RESOURCE_ROUTES: readonly ApiRoute[] = [
   ['POST', /^\/v1\/files\/upload$/, (ctx) => {
     if (!ctx.upload) throw new ApiError(4300, 'the upload holds no file part');

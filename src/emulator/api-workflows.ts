@@ -4,7 +4,7 @@ import { workflowEvent, writeStream } from './sse.js';
 import { newId, nowSeconds, sameOwner, type WorkflowExecution } from './store.js';
 
 /**
- * Workflow runs (coze-protocol.md section 4.1 rows 18-24, section 5.2): sync, async and streamed
+ * Workflow runs (Coze docs: https://www.coze.cn/open/docs/developer_guides/workflow_run, workflow_stream_run): sync, async and streamed
  * runs, Interrupt and resume, and the run history of each execution.
  */
 export const WORKFLOW_ROUTES: readonly ApiRoute[] = [
@@ -99,7 +99,7 @@ function record(ctx: ApiContext, workflowId: string, body: Json, runMode: 0 | 1 
   return run;
 }
 
-/** `id: n` / `event: X` / `data: {...}` with spaces, ids from 0 (coze-protocol.md section 5.2). */
+/** `id: n` / `event: X` / `data: {...}` with spaces, ids from 0 (as in the workflow streams recorded in coze-py's tests/testdata). */
 function streamRun(ctx: ApiContext, run: WorkflowExecution, pieces: string[], userId: string, forced?: 'echo'): Promise<void> {
   const behaviour = forced ?? ctx.settings.workflow(run.workflow_id);
   const nodeUuid = [...run.nodes.keys()][0] as string;
@@ -140,7 +140,7 @@ function resume(ctx: ApiContext): { run: WorkflowExecution; resumeData: string }
   return { run, resumeData: String(body.resume_data ?? '') };
 }
 
-/** Run history is the caller's own: another session's execute_id is 4101 (Coze's scoping here is UNCONFIRMED, sdk-coverage E1). */
+/** Run history is the caller's own: another session's execute_id is 4101 (Coze's own scoping of run history is not documented). */
 function ownedRun(ctx: ApiContext, workflowId: string | undefined, executeId: string | undefined): WorkflowExecution {
   const run = ctx.store.executions.get(executeId ?? '');
   if (!run || run.workflow_id !== workflowId) throw new ApiError(4314, 'execution record not found');

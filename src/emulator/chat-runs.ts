@@ -4,7 +4,7 @@ import type { BotBehaviour } from './types.js';
 
 /**
  * What a bot does with one chat, shared by the HTTP chat API (SSE or polled) and the realtime
- * `/v1/chat` socket. Each behaviour ends the way Coze ends such a chat (coze-protocol.md 5.1):
+ * `/v1/chat` socket. Each behaviour ends the way Coze ends such a chat (https://www.coze.cn/open/docs/developer_guides/chat_v3):
  * completed with usage, `requires_action` with a tool call, `failed` with `last_error`, or a
  * stream-level `error` event.
  */

@@ -5,7 +5,7 @@ import { acceptToolOutputs, chatView, finishChat, openChat, type ChatStep } from
 import { sameOwner, type Chat, type Conversation, type Owner, type Store } from './store.js';
 
 /**
- * The realtime WebSocket APIs of coze-protocol.md section 6, event for event as coze-js's
+ * The realtime WebSocket APIs (https://www.coze.cn/open/docs/developer_guides/streaming_chat_api), event for event as coze-js's
  * `resources/websockets/types.ts` and cozepy's `websockets/**` name them: every server event is
  * `{id, event_type, data?, detail: {logid}}`; a session starts with its `*.created` event;
  * updates are confirmed with `*.updated`; audio travels base64-encoded in JSON text events.

@@ -1,7 +1,7 @@
 /**
  * The gateway adds bytes to an SSE stream only to end it when it cannot end normally (drain,
  * idle, reset). Every SDK parser must then see each complete event Coze sent and then that final
- * event (sdk-coverage.md section 3): PY reads a fixed number of lines per event, GO and JAVA
+ * event (the official SDKs' stream readers, restated in test/conformance/parsers): PY reads a fixed number of lines per event, GO and JAVA
  * take the line after `event:` as data and start workflow events only at `id:`, and JS parses
  * every `data:` line as JSON. An event Coze had only half sent would break all four, and glue the
  * final event onto a partial line. So the relay holds back the bytes of an event until its blank

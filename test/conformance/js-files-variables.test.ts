@@ -37,7 +37,7 @@ describe('@coze/api files.*, variables.* and bots.retrieve through the gateway',
     assert.equal(lastSeen(c.stack, '/v1/variables', 'GET').query.connector_uid, 'bob');
   });
 
-  it('bots.retrieve (an allowed read, sdk-coverage.md section 1b)', async () => {
+  it('bots.retrieve (an allowed read)', async () => {
     const bot = await c.alice.bots.retrieve({ bot_id: BOT });
     assert.equal(bot.bot_id, BOT);
     assert.equal(bot.name, `Emulated bot ${BOT}`);

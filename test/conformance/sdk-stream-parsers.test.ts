@@ -127,7 +127,7 @@ describe('the gateway’s SSE bytes, read by the Python, Go, Java and JS SDK par
     pacer.release(4);
     await pacer.waitForSent(4);
     await until(() => c.stack.gateway.streams.size === 2);
-    assert.equal(await drain(c.stack.gateway, c.stack.server, inflight, 50), 'deadline');
+    assert.equal((await drain(c.stack.gateway, c.stack.server, inflight, 50)).outcome, 'deadline');
     c.stack.emulator.unpace();
     const chatBytes = await chat;
     const workflowBytes = await workflow;

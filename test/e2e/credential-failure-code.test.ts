@@ -15,7 +15,7 @@ function chatSdkRefreshes(status: number, body: { code?: number }): boolean {
 }
 
 /**
- * Issue 14 (sdk-coverage.md D5): the gateway's own 401s carried codes 401001/401002, which the
+ * Issue 14: the gateway's own 401s carried codes 401001/401002, which the
  * Chat SDKs do not recognise, so an end user whose credential expired was stuck: onRefreshToken
  * never ran. Every caller-credential failure now has code 4100; X-Gateway-Error tells them apart.
  */

@@ -7,7 +7,7 @@ import { closed } from '../helpers/websocket.js';
 
 /**
  * Issue 14: behaviours the emulator shares with Coze, so that a gateway bug can no longer hide
- * behind an emulator that agrees with it (sdk-coverage.md section 5), checked through the gateway.
+ * behind an emulator that agrees with it (an audit of the official SDKs against the emulator), checked through the gateway.
  */
 describe('emulator fidelity, through the gateway', () => {
   let stack: Stack;

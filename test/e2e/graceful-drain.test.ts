@@ -57,12 +57,15 @@ function openDeafWebSocket(port: number, path: string): Promise<{ closeCodes: nu
         buffer = buffer.subarray(end + 4);
         resolve({ closeCodes, gone });
       }
-      // Server frames are unmasked; the relay sends nothing here but the close frame.
+      // Server frames are unmasked. Coze's events (chat.created, ...) come first, then the close frame.
       while (buffer.length >= 2) {
-        const length = (buffer[1] as number) & 0x7f;
-        if (length > 125 || buffer.length < 2 + length) break;
-        if (((buffer[0] as number) & 0x0f) === 0x8 && length >= 2) closeCodes.push(buffer.readUInt16BE(2));
-        buffer = buffer.subarray(2 + length);
+        const short = (buffer[1] as number) & 0x7f;
+        const headerLength = short === 126 ? 4 : short === 127 ? 10 : 2;
+        if (buffer.length < headerLength) break;
+        const length = short === 126 ? buffer.readUInt16BE(2) : short === 127 ? Number(buffer.readBigUInt64BE(2)) : short;
+        if (buffer.length < headerLength + length) break;
+        if (((buffer[0] as number) & 0x0f) === 0x8 && length >= 2) closeCodes.push(buffer.readUInt16BE(headerLength));
+        buffer = buffer.subarray(headerLength + length);
       }
     });
     socket.write(

@@ -6,7 +6,7 @@ import { startStack, type Stack } from '../helpers/stack.js';
 
 /**
  * Issue 14: three end-user calls of the official SDKs were refused with 403 route-forbidden
- * (sdk-coverage.md section 1e). Each now reaches Coze under the route label of its endpoint.
+ * (issue 14). Each now reaches Coze under the route label of its endpoint.
  */
 describe('end-user routes the SDKs call', () => {
   let stack: Stack;

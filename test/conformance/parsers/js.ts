@@ -2,7 +2,7 @@ import { run, type SdkEvent, type SdkStreamReader } from './types.js';
 
 /**
  * @coze/api 1.3.9 (coze-js cabc1ec9), restated for bodies captured from the gateway (the suite
- * also runs the real SDK: test/conformance/js-*.test.ts). `src/fetcher.ts` stream() splits on
+ * also runs the real SDK: test/conformance/js-*.test.ts). coze-js `packages/coze-js/src/fetcher.ts` stream() splits on
  * \n, reads `field:value` with both sides trimmed into one object that is never reset, and yields
  * it on every `data:` line; a body that ends with an unterminated line yields that text as an
  * `error` event. `resources/chat/chat.ts`: `done` becomes '[DONE]', anything else is JSON.parse'd

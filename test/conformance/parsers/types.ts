@@ -1,7 +1,6 @@
 /**
  * The stream readers of the official Python, Go, Java and JS SDKs, restated in TypeScript from
- * their public source (commits in ../../../docs or /work/shared/reference/sdk-coverage.md:
- * coze-py 6b0f4cdf, coze-go f47b4f25, coze-java 26b79da6, coze-js cabc1ec9). Each reads a whole
+ * their public source (the commits read: coze-py 6b0f4cdf, coze-go f47b4f25, coze-java 26b79da6, coze-js cabc1ec9). Each reads a whole
  * response body the way that SDK reads its socket, and reports what the SDK's user gets: the
  * events handed over, in order, and how the iteration ended (normally, or with the error the SDK
  * raises). They keep each SDK's quirks, because the quirks are what the gateway must satisfy.
