@@ -79,7 +79,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             // abort() emits no error: without this the attempt would never settle, and its
             // timers would hold the whole request in memory (test/faults/leaks).
             p.once('close', () => {
-              if (attempts.get(req) === hooks) fail(abortReason ?? Object.assign(new Error('the upstream request closed before its response'), { code: 'ECONNRESET' }));
+              // Checked before the Error is built: 'close' ends every request, answered or not.
+              if (attempts.get(req) === hooks && !settled) fail(abortReason ?? Object.assign(new Error('the upstream request closed before its response'), { code: 'ECONNRESET' }));
             });
           },
           onProxyRes(proxyRes) {
@@ -95,12 +96,17 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           reject(err);
         };
         attempts.set(req, hooks);
-        proxy.web(req, res, body ? { buffer: body } : {}, (err: Error) => {
+        const onError = (err: Error) => {
           // Errors of a superseded attempt, or after the response began, are not ours here:
           // the relay watches the response stream itself.
           if (attempts.get(req) !== hooks) return;
           fail(abortReason ?? err);
-        });
+        };
+        // Per-call options make http-proxy copy its options and parse the target on every call:
+        // a bodiless request passes none, and http-proxy pipes the (empty) request itself.
+        if (body) proxy.web(req, res, { buffer: body }, onError);
+        // http-proxy takes (req, res, callback); its typings know only the form with options.
+        else (proxy.web as (req: IncomingMessage, res: ServerResponse, callback: (err: Error) => void) => void)(req, res, onError);
       });
       return {
         response,

@@ -201,7 +201,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   function sendOnce(req: IncomingMessage, res: ServerResponse, body: BodyPlan): Promise<IncomingMessage> {
     if (res.destroyed) return Promise.reject(new ClientGone());
     let failure: Error | undefined;
-    const upstream = deps.forwarder.send(req, res, body.open((err) => upstream.abort(err)));
+    // No stream for an empty body: the client's own (empty, or already read) request is piped.
+    const upstream = deps.forwarder.send(req, res, body.length === 0 ? undefined : body.open((err) => upstream.abort(err)));
     const timer = setTimeout(() => upstream.abort((failure = new UpstreamDeadline())), deps.upstreamTimeoutMs);
     const onClose = () => {
       if (!res.writableFinished) upstream.abort((failure = new ClientGone()));
