@@ -1,7 +1,8 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { UpstreamResponse } from './forwarder.js';
 import { createSseErrorObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 
 export interface RelayContext {
@@ -11,7 +12,7 @@ export interface RelayContext {
 }
 
 export interface RelayOptions {
-  proxyRes: IncomingMessage;
+  upstream: UpstreamResponse;
   res: ServerResponse;
   route: string;
   inspected: InspectedResponse;
@@ -32,15 +33,16 @@ export const STREAM_RESET_CODE = 502002;
  * ever adds to a stream are a final error event when the stream cannot end normally.
  */
 export function relayResponse(options: RelayOptions): void {
-  const { proxyRes, res, inspected, metrics } = options;
-  const sse = isEventStream(proxyRes);
-  const headers: OutgoingHttpHeaders = scrubResponseHeaders(proxyRes.headers);
+  const { upstream, res, inspected, metrics } = options;
+  const body = upstream.body;
+  const sse = isEventStream(upstream);
+  const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers);
   if (sse) {
     // Tell any buffering hop in front of us (nginx, ingress) to pass events through at once.
     headers['x-accel-buffering'] = 'no';
     headers['cache-control'] ??= 'no-cache';
   }
-  res.writeHead(proxyRes.statusCode ?? 502, headers);
+  res.writeHead(upstream.statusCode, headers);
 
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
@@ -56,10 +58,10 @@ export function relayResponse(options: RelayOptions): void {
     res,
     endWithError(code, message) {
       if (res.writableEnded || res.destroyed) return;
-      proxyRes.unpipe(res);
+      body.unpipe(res);
       // End the client's stream first: destroying the upstream then reads as our own doing.
       res.end(finalEvent(workflowFraming, code, message));
-      proxyRes.destroy();
+      body.destroy();
     },
   };
 
@@ -80,7 +82,7 @@ export function relayResponse(options: RelayOptions): void {
     options.onBytes(chunk.length);
     res.write(chunk);
   }
-  proxyRes.on('data', (chunk: Buffer) => {
+  body.on('data', (chunk: Buffer) => {
     idleTimer?.refresh();
     options.onBytes(chunk.length);
     if (sse && firstByte) {
@@ -95,9 +97,9 @@ export function relayResponse(options: RelayOptions): void {
     if (sse) context.endWithError(STREAM_RESET_CODE, 'The Coze stream was cut before it ended.');
     else res.destroy();
   };
-  proxyRes.on('aborted', onUpstreamCut);
-  proxyRes.on('error', onUpstreamCut);
-  proxyRes.pipe(res);
+  // A cut upstream errors the body (the forwarder's contract).
+  body.on('error', onUpstreamCut);
+  body.pipe(res);
 
   res.on('close', () => {
     clearTimeout(idleTimer);
@@ -107,10 +109,7 @@ export function relayResponse(options: RelayOptions): void {
       options.streams.delete(context);
     }
     // The client left: stop Coze generating (and billing) for nobody (SPEC section 10).
-    if (!res.writableFinished) {
-      proxyRes.destroy();
-      (proxyRes as IncomingMessage & { req?: { destroy(): void } }).req?.destroy();
-    }
+    if (!res.writableFinished) body.destroy();
   });
 }
 
