@@ -67,9 +67,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     // own 300 s defaults would cut a quiet SSE stream behind their backs.
     headersTimeout: 0,
     bodyTimeout: 0,
-    // Below any sane server idle timeout (undici also honours Keep-Alive: timeout=N), so a
-    // socket is rarely reused just as the origin closes it.
-    keepAliveTimeout: 4000,
+    // Idle connections stay open a minute unless Coze's Keep-Alive hint says less (undici
+    // follows it): closing them after undici's default 4 s meant a new TLS handshake to Coze
+    // for every request after a pause, and a connection storm for every burst. A socket Coze
+    // closes as we reuse it fails as a reset, which the handler retries once.
+    keepAliveTimeout: 60_000,
+    keepAliveMaxTimeout: 60_000,
   });
   return {
     send(request, done) {
