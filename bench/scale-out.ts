@@ -3,21 +3,29 @@ import http from 'node:http';
 import { exportSPKI, generateKeyPair } from 'jose';
 import { createEmulator, generateEmulatorApp } from '../src/emulator/index.js';
 import { startRedis } from '../test/helpers/redis.js';
-import { callerJwt, freePort, timedGet, gatewayEnv, load, percentile, startGateway, type Child, type LoadResult } from './lib.js';
+import { callerJwt, freePort, timedGet, gatewayEnv, interleave, load, median, percentile, ratios, startGateway, type Child, type LoadResult } from './lib.js';
+import { fixed, ratio, verdict, type Report } from './report.js';
 
 export interface ScaleOutFigures {
   oneSession: { exchanges: number; ok: number; p99Ms: number };
   manySessions: { exchanges: number; ok: number };
-  /** Keep-alive load on one replica with a warm token: without Redis, and with Redis (rate limit on, one Lua call per request). */
-  hotPath: { memory: LoadResult; redis: LoadResult };
+  /**
+   * Keep-alive load on one replica with a warm token, interleaved rounds: two replicas without
+   * Redis (memory, and memory again as the noise floor) and one with Redis (rate limit on).
+   */
+  hotPath: Map<string, LoadResult[]>;
 }
+
+const MEMORY = 'memory';
+const MEMORY_AGAIN = "memory (A')";
+const REDIS = 'redis';
 
 /**
  * Three gateway processes sharing one redis-server in front of the emulator (issue 9). The
  * emulator counts the token exchanges it verified. Replicas run on CPU 1, Redis, the emulator
  * and the load generator on CPU 0.
  */
-export async function measureScaleOut(seconds: number): Promise<ScaleOutFigures> {
+export async function measureScaleOut(settings: { rounds: number; seconds: number }): Promise<ScaleOutFigures> {
   const redis = await startRedis();
   const { app, privateKeyPem } = await generateEmulatorApp();
   const emulator = await createEmulator({ apps: [app] });
@@ -45,20 +53,50 @@ export async function measureScaleOut(seconds: number): Promise<ScaleOutFigures>
     const manySessions = { exchanges: emulator.stats.exchanges, ok };
 
     const { REDIS_URL: _url, CACHE_ENCRYPTION_KEY: _key, ...withoutRedis } = shared;
-    const memoryOnly = await startGateway(gatewayEnv(emulator.url, publicKey, await freePort(), await freePort(), withoutRedis), 1);
+    const memoryOnly = [
+      await startGateway(gatewayEnv(emulator.url, publicKey, await freePort(), await freePort(), withoutRedis), 1),
+      await startGateway(gatewayEnv(emulator.url, publicKey, await freePort(), await freePort(), withoutRedis), 1),
+    ] as const;
     const hot = await callerJwt(caller.privateKey, 'scale-hot');
-    const target = (port: number) => `http://127.0.0.1:${port}/v1/bots/b`;
-    const options = (child: Child) => ({ connections: 32, seconds, headers: { authorization: `Bearer ${hot}` }, ...(child.proc.pid ? { pid: child.proc.pid } : {}) });
-    await load(target(memoryOnly.port), { ...options(memoryOnly), seconds: 2 });
-    await load(target(portOf(0)), { ...options(replicas[0] as Child), seconds: 2 });
-    const memory = await load(target(memoryOnly.port), options(memoryOnly));
-    const withRedis = await load(target(portOf(0)), options(replicas[0] as Child));
-    await memoryOnly.stop();
-    return { oneSession, manySessions, hotPath: { memory, redis: withRedis } };
+    const targets = [
+      { name: MEMORY, child: memoryOnly[0] },
+      { name: MEMORY_AGAIN, child: memoryOnly[1] },
+      { name: REDIS, child: replicas[0] as Child },
+    ];
+    const run = (child: Child, seconds: number, counted: boolean) =>
+      load(`http://127.0.0.1:${child.port}/v1/bots/b`, { connections: 32, seconds, headers: { authorization: `Bearer ${hot}` }, ...(counted && child.proc.pid ? { pid: child.proc.pid } : {}) });
+    const hotPath = await interleave(
+      targets,
+      settings.rounds,
+      (t) => run(t.child, settings.seconds, true),
+      (t) => run(t.child, 1, false),
+    );
+    await Promise.all(memoryOnly.map((c) => c.stop()));
+    return { oneSession, manySessions, hotPath };
   } finally {
     agent.destroy();
     await Promise.all(replicas.map((r) => r.stop()));
     await emulator.close();
     await redis.stop();
   }
+}
+
+/** Section 8: exchanges across three replicas, and Redis mode against memory mode. */
+export async function reportScaleOut(report: Report, settings: { rounds: number; seconds: number }): Promise<void> {
+  const scale = await measureScaleOut(settings);
+  report.note('## 8. Three replicas sharing Redis');
+  report.note();
+  report.note('Three gateway processes, one redis-server, the real emulator counting exchanges.');
+  report.note();
+  report.note(`- 1,000 concurrent first requests for one new session, spread over the 3 replicas: **${scale.oneSession.exchanges} exchange(s)** (target 1: ${scale.oneSession.exchanges === 1 ? 'met' : 'NOT met'}); ${scale.oneSession.ok} answered 200; p99 ${scale.oneSession.p99Ms.toFixed(1)} ms`);
+  report.note(`- 10,000 requests over 500 sessions, each wave through a different replica: **${scale.manySessions.exchanges} exchanges** (target 500: ${scale.manySessions.exchanges === 500 ? 'met' : 'NOT met'}); ${scale.manySessions.ok} answered 200`);
+  const h = scale.hotPath;
+  const m = (name: string, f: (r: LoadResult) => number) => fixed(median((h.get(name) ?? []).map(f)));
+  const rps = (r: LoadResult) => r.rps;
+  const cpu = (r: LoadResult) => r.cpuPerRequestUs;
+  const toMemory = ratios(h, REDIS, MEMORY, rps);
+  report.note(`- one replica, warm token, 32 connections, ${settings.rounds} interleaved rounds of ${settings.seconds} s: without Redis ${m(MEMORY, rps)} req/s (${m(MEMORY, cpu)} µs CPU/req), with Redis and the shared rate limit ${m(REDIS, rps)} req/s (${m(REDIS, cpu)} µs CPU/req)`);
+  report.note(`- **noise floor** (${MEMORY_AGAIN} / ${MEMORY}): req/s ${ratio(ratios(h, MEMORY_AGAIN, MEMORY, rps))}, CPU/req ${ratio(ratios(h, MEMORY_AGAIN, MEMORY, cpu))}`);
+  report.note(`- Redis mode / memory mode, req/s: **${ratio(toMemory)}** (target ≥ 0.9x: ${verdict(toMemory?.median, '>=', 0.9)}); CPU/req ${ratio(ratios(h, REDIS, MEMORY, cpu))}`);
+  report.note();
 }
