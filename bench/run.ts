@@ -22,7 +22,9 @@ import { startProxyTargets } from './targets.js';
  *
  *   npm run bench                           all sections, BENCH_ROUNDS (5) x BENCH_SECONDS (5)
  *   npm run bench -- --quick                all sections, 2 rounds of 2 s (a smoke run)
- *   npm run bench -- --only hot,latency     some sections; writes bench/.tmp/RESULTS.partial.md
+ *   npm run bench -- --only hot,latency     some sections
+ * Only a full run (every section, not --quick) writes bench/RESULTS.md; the others write
+ * bench/.tmp/RESULTS.partial.md.
  */
 const SECTIONS = ['hot', 'latency', 'sse', 'stampede', 'memory', 'jwt', 'leaks', 'scale'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -73,9 +75,10 @@ async function main(): Promise<void> {
   if (wants('jwt')) reportJwtCost(report);
   if (wants('leaks')) await reportLeaks(report);
   if (wants('scale')) await reportScaleOut(report, settings);
-  report.note(`Bench time: ${((Date.now() - started) / 60_000).toFixed(1)} min.`);
+  report.note(`Bench time: ${((Date.now() - started) / 60_000).toFixed(1)} min; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(', ')}.`);
 
-  const complete = SECTIONS.every(wants);
+  // A smoke run or a partial one never replaces the committed results.
+  const complete = SECTIONS.every(wants) && !values.quick;
   const file = complete ? join(ROOT, 'bench', 'RESULTS.md') : join(ROOT, 'bench', '.tmp', 'RESULTS.partial.md');
   mkdirSync(join(ROOT, 'bench', '.tmp'), { recursive: true });
   writeFileSync(file, `${report.lines.join('\n')}\n`);
