@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -66,16 +66,33 @@ export function hasTaskset(): boolean {
   return tasksetKnown;
 }
 
-/** utime + stime of a process, in seconds (from /proc; 0 where /proc is missing). */
-export function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
+/** utime + stime of processes, in seconds (from /proc; 0 where /proc is missing). */
+export function cpuSeconds(pids: number | readonly number[] | undefined): number {
+  let total = 0;
+  for (const pid of typeof pids === 'number' ? [pids] : (pids ?? [])) {
+    const fields = statFields(pid);
+    if (fields) total += (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return total;
+}
+
+/** The fields of /proc/PID/stat after the command name (field 3 onwards). */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return undefined;
   }
+}
+
+/** A process and its direct children (nginx's master and worker). */
+export function withChildren(pid: number): number[] {
+  const pids = [pid];
+  for (const entry of readdirSync('/proc')) {
+    if (/^\d+$/.test(entry) && statFields(Number(entry))?.[1] === String(pid)) pids.push(Number(entry));
+  }
+  return pids;
 }
 
 export interface LoadResult {
@@ -88,16 +105,10 @@ export interface LoadResult {
   cpuPerRequestUs: number;
 }
 
-/** A closed-loop keep-alive load with autocannon, plus the CPU the measured process spent. */
-export async function load(url: string, options: { headers?: Record<string, string>; connections: number; seconds: number; pid?: number; overallRate?: number }): Promise<LoadResult> {
+/** A closed-loop keep-alive load with autocannon, plus the CPU the measured processes spent. */
+export async function load(url: string, options: { headers?: Record<string, string>; connections: number; seconds: number; pid?: number | readonly number[] }): Promise<LoadResult> {
   const cpuBefore = cpuSeconds(options.pid);
-  const result = await autocannon({
-    url,
-    connections: options.connections,
-    duration: options.seconds,
-    headers: options.headers ?? {},
-    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
-  });
+  const result = await autocannon({ url, connections: options.connections, duration: options.seconds, headers: options.headers ?? {} });
   const cpu = cpuSeconds(options.pid) - cpuBefore;
   const requests = result.requests.total;
   return {
@@ -115,6 +126,57 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The median of per-round values and their range: how a figure moved from round to round. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function spread(values: number[]): Spread {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values), n: values.length };
+}
+
+/**
+ * Interleaved rounds: every target once per round (A B C, then B C A, ...: the order rotates so
+ * no target always follows the same one), each slice preceded by `warmUp` (an unmeasured burst:
+ * a process idle since its last slice starts cold). Returns each target's per-round results.
+ */
+export async function interleave<T extends { name: string }, R>(
+  targets: readonly T[],
+  rounds: number,
+  measure: (target: T, round: number) => Promise<R>,
+  warmUp?: (target: T) => Promise<unknown>,
+): Promise<Map<string, R[]>> {
+  const results = new Map<string, R[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(i + round) % targets.length] as T;
+      if (warmUp) await warmUp(target);
+      const result = await measure(target, round);
+      (results.get(target.name) as R[]).push(result);
+    }
+  }
+  return results;
+}
+
+/** Per-round ratios a/b of two targets measured in the same rounds. */
+export function ratios<R>(results: Map<string, R[]>, a: string, b: string, value: (r: R) => number): Spread | undefined {
+  const as = results.get(a);
+  const bs = results.get(b);
+  if (!as?.length || !bs?.length) return undefined;
+  return spread(as.map((r, i) => value(r) / value(bs[i] as R)));
+}
+
+/** Per-round differences a-b of two targets measured in the same rounds. */
+export function differences<R>(results: Map<string, R[]>, a: string, b: string, value: (r: R) => number): Spread | undefined {
+  const as = results.get(a);
+  const bs = results.get(b);
+  if (!as?.length || !bs?.length) return undefined;
+  return spread(as.map((r, i) => value(r) - value(bs[i] as R)));
 }
 
 export function percentile(values: number[], p: number): number {
@@ -155,9 +217,12 @@ export function callerJwt(key: CryptoKey, subject: string): Promise<string> {
   return new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject(subject).setIssuer('https://bench-idp').setAudience('bench').setExpirationTime('2h').sign(key);
 }
 
-/** `node dist/main.js serve` pinned to `cpu`; `nodeArgs` go before the script (--expose-gc, --cpu-prof). */
-export async function startGateway(env: Record<string, string>, cpu: number, nodeArgs: string[] = []): Promise<Child> {
-  const args = [...nodeArgs, join(ROOT, 'dist', 'main.js'), 'serve'];
+/**
+ * `node dist/main.js serve` pinned to `cpu`; `nodeArgs` go before the script (--expose-gc,
+ * --cpu-prof). `root` is another build's checkout (bench:compare).
+ */
+export async function startGateway(env: Record<string, string>, cpu: number, nodeArgs: string[] = [], root = ROOT): Promise<Child> {
+  const args = [...nodeArgs, join(root, 'dist', 'main.js'), 'serve'];
   return startProcess(process.execPath, args, env, cpu, Number(env.PORT));
 }
 

@@ -6,9 +6,10 @@ import { callerJwt, freePort, gatewayEnv, load, ROOT, startGateway, startProcess
 
 /**
  * `npm run bench:profile`: the hot path under load with `node --cpu-prof`, then the functions
- * that took the most self time, grouped by file. Writes the .cpuprofile under bench/.tmp/.
+ * that took the most self time, grouped by file. Writes the .cpuprofile under bench/.tmp/profile/.
  */
-const DIR = join(ROOT, 'bench', '.tmp');
+// Its own folder: bench/.tmp also holds the generator, its Go cache and bench:compare's builds.
+const DIR = join(ROOT, 'bench', '.tmp', 'profile');
 rmSync(DIR, { recursive: true, force: true });
 const caller = await generateKeyPair('RS256');
 const jwt = await callerJwt(caller.privateKey, 'u');

@@ -200,7 +200,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     },
     isDraining: () => draining,
     async close() {
-      forwarder.close();
+      await forwarder.close();
       tokenClient.close();
       await redis?.connection.close();
     },

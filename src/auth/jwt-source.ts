@@ -90,13 +90,26 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
   }
 
   const verified = new LRUCache<string, Verified>({ max: 10_000 });
+  /** Verifications in flight: a burst of requests with one new token verifies it once. */
+  const verifying = new Map<string, Promise<Identity>>();
   let jwksFetched = false;
 
-  async function verify(token: string): Promise<Identity> {
+  function verify(token: string): Promise<Identity> {
     // Keyed by the token itself: it is already in memory, and hashing it cost more than the
     // lookup (bench/). The cache is bounded and entries die with the token's exp.
     const cached = verified.get(token);
-    if (cached && now() < cached.expiresAtMs) return cached.identity;
+    if (cached && now() < cached.expiresAtMs) return Promise.resolve(cached.identity);
+    let pending = verifying.get(token);
+    if (!pending) {
+      // Without this, 1,000 concurrent first requests made 1,000 identical WebCrypto
+      // verifications (bench/ section 4). A failure is shared the same way, and not kept.
+      pending = verifyOnce(token).finally(() => verifying.delete(token));
+      verifying.set(token, pending);
+    }
+    return pending;
+  }
+
+  async function verifyOnce(token: string): Promise<Identity> {
     let payload: JWTPayload;
     try {
       const result = await jwtVerify(token, key as JWTVerifyGetKey, {

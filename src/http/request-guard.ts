@@ -4,9 +4,9 @@ const MAX_PATH_LENGTH = 2048;
 
 /**
  * Decides on the raw request target, before routing and before authentication. The path is
- * never decoded: what is checked is exactly what is forwarded. http-proxy itself passes `..`
- * and `%2e%2e` through, turns `\` into `/` and collapses `//` (SPEC section 10), so every one
- * of those tricks is refused here instead.
+ * never decoded: what is checked is exactly what is forwarded. Proxies pass `..` and `%2e%2e`
+ * through (http-proxy also turns `\` into `/` and collapses `//`: SPEC section 10; undici sends
+ * the path as given), so every one of those tricks is refused here instead.
  */
 export function guardRequestTarget(method: string, rawUrl: string): { path: string; query: string } {
   if (method === 'CONNECT' || !rawUrl.startsWith('/')) {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { mintErrorToGatewayError } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
@@ -10,7 +10,7 @@ import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, recordDenial, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
-import type { Forwarder } from './forwarder.js';
+import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
 import { bufferedBody, checkDeclaredLength, hasBody, readJsonBody, streamedBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
 import { inspectResponse } from './rewrite-response.js';
@@ -119,59 +119,62 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     // Identity keeps the bytes inspectable (401/4100 detection, SSE error codes) and SSE unbuffered.
     headers['accept-encoding'] = 'identity';
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
-    req.url = admission.query ? `${admission.path}?${admission.query}` : admission.path;
+    const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
     let token = await lookupToken(sessionName);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
-      req.headers = { ...headers, authorization: `Bearer ${token.accessToken}` } as IncomingHttpHeaders;
+      // The forwarder copies the headers when it sends them, so one object serves every attempt.
+      headers.authorization = `Bearer ${token.accessToken}`;
       const attemptStarted = performance.now();
-      let proxyRes: IncomingMessage;
+      let upstream: UpstreamResponse;
       try {
-        proxyRes = await sendOnce(req, res, body);
+        upstream = await sendOnce(res, req.method ?? 'GET', path, headers, body);
       } catch (err) {
         if (err instanceof ClientGone) throw err;
         if (err instanceof GatewayError) throw err;
-        if (err instanceof UpstreamDeadline) {
+        const failure = err instanceof UpstreamDeadline ? undefined : toUpstreamError(err as Error);
+        if (!failure || failure.failure === 'timeout') {
           deps.metrics.upstreamErrors.labels('timeout').inc();
           throw new GatewayError('upstream-timeout');
         }
-        const code = (err as NodeJS.ErrnoException).code;
         // A keep-alive socket the upstream closed just as we reused it: safe to send again.
-        if (code === 'ECONNRESET' && body.replayable && !retriedReset) {
+        if (failure.failure === 'reset' && body.replayable && !retriedReset) {
           retriedReset = true;
           deps.metrics.upstreamErrors.labels('reset').inc();
           continue;
         }
-        deps.metrics.upstreamErrors.labels(code === 'ECONNRESET' ? 'reset' : 'connect').inc();
-        throw new GatewayError('upstream-unavailable', { detail: code ? `(${code})` : undefined });
+        deps.metrics.upstreamErrors.labels(failure.failure === 'reset' ? 'reset' : 'connect').inc();
+        throw new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined });
       }
       deps.metrics.observeUpstream(route, (performance.now() - attemptStarted) / 1000);
-      const logIdHeader = proxyRes.headers['x-tt-logid'];
+      const logIdHeader = upstream.headers['x-tt-logid'];
       log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
 
       let inspected;
       try {
-        inspected = await inspectResponse(proxyRes);
+        inspected = await inspectResponse(upstream);
       } catch {
         deps.metrics.upstreamErrors.labels('reset').inc();
         throw new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
       }
       if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
       if (inspected.tokenRejected) {
+        const retry = body.replayable && !retriedToken;
+        // Let go of the upstream connection before anything else can throw.
+        if (retry && !inspected.complete) upstream.body.destroy();
         await deps.tokens.invalidateIfSame(sessionName, token.accessToken);
-        if (body.replayable && !retriedToken) {
+        if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          if (!inspected.complete) proxyRes.destroy();
           token = await lookupToken(sessionName);
           continue;
         }
       }
       log.bytesIn = body.bytesIn();
       relayResponse({
-        proxyRes,
+        upstream,
         res,
         route,
         inspected,
@@ -195,24 +198,25 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     }
   }
 
-  /** One upstream attempt, bounded by the time-to-headers deadline and the client's presence. */
-  function sendOnce(req: IncomingMessage, res: ServerResponse, body: BodyPlan): Promise<IncomingMessage> {
+  /**
+   * One upstream attempt, bounded by the time-to-headers deadline and the client's presence.
+   * The forwarder calls back only after send() returns, so the timer and listener are armed.
+   */
+  function sendOnce(res: ServerResponse, method: string, path: string, headers: OutgoingHttpHeaders, body: BodyPlan): Promise<UpstreamResponse> {
     if (res.destroyed) return Promise.reject(new ClientGone());
-    let failure: Error | undefined;
-    const upstream = deps.forwarder.send(req, res, body.open((err) => upstream.abort(err)));
-    const timer = setTimeout(() => upstream.abort((failure = new UpstreamDeadline())), deps.upstreamTimeoutMs);
-    const onClose = () => {
-      if (!res.writableFinished) upstream.abort((failure = new ClientGone()));
-    };
-    res.on('close', onClose);
-    return upstream.response
-      .catch((err: unknown) => {
-        throw failure ?? err;
-      })
-      .finally(() => {
+    return new Promise((resolve, reject) => {
+      const upstream = deps.forwarder.send({ method, path, headers, body: body.open((err) => upstream.abort(err)) }, (err, answer) => {
         clearTimeout(timer);
         res.off('close', onClose);
+        if (answer) resolve(answer);
+        else reject(err);
       });
+      const timer = setTimeout(() => upstream.abort(new UpstreamDeadline()), deps.upstreamTimeoutMs);
+      const onClose = () => {
+        if (!res.writableFinished) upstream.abort(new ClientGone());
+      };
+      res.on('close', onClose);
+    });
   }
 }
 

@@ -1,7 +1,9 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { UpstreamResponse } from './forwarder.js';
 import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 import { createEventGate, finalEvent } from './sse-framing.js';
 
@@ -12,7 +14,7 @@ export interface RelayContext {
 }
 
 export interface RelayOptions {
-  proxyRes: IncomingMessage;
+  upstream: UpstreamResponse;
   res: ServerResponse;
   route: string;
   inspected: InspectedResponse;
@@ -33,15 +35,16 @@ export const STREAM_RESET_CODE = 502002;
  * ever adds to a stream are a final error event when the stream cannot end normally.
  */
 export function relayResponse(options: RelayOptions): void {
-  const { proxyRes, res, inspected, metrics } = options;
-  const sse = isEventStream(proxyRes);
-  const headers: OutgoingHttpHeaders = scrubResponseHeaders(proxyRes.headers);
+  const { upstream, res, inspected, metrics } = options;
+  const body = upstream.body;
+  const sse = isEventStream(upstream);
+  const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers);
   if (sse) {
     // Tell any buffering hop in front of us (nginx, ingress) to pass events through at once.
     headers['x-accel-buffering'] = 'no';
     headers['cache-control'] ??= 'no-cache';
   }
-  res.writeHead(proxyRes.statusCode ?? 502, headers);
+  res.writeHead(upstream.statusCode, headers);
 
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
@@ -61,11 +64,11 @@ export function relayResponse(options: RelayOptions): void {
     endWithError(code, message) {
       if (res.writableEnded || res.destroyed || !gate) return;
       relaying = false;
-      proxyRes.unpipe(res);
+      body.unpipe(res);
       // End the client's stream first: destroying the upstream then reads as our own doing. An
       // event Coze had not finished is dropped (sse-framing.ts), so the final one parses.
       res.end(finalEvent({ workflowFraming, lastId: observer?.lastId, gate, code, message }));
-      proxyRes.destroy();
+      body.destroy();
     },
   };
 
@@ -85,7 +88,7 @@ export function relayResponse(options: RelayOptions): void {
     options.onBytes(chunk.length);
     res.write(chunk);
   }
-  proxyRes.on('data', (chunk: Buffer) => {
+  body.on('data', (chunk: Buffer) => {
     idleTimer?.refresh();
     options.onBytes(chunk.length);
     if (sse && firstByte) {
@@ -99,10 +102,10 @@ export function relayResponse(options: RelayOptions): void {
     if (sse) context.endWithError(STREAM_RESET_CODE, 'The Coze stream was cut before it ended.');
     else res.destroy();
   };
-  proxyRes.on('aborted', onUpstreamCut);
-  proxyRes.on('error', onUpstreamCut);
-  if (gate && observer) relayEvents(proxyRes, res, gate, observer, () => relaying);
-  else proxyRes.pipe(res);
+  // A cut upstream errors the body (the forwarder's contract).
+  body.on('error', onUpstreamCut);
+  if (gate && observer) relayEvents(body, res, gate, observer, () => relaying);
+  else body.pipe(res);
 
   res.on('close', () => {
     clearTimeout(idleTimer);
@@ -112,10 +115,7 @@ export function relayResponse(options: RelayOptions): void {
       options.streams.delete(context);
     }
     // The client left: stop Coze generating (and billing) for nobody (SPEC section 10).
-    if (!res.writableFinished) {
-      proxyRes.destroy();
-      (proxyRes as IncomingMessage & { req?: { destroy(): void } }).req?.destroy();
-    }
+    if (!res.writableFinished) body.destroy();
   });
 }
 
@@ -123,17 +123,17 @@ export function relayResponse(options: RelayOptions): void {
  * An SSE body, complete events as they come: flushed per chunk, byte for byte, with
  * backpressure (a client that stops reading pauses Coze), never re-framed.
  */
-function relayEvents(proxyRes: IncomingMessage, res: ServerResponse, gate: ReturnType<typeof createEventGate>, observer: { observe(chunk: Buffer): void }, relaying: () => boolean): void {
+function relayEvents(body: Readable, res: ServerResponse, gate: ReturnType<typeof createEventGate>, observer: { observe(chunk: Buffer): void }, relaying: () => boolean): void {
   const send = (bytes: Buffer) => {
     if (bytes.length === 0 || !relaying()) return;
     observer.observe(bytes);
     if (!res.write(bytes)) {
-      proxyRes.pause();
-      res.once('drain', () => proxyRes.resume());
+      body.pause();
+      res.once('drain', () => body.resume());
     }
   };
-  proxyRes.on('data', (chunk: Buffer) => send(gate.pass(chunk)));
-  proxyRes.on('end', () => {
+  body.on('data', (chunk: Buffer) => send(gate.pass(chunk)));
+  body.on('end', () => {
     if (!relaying()) return;
     send(gate.rest());
     res.end();

@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { UpstreamResponse } from './forwarder.js';
 
 /** Coze's ways of saying "this token is not valid" (https://www.coze.cn/open/docs/developer_guides/troubleshooting_4100_4101). */
 const TOKEN_INVALID_CODES: ReadonlySet<number> = new Set([4100, 700012006]);
@@ -17,11 +18,11 @@ export interface InspectedResponse {
   complete: boolean;
 }
 
-export function isEventStream(res: IncomingMessage): boolean {
+export function isEventStream(res: { headers: IncomingHttpHeaders }): boolean {
   return /^text\/event-stream\b/i.test(res.headers['content-type'] ?? '');
 }
 
-function isJson(res: IncomingMessage): boolean {
+function isJson(res: { headers: IncomingHttpHeaders }): boolean {
   return /\bjson\b/i.test(res.headers['content-type'] ?? '');
 }
 
@@ -29,8 +30,8 @@ function isJson(res: IncomingMessage): boolean {
  * Reads just enough of a non-streaming answer to tell whether Coze rejected the token, before
  * any byte reaches the client (SPEC section 1, step 8). Streams and large bodies pass at once.
  */
-export function inspectResponse(res: IncomingMessage): Promise<InspectedResponse> {
-  const status = res.statusCode ?? 0;
+export function inspectResponse(res: UpstreamResponse): Promise<InspectedResponse> {
+  const status = res.statusCode;
   if (isEventStream(res) || (!isJson(res) && status !== 401)) {
     return Promise.resolve({ tokenRejected: false, cozeCode: undefined, prefix: [], complete: false });
   }
@@ -38,20 +39,20 @@ export function inspectResponse(res: IncomingMessage): Promise<InspectedResponse
   if (Number.isFinite(declared) && declared > INSPECT_LIMIT_BYTES) {
     return Promise.resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix: [], complete: false });
   }
+  const body = res.body;
   return new Promise((resolve, reject) => {
     const prefix: Buffer[] = [];
     let size = 0;
     const cleanup = () => {
-      res.off('data', onData);
-      res.off('end', onEnd);
-      res.off('error', onError);
-      res.off('aborted', onAborted);
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
     };
     const onData = (chunk: Buffer) => {
       prefix.push(chunk);
       size += chunk.length;
       if (size > INSPECT_LIMIT_BYTES) {
-        res.pause();
+        body.pause();
         cleanup();
         resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix, complete: false });
       }
@@ -66,11 +67,10 @@ export function inspectResponse(res: IncomingMessage): Promise<InspectedResponse
       cleanup();
       reject(err);
     };
-    const onAborted = () => onError(Object.assign(new Error('upstream response aborted'), { code: 'ECONNRESET' }));
-    res.on('data', onData);
-    res.on('end', onEnd);
-    res.on('error', onError);
-    res.on('aborted', onAborted);
+    // A cut answer errors its body (the forwarder's contract), so no 'aborted' to watch.
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
   });
 }
 

@@ -98,7 +98,8 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
     upstream.once('unexpected-response', (handshake, response) => {
       // No 'error' follows an answered refusal, except from the abort below: swallow it.
       upstream.on('error', () => undefined);
-      inspectResponse(response).then(
+      // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
+      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }).then(
         (inspected) => {
           handshake.destroy();
           resolve({ refused: response, inspected });

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { assertEnvelope, request } from '../helpers/http.js';
+import { startStack, type Stack } from '../helpers/stack.js';
+
+/**
+ * What the forwarder's failures become for the client: one retry of a reset when the body can
+ * be sent again, none when it cannot, and the time-to-headers deadline.
+ */
+describe('upstream failures', () => {
+  let stack: Stack;
+  let auth: Record<string, string>;
+
+  before(async () => {
+    stack = await startStack({ flags: { 'server.upstreamTimeoutSeconds': '1' } });
+    auth = { authorization: `Bearer ${await stack.callerToken('alice')}` };
+    // A token in the cache first, so the faults below hit the API call and nothing else.
+    assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
+  });
+  after(() => stack.close());
+  beforeEach(() => {
+    stack.emulator.reset();
+    stack.emulator.setApiFault(undefined);
+  });
+
+  const upstreamErrors = async (kind: string) => (await stack.gateway.metrics.upstreamErrors.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+
+  it('a reset before the answer is retried once when the body can be replayed: the client sees 200', async () => {
+    const resetsBefore = await upstreamErrors('reset');
+    stack.emulator.setApiFault({ kind: 'reset', times: 1 });
+    const res = await request(stack.url, { method: 'POST', path: '/v1/conversation/create', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ bot_id: 'b' }) });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.json().code, 0);
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/conversation/create').length, 2, 'the attempt that was reset, and exactly one retry');
+    assert.equal(await upstreamErrors('reset'), resetsBefore + 1);
+  });
+
+  it('a reset during a streamed upload is not retried: 502, since the bytes cannot be sent again', async () => {
+    stack.emulator.setApiFault({ kind: 'reset', times: 1 });
+    const boundary = 'B';
+    const body = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--${boundary}--\r\n`;
+    const res = await request(stack.url, { method: 'POST', path: '/v1/files/upload', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${boundary}` }, body });
+    assertEnvelope(res, 502, 'upstream-unavailable');
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/files/upload').length, 1, 'no second attempt');
+  });
+
+  it('an upstream that never answers gets 504 at server.upstreamTimeoutSeconds', async () => {
+    const timeoutsBefore = await upstreamErrors('timeout');
+    stack.emulator.setApiFault({ kind: 'hang', times: 1 });
+    const res = await request(stack.url, { path: '/v1/bots/b', headers: auth });
+    assertEnvelope(res, 504, 'upstream-timeout');
+    assert.equal(await upstreamErrors('timeout'), timeoutsBefore + 1);
+    // The pool is not left holding the hung attempt: the next request goes through.
+    assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
+  });
+});
