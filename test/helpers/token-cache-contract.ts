@@ -42,9 +42,12 @@ function createManualMint(clock: { now: () => number }, ttlSeconds = 900) {
   };
 }
 
-/** Waits until no mint is in flight, its result stored (with Redis, after a round trip). */
-async function idle(cache: { readonly inflight: number }): Promise<void> {
-  for (let i = 0; i < 500 && cache.inflight > 0; i++) await new Promise((r) => setTimeout(r, 2));
+/**
+ * Waits until no mint is in flight, its result stored (with Redis, after a round trip), or
+ * until the manual mint has been asked for a token the test has yet to give.
+ */
+async function idle(cache: { readonly inflight: number }, mint: { readonly pending: readonly unknown[] }): Promise<void> {
+  for (let i = 0; i < 500 && cache.inflight > 0 && mint.pending.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
   await new Promise((r) => setImmediate(r));
 }
 
@@ -79,7 +82,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, onLookup: (r) => results.push(r) });
 
     const lookups = Array.from({ length: 1000 }, () => cache.get('alice'));
-    await idle(cache);
+    await idle(cache, mint);
     await mint.called(1);
     const token = await mint.resolveNext();
     const got = await Promise.all(lookups);
@@ -97,7 +100,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0 });
     const first = cache.get('bob');
-    await idle(cache);
+    await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await first;
 
@@ -107,7 +110,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     await mint.called(2);
 
     const t2 = await mint.resolveNext();
-    await idle(cache);
+    await idle(cache, mint);
     const after = await cache.get('bob');
     assert.equal(after.result, 'hit');
     assert.equal(after.token.accessToken, t2.accessToken);
@@ -118,7 +121,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0.999 });
     const p = cache.get('j');
-    await idle(cache);
+    await idle(cache, mint);
     await mint.resolveNext();
     await p;
     clock.advance((900 - 67) * 1000); // jitter adds up to 10% of 60 s: refresh-at is at 834.006 s
@@ -132,12 +135,12 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
     const p = cache.get('carol');
-    await idle(cache);
+    await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
     clock.advance(900 * 1000);
     const lookups = [cache.get('carol'), cache.get('carol')];
-    await idle(cache);
+    await idle(cache, mint);
     await mint.called(2);
     const t2 = await mint.resolveNext();
     const got = await Promise.all(lookups);
@@ -150,13 +153,13 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
     const p = cache.get('dave');
-    await idle(cache);
+    await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
 
     assert.equal(await cache.invalidateIfSame('dave', t1.accessToken), true);
     const p2 = cache.get('dave');
-    await idle(cache);
+    await idle(cache, mint);
     const t2 = await mint.resolveNext();
     await p2;
 
@@ -190,12 +193,12 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
     const lookups = [cache.get('erin'), cache.get('erin')];
-    await idle(cache);
+    await idle(cache, mint);
     (await mint.next()).reject(new TokenMintError({ outcome: 'invalid_client', attempts: 1, message: 'nope' }));
     const settled = await Promise.allSettled(lookups);
     assert.ok(settled.every((s) => s.status === 'rejected' && (s.reason as TokenMintError).outcome === 'invalid_client'));
     const retry = cache.get('erin');
-    await idle(cache);
+    await idle(cache, mint);
     await mint.called(2);
     await mint.resolveNext();
     assert.equal((await retry).result, 'miss');
@@ -207,7 +210,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 20, now: clock.now });
     await assert.rejects(cache.get('frank'), (err: unknown) => err instanceof TokenMintError && err.outcome === 'timeout');
     const token = await mint.resolveNext();
-    await idle(cache);
+    await idle(cache, mint);
     const later = await cache.get('frank');
     assert.deepEqual(later, { token, result: 'hit' });
     await mint.called(1);
@@ -219,13 +222,13 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const failures: string[] = [];
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0, onBackgroundRefreshError: (s) => failures.push(s) });
     const p = cache.get('gina');
-    await idle(cache);
+    await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
     clock.advance(850 * 1000);
     assert.equal((await cache.get('gina')).token.accessToken, t1.accessToken);
     (await mint.next()).reject(new TokenMintError({ outcome: 'server_error', attempts: 3, message: 'down' }));
-    await idle(cache);
+    await idle(cache, mint);
     assert.deepEqual(failures, ['gina']);
     const again = await cache.get('gina');
     assert.equal(again.result, 'stale');
