@@ -1,4 +1,4 @@
-import { Cluster } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient, RedisTopology } from './redis-topology.js';
 
 /** Closed set: the `operation` label of coze_gateway_redis_errors_total. */
@@ -80,23 +80,35 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
   // On a Cluster, pub/sub runs on a connection of its own to one node; PUBLISH reaches every
   // node's subscribers (Redis 7's classic pub/sub is cluster-wide), so any node will do.
   const subscriber = topology.createClient(failFast);
+  const waiting = new Set<() => void>();
   const setUp = (value: boolean) => {
     if (up === value) return;
     up = value;
     if (!value) downSince = Date.now();
     options.onStateChange?.(value);
+    if (!value) return;
+    for (const onUp of waiting) onUp();
+    waiting.clear();
   };
-  client.on('ready', () => setUp(true));
+  // A cluster is up once every master's connection is: with no offline queue, a command for a
+  // node whose connection is still being opened is refused, and nodes connect lazily.
+  client.on('ready', () => (client instanceof Cluster ? void mastersConnected(client, failFast.connectTimeoutMs).then(() => client.status === 'ready' && setUp(true)) : setUp(true)));
   client.on('close', () => setUp(false));
   client.on('end', () => setUp(false));
   // Only a code is kept: a Redis URL may carry a password, and messages can echo it.
   client.on('error', (err: NodeJS.ErrnoException) => {
     lastError = errorCode(err);
   });
-  // A cluster reports a node it cannot reach here; the cluster as a whole may still answer.
-  client.on('node error', (err: NodeJS.ErrnoException) => {
-    lastError = errorCode(err);
-  });
+  if (client instanceof Cluster) {
+    // A cluster reports a node it cannot reach here; the cluster as a whole may still answer.
+    client.on('node error', (err: NodeJS.ErrnoException) => {
+      lastError = errorCode(err);
+    });
+    // Each node the layout names is connected at once rather than on its first command.
+    client.on('+node', (node: Redis) => {
+      if (node.status === 'wait') node.connect().catch(() => undefined);
+    });
+  }
   // The command connection's state is the one reported; a subscriber error is only not thrown.
   subscriber.on('error', () => undefined);
   return {
@@ -109,15 +121,15 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
     whenReady(timeoutMs) {
       if (up) return Promise.resolve(true);
       return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          client.off('ready', onReady);
-          resolve(false);
-        }, timeoutMs);
-        const onReady = () => {
+        const onUp = () => {
           clearTimeout(timer);
           resolve(true);
         };
-        client.once('ready', onReady);
+        const timer = setTimeout(() => {
+          waiting.delete(onUp);
+          resolve(false);
+        }, timeoutMs);
+        waiting.add(onUp);
       });
     },
     describe() {
@@ -129,6 +141,26 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
       subscriber.disconnect();
     },
   };
+}
+
+/** Resolves once every master of the cluster is connected, or after `timeoutMs`. */
+function mastersConnected(cluster: Cluster, timeoutMs: number): Promise<void> {
+  const pending = cluster.nodes('master').filter((node) => node.status !== 'ready');
+  if (pending.length === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    let left = pending.length;
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      if (--left === 0) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    for (const node of pending) {
+      node.once('ready', done);
+      if (node.status === 'wait') node.connect().catch(() => undefined);
+    }
+  });
 }
 
 /** A code safe to show: a system or TLS error code, a Redis error prefix (WRONGPASS, NOPERM, CLUSTERDOWN...), or the error's class. */

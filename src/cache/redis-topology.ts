@@ -135,6 +135,9 @@ export function redisTopology(cache: CacheSettings): RedisTopology | undefined {
       const { enableOfflineQueue: _queue, retryStrategy: _retry, ...redisOptions } = nodeOptions(f);
       return new Cluster(seeds, {
         enableOfflineQueue: false,
+        // Its ready check (CLUSTER INFO) races the node connections it opens and, with no offline
+        // queue, fails and starts over; connectRedis waits for the masters' connections instead.
+        enableReadyCheck: false,
         clusterRetryStrategy: f.retryDelayMs,
         redisOptions,
         // With TLS, seeds are connected to by name, not by the address ioredis would resolve
