@@ -19,15 +19,22 @@ import { writeTestCertificates } from './tls-certs.js';
  * process exits.
  */
 
+/** redis-cli: CSG_REDIS_CLI when set (a path that does not exist shows a machine without it), else PATH. */
 function findRedisCli(): string | undefined {
-  const candidates = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin'].filter(Boolean).map((dir) => join(dir, 'redis-cli'));
+  const override = process.env.CSG_REDIS_CLI;
+  const candidates = override !== undefined ? [override] : [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin'].filter(Boolean).map((dir) => join(dir, 'redis-cli'));
   return candidates.find((path) => existsSync(path) && spawnSync(path, ['--version']).status === 0);
 }
 const REDIS_CLI = redisMissing ? undefined : findRedisCli();
 
 /** `describe(name, { skip: clusterMissing })`: the cluster needs redis-cli too (redis-tools). */
 export const clusterMissing: string | false =
-  redisMissing || (REDIS_CLI ? false : 'redis-cli not found on PATH (apt-get install redis-tools, as .ci/run does): skipping the Redis Cluster suite');
+  redisMissing ||
+  (REDIS_CLI
+    ? false
+    : process.env.CSG_REDIS_CLI !== undefined
+      ? `redis-cli not usable at CSG_REDIS_CLI=${process.env.CSG_REDIS_CLI}: skipping the Redis Cluster suite`
+      : 'redis-cli not found on PATH (apt-get install redis-tools, as .ci/run does): skipping the Redis Cluster suite');
 
 /** The ACL user every topology's tests give the gateway: exactly the commands it needs. */
 export const GATEWAY_USER = 'gw';
@@ -173,8 +180,8 @@ export interface SentinelSet {
   killMaster(): Promise<void>;
   /** What the Sentinels name as the master now, host:port. */
   masterAddress(): Promise<string>;
-  /** Resolves once every Sentinel names `port` as the master. */
-  untilMasterIs(port: number, timeoutMs: number): Promise<void>;
+  /** Every Sentinel names `port` as the master (so none has a +switch-master left to announce). */
+  allName(port: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -240,11 +247,9 @@ export async function startSentinelSet(): Promise<SentinelSet> {
         const port = Number((await masterAddress()).split(':')[1]);
         await byPort.get(port)?.stop('SIGKILL');
       },
-      async untilMasterIs(port, timeoutMs) {
-        await until(async () => {
-          const named = await Promise.all(sentinelClients.map(async (s) => ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]));
-          return named.every((p) => p === String(port));
-        }, timeoutMs, `the Sentinels to name port ${port} as the master`);
+      async allName(port) {
+        const named = await Promise.all(sentinelClients.map(async (s) => ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]));
+        return named.every((p) => p === String(port));
       },
       async stop() {
         for (const c of clients) c.disconnect();
