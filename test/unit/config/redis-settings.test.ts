@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -156,10 +156,12 @@ describe('Redis settings', () => {
     for (const bad of ['redis', 'redis:', ':6379', 'redis:0', 'redis:65536', 'redis://redis:6379', 'fd00::1:6379', 'a b:1']) assert.equal(parseHostPort(bad), undefined, bad);
   });
 
-  it('the ACL rule names the key and channel patterns of the prefix and exactly the listed commands', () => {
+  it('the ACL rule names the key and channel patterns of the prefix and exactly the listed commands; docs/deployment.md shows that very rule', () => {
     assert.equal(
       redisAclRule('gw', 'PASSWORD', 'csg'),
       `user gw on >PASSWORD resetkeys ~csg:* resetchannels &csg:* -@all ${REDIS_ACL_COMMANDS.map((c) => `+${c}`).join(' ')}`,
     );
+    const deployment = readFileSync(new URL('../../../docs/deployment.md', import.meta.url), 'utf8');
+    assert.ok(deployment.includes(`ACL SETUSER ${redisAclRule('coze-gateway', 'PASSWORD', 'csg').replace(/^user /, '')}\n`), 'the documented rule is the one the suites run with');
   });
 });
