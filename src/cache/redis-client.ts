@@ -111,6 +111,18 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
   }
   // The command connection's state is the one reported; a subscriber error is only not thrown.
   subscriber.on('error', () => undefined);
+  // ioredis gives a client up for good ('end') when a reconnect it had started is cut short,
+  // which its Sentinel failover detector does when +switch-master arrives mid-reconnect (seen
+  // under load: replicas stayed on memory after a failover). Only close() may end a client here.
+  let closing = false;
+  for (const c of [client, subscriber]) {
+    c.on('end', () => {
+      if (closing) return;
+      setTimeout(() => {
+        if (!closing && c.status === 'end') c.connect().catch(() => undefined);
+      }, failFast.retryDelayMs(1)).unref();
+    });
+  }
   return {
     topology,
     client,
@@ -137,6 +149,7 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
       return `down for ${Math.round((Date.now() - downSince) / 1000)} s (${lastError}); serving from memory`;
     },
     async close() {
+      closing = true;
       client.disconnect();
       subscriber.disconnect();
     },

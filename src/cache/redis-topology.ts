@@ -121,6 +121,8 @@ export function redisTopology(cache: CacheSettings): RedisTopology | undefined {
           ...(cache.redisSentinelUsername ? { sentinelUsername: cache.redisSentinelUsername } : {}),
           ...(cache.redisSentinelPassword ? { sentinelPassword: cache.redisSentinelPassword } : {}),
           ...(tls ? { enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
+          // A Sentinel that accepts a connection but never answers must not hold up a reconnect.
+          sentinelCommandTimeout: f.connectTimeoutMs,
           // The Sentinels announce a promotion (+switch-master): the client moves at once, even
           // when the old master is still up (a partition) and would otherwise keep the connection.
           failoverDetector: true,
