@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { connectRedis, type RedisConnection } from '../../src/cache/redis-client.js';
 import { createRedisTokenStore } from '../../src/cache/redis-token-store.js';
-import { redisTopology, type RedisTopology } from '../../src/cache/redis-topology.js';
 import { createTokenSealer } from '../../src/cache/token-crypto.js';
 import type { CozeToken } from '../../src/coze/token-client.js';
 import { createRateLimiter } from '../../src/policy/rate-limit.js';
 import { createSharedRateLimiter } from '../../src/policy/shared-rate-limit.js';
 import { clusterMissing, startRedisCluster, type RedisCluster } from '../helpers/redis-topologies.js';
-import { readyz, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
-import { startStack, type Stack } from '../helpers/stack.js';
-import { inFrontOfRedis, runTokenCacheContract } from '../helpers/token-cache-contract.js';
+import { onRedis, readyz, redisContract, threeReplicaChecks } from '../helpers/replicas.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const inFuture = (seconds: number) => Math.floor(Date.now() / 1000) + seconds;
@@ -24,57 +20,33 @@ const always = () => true;
  */
 describe('Redis Cluster: three masters', { skip: clusterMissing }, () => {
   let cluster: RedisCluster;
-  let stack: Stack;
-  let replicas: ReplicaLike[];
-  let agent: http.Agent;
-  let topology: RedisTopology;
   const connections: RedisConnection[] = [];
+  const ctx = onRedis({
+    async start() {
+      cluster = await startRedisCluster();
+      // One seed: the others are learnt from it.
+      return { REDIS_CLUSTER_NODES: cluster.nodes[0] as string, REDIS_USERNAME: cluster.username, REDIS_PASSWORD: cluster.password };
+    },
+    async stop() {
+      for (const c of connections) await c.close();
+      await cluster?.stop();
+    },
+  });
   async function connect(): Promise<RedisConnection> {
-    const connection = connectRedis(topology, { commandTimeoutMs: 1000 });
+    const connection = connectRedis(ctx().topology, { commandTimeoutMs: 1000 });
     connections.push(connection);
     assert.ok(await connection.whenReady(5000), connection.describe());
     return connection;
   }
 
-  before(async () => {
-    cluster = await startRedisCluster();
-    stack = await startStack({
-      env: {
-        // One seed: the others are learnt from it.
-        REDIS_CLUSTER_NODES: cluster.nodes[0] as string,
-        REDIS_USERNAME: cluster.username,
-        REDIS_PASSWORD: cluster.password,
-        CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        CACHE_COMMAND_TIMEOUT_MS: '200',
-        RATE_LIMIT_RPM: '100000',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    topology = redisTopology(stack.config.cache) as RedisTopology;
-    replicas = [stack, await stack.replica(), await stack.replica()];
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  });
-  after(async () => {
-    agent?.destroy();
-    for (const c of connections) await c.close();
-    await stack?.close();
-    await cluster?.stop();
-  });
-
-  describe('token-cache contract: memory + redis cluster', () => {
-    let connection: RedisConnection;
-    before(async () => {
-      connection = await connect();
-    });
-    runTokenCacheContract((options) => inFrontOfRedis(connection.client, connection.subscriber, 'csg:contract')(options));
-  });
+  redisContract('memory + redis cluster', ctx);
 
   describe('three gateway replicas', () => {
-    threeReplicaChecks(() => ({ stack, replicas, agent }), 'cluster');
+    threeReplicaChecks(ctx, 'cluster');
   });
 
   it('/readyz says where: the cluster and its three masters', async () => {
-    assert.equal(await readyz(stack.gateway), `ok; redis up (cluster via ${cluster.nodes[0]}: 3 masters)`);
+    assert.equal(await readyz(ctx().stack.gateway), `ok; redis up (cluster via ${cluster.nodes[0]}: 3 masters)`);
   });
 
   /** Keys of `namespace` on each node, through the admin user: which masters hold them. */
@@ -114,12 +86,14 @@ describe('Redis Cluster: three masters', { skip: clusterMissing }, () => {
       subscriber: connection.subscriber,
       sealer: createTokenSealer(KEY),
       namespace,
-      lockTtlMs: 150,
+      lockTtlMs: 1500,
       commandTimeoutMs: 1000,
       giveUpAfterMs: 4000,
       onError: (operation, err) => errors.push(`${operation}: ${(err as Error).message}`),
     });
-    const rival = createRedisTokenStore({ redis: connection.client, subscriber: connection.subscriber, sealer: createTokenSealer(KEY), namespace, lockTtlMs: 150, commandTimeoutMs: 1000, giveUpAfterMs: 4000 });
+    const rival = createRedisTokenStore({ redis: connection.client, subscriber: connection.subscriber, sealer: createTokenSealer(KEY), namespace, lockTtlMs: 1500, commandTimeoutMs: 1000, giveUpAfterMs: 4000 });
+    // Its lock outlives this test: a retry after a failed mint finds it free only if RELEASE ran.
+    const patient = createRedisTokenStore({ redis: connection.client, subscriber: connection.subscriber, sealer: createTokenSealer(KEY), namespace, lockTtlMs: 60_000, commandTimeoutMs: 1000, giveUpAfterMs: 4000 });
     const limiter = createSharedRateLimiter({
       requestsPerMinute: 100,
       redis: connection.client,
@@ -131,24 +105,32 @@ describe('Redis Cluster: three masters', { skip: clusterMissing }, () => {
     const before = await errorStats();
     const sessions = await sessionsOnEveryNode('slot-user', 3);
     for (const [i, session] of sessions.entries()) {
-      // ACQUIRE, then WRITE; on one session per master, RENEW too: its mint outlives the 150 ms
-      // lock twice over, and a second mint (from the other store) would show a lapsed lock.
+      // ACQUIRE, then WRITE. On one session per master, RENEW too: the mint goes on until Redis
+      // has run a renewal (a PEXPIRE; a rival waiting on the lock runs none), while a rival
+      // store waits for the token instead of minting a second one.
+      const renewing = i % 3 === 0;
       let minted = 0;
-      const slowMint = async () => {
+      let rivalGo: () => void = () => undefined;
+      const rivalMay = new Promise<void>((r) => (rivalGo = r));
+      const mint = async () => {
         minted += 1;
-        await sleep(i % 3 === 0 ? 400 : 0);
+        if (renewing) {
+          const renewals = await commandCalls('pexpire');
+          rivalGo();
+          while ((await commandCalls('pexpire')) <= renewals) await sleep(20);
+        }
         return { accessToken: `czs_${session}`, expiresAt: inFuture(900) };
       };
-      const [token, other] = await Promise.all([store.mintOnce(session, slowMint, always), i % 3 === 0 ? sleep(250).then(() => rival.mintOnce(session, slowMint, always)) : undefined]);
+      const [token, other] = await Promise.all([store.mintOnce(session, mint, always), renewing ? rivalMay.then(() => rival.mintOnce(session, mint, always)) : undefined]);
       if (other) assert.equal(other.accessToken, token.accessToken);
       assert.equal(token.accessToken, `czs_${session}`);
       assert.equal(minted, 1);
       // INVALIDATE (compare-and-delete): then the next lookup mints.
       assert.equal(await store.invalidateIfSame(session, 'czs_not_it'), false);
       assert.equal(await store.invalidateIfSame(session, token.accessToken), true);
-      // RELEASE: a failed mint lets go of the lock at once (30 s TTL), so the retry mints without waiting.
-      await assert.rejects(store.mintOnce(session, async () => Promise.reject(new Error('token endpoint down')), always), /token endpoint down/);
-      const retried = await store.mintOnce(session, async () => ({ accessToken: `czs_${session}_2`, expiresAt: inFuture(900) }), always);
+      // RELEASE: a failed mint lets go of the lock at once, so the retry mints without waiting for its TTL.
+      await assert.rejects(patient.mintOnce(session, async () => Promise.reject(new Error('token endpoint down')), always), /token endpoint down/);
+      const retried = await patient.mintOnce(session, async () => ({ accessToken: `czs_${session}_2`, expiresAt: inFuture(900) }), always);
       assert.equal(retried.accessToken, `czs_${session}_2`);
       // LEASE: the identity's bucket.
       assert.equal((await limiter.take(session)).allowed, true);

@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { after, before, describe, it } from 'node:test';
-import { connectRedis, type RedisConnection } from '../../src/cache/redis-client.js';
-import { redisTopology, type RedisTopology } from '../../src/cache/redis-topology.js';
+import type http from 'node:http';
+import { before, describe, it } from 'node:test';
+import type { RedisTopology } from '../../src/cache/redis-topology.js';
 import { redisMissing } from '../helpers/redis.js';
 import { SENTINEL_MASTER, startSentinelSet, type SentinelSet } from '../helpers/redis-topologies.js';
-import { countBy, getStatus, metric, readyz, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
-import { startStack, type Stack } from '../helpers/stack.js';
-import { inFrontOfRedis, runTokenCacheContract } from '../helpers/token-cache-contract.js';
+import { countBy, getStatus, metric, onRedis, readyz, redisContract, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
+import type { Stack } from '../helpers/stack.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -18,48 +15,30 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 describe('Redis Sentinel: a master, a replica and three Sentinels', { skip: redisMissing }, () => {
   let set: SentinelSet;
-  let stack: Stack;
-  let replicas: ReplicaLike[];
-  let agent: http.Agent;
-  let topology: RedisTopology;
-
-  before(async () => {
-    set = await startSentinelSet();
-    stack = await startStack({
-      env: {
+  const ctx = onRedis({
+    async start() {
+      set = await startSentinelSet();
+      return {
         REDIS_SENTINELS: set.sentinels.join(','),
         REDIS_SENTINEL_NAME: SENTINEL_MASTER,
         REDIS_SENTINEL_PASSWORD: set.sentinelPassword,
         REDIS_PASSWORD: set.password,
-        CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        CACHE_COMMAND_TIMEOUT_MS: '200',
+        // Short, so a lock copied to the promoted replica does not outlive the test's patience.
         CACHE_LOCK_TTL_SECONDS: '2',
-        RATE_LIMIT_RPM: '100000',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    topology = redisTopology(stack.config.cache) as RedisTopology;
-    replicas = [stack, await stack.replica(), await stack.replica()];
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+      };
+    },
+    stop: async () => set?.stop(),
   });
-  after(async () => {
-    agent?.destroy();
-    await stack?.close();
-    await set?.stop();
-  });
+  let stack: Stack;
+  let replicas: ReplicaLike[];
+  let agent: http.Agent;
+  let topology: RedisTopology;
+  before(() => ({ stack, replicas, agent, topology } = ctx()));
 
-  describe('token-cache contract: memory + redis through the Sentinels', () => {
-    let connection: RedisConnection;
-    before(async () => {
-      connection = connectRedis(topology, { commandTimeoutMs: 1000 });
-      assert.ok(await connection.whenReady(5000), connection.describe());
-    });
-    after(() => connection?.close());
-    runTokenCacheContract((options) => inFrontOfRedis(connection.client, connection.subscriber, 'csg:contract')(options));
-  });
+  redisContract('memory + redis through the Sentinels', ctx);
 
   describe('three gateway replicas', () => {
-    threeReplicaChecks(() => ({ stack, replicas, agent }), 'sentinel');
+    threeReplicaChecks(ctx, 'sentinel');
   });
 
   it('/readyz names the master the Sentinels gave', async () => {
@@ -97,7 +76,10 @@ describe('Redis Sentinel: a master, a replica and three Sentinels', { skip: redi
     let detailDuring = '';
     const deadline = Date.now() + 60_000;
     for (let wave = 0; recoveredWave < 0 || wave < recoveredWave + 3; wave++) {
-      assert.ok(Date.now() < deadline, `the gateway came back within 60 s (${[...sawDown].length} replicas saw the outage)`);
+      if (Date.now() > deadline) {
+        const where = await Promise.all(replicas.map((r) => readyz(r.gateway)));
+        assert.fail(`not back within 60 s: ${sawDown.size} replicas saw the outage; the Sentinels name ${(await set.namedMasters()).join(', ')} (master was port ${set.masterPort}, replica ${set.replicaPort}); replicas: ${where.join(' | ')}`);
+      }
       const fresh = Array.from({ length: 3 }, (_, k) => `failover-new-${wave}-${k}`);
       for (const subject of fresh) introduced.set(subject, wave);
       const jwts = await Promise.all(fresh.map((s) => stack.callerToken(s)));
@@ -111,7 +93,7 @@ describe('Redis Sentinel: a master, a replica and three Sentinels', { skip: redi
       if (up[0] === 0 && !detailDuring) detailDuring = await readyz(stack.gateway);
       // Recovered: every replica is back, and every Sentinel has taken in the promotion (a late
       // +switch-master would make a replica reconnect once more).
-      if (recoveredWave < 0 && sawDown.size === N && up.every((u) => u === 1) && (await set.allName(set.replicaPort))) recoveredWave = wave + 1;
+      if (recoveredWave < 0 && sawDown.size === N && up.every((u) => u === 1) && (await set.namedMasters()).every((a) => a === `127.0.0.1:${set.replicaPort}`)) recoveredWave = wave + 1;
       // Paced, so the outage spans tens of waves rather than hundreds.
       await sleep(100);
     }

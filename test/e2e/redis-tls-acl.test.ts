@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { after, before, describe, it } from 'node:test';
-import { connectRedis, type RedisConnection } from '../../src/cache/redis-client.js';
-import { redisTopology } from '../../src/cache/redis-topology.js';
+import type http from 'node:http';
+import { before, describe, it } from 'node:test';
+import { connectRedis } from '../../src/cache/redis-client.js';
 import { redisMissing } from '../helpers/redis.js';
 import { startTlsRedis, type TlsRedis } from '../helpers/redis-topologies.js';
-import { getStatus, metric, readyz, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
-import { startStack, type Stack } from '../helpers/stack.js';
-import { inFrontOfRedis, runTokenCacheContract } from '../helpers/token-cache-contract.js';
+import { getStatus, metric, onRedis, readyz, redisContract, threeReplicaChecks } from '../helpers/replicas.js';
+import type { Stack } from '../helpers/stack.js';
 
 /**
  * Issue 19: one Redis node that speaks only TLS (a private CA made for this run) and admits
@@ -17,45 +14,21 @@ import { inFrontOfRedis, runTokenCacheContract } from '../helpers/token-cache-co
  */
 describe('Redis: one node with TLS and an ACL user', { skip: redisMissing }, () => {
   let redis: TlsRedis;
+  const ctx = onRedis({
+    async start() {
+      redis = await startTlsRedis();
+      return { REDIS_URL: redis.url, REDIS_TLS_CA_FILE: redis.caFile, REDIS_USERNAME: redis.username, REDIS_PASSWORD_FILE: redis.passwordFile };
+    },
+    stop: async () => redis?.stop(),
+  });
   let stack: Stack;
-  let replicas: ReplicaLike[];
   let agent: http.Agent;
-  const env = () => ({
-    REDIS_URL: redis.url,
-    REDIS_TLS_CA_FILE: redis.caFile,
-    REDIS_USERNAME: redis.username,
-    REDIS_PASSWORD_FILE: redis.passwordFile,
-    CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    CACHE_COMMAND_TIMEOUT_MS: '200',
-    // On, and high: every request also goes through the shared (leased) rate limit.
-    RATE_LIMIT_RPM: '100000',
-    LOG_LEVEL: 'warn',
-  });
+  before(() => ({ stack, agent } = ctx()));
 
-  before(async () => {
-    redis = await startTlsRedis();
-    stack = await startStack({ env: env() });
-    replicas = [stack, await stack.replica(), await stack.replica()];
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  });
-  after(async () => {
-    agent?.destroy();
-    await stack?.close();
-    await redis?.stop();
-  });
-
-  describe('token-cache contract: memory + redis over TLS as the ACL user', () => {
-    let connection: RedisConnection;
-    before(async () => {
-      connection = connectRedis(redisTopology(stack.config.cache) as NonNullable<ReturnType<typeof redisTopology>>, { commandTimeoutMs: 1000 });
-      assert.ok(await connection.whenReady(5000), connection.describe());
-    });
-    after(() => connection?.close());
-    runTokenCacheContract((options) => inFrontOfRedis(connection.client, connection.subscriber, 'csg:contract')(options));
-  });
+  redisContract('memory + redis over TLS as the ACL user', ctx);
 
   describe('three gateway replicas', () => {
-    threeReplicaChecks(() => ({ stack, replicas, agent }), 'tls');
+    threeReplicaChecks(ctx, 'tls');
   });
 
   it('/readyz says where: the node, over TLS', async () => {
@@ -84,7 +57,7 @@ describe('Redis: one node with TLS and an ACL user', { skip: redisMissing }, () 
   });
 
   it('the gateway\'s user can touch nothing outside its prefix', async () => {
-    const connection = connectRedis(redisTopology(stack.config.cache) as NonNullable<ReturnType<typeof redisTopology>>, { commandTimeoutMs: 1000 });
+    const connection = connectRedis(ctx().topology, { commandTimeoutMs: 1000 });
     try {
       assert.ok(await connection.whenReady(5000));
       await assert.rejects(connection.client.hget('other-app:key', 'f'), /NOPERM/);

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import http from 'node:http';
+import type http from 'node:http';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js';
-import { countBy, getStatus, metric, readyz, threeReplicaChecks } from '../helpers/replicas.js';
-import { startStack, type Replica, type Stack } from '../helpers/stack.js';
+import { countBy, getStatus, metric, onRedis, readyz, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
+import type { Replica, Stack } from '../helpers/stack.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -15,37 +14,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 describe('scale-out on Redis', { skip: redisMissing }, () => {
   let redisServer: RedisServer;
+  const ctx = onRedis({
+    async start() {
+      redisServer = await startRedis();
+      return { REDIS_URL: redisServer.url };
+    },
+    stop: async () => redisServer?.stop(),
+  });
   let stack: Stack;
-  let replicas: Array<Pick<Replica, 'gateway' | 'url'>>;
+  let replicas: ReplicaLike[];
   let agent: http.Agent;
-
-  before(async () => {
-    redisServer = await startRedis();
-    stack = await startStack({
-      env: {
-        REDIS_URL: redisServer.url,
-        CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        CACHE_COMMAND_TIMEOUT_MS: '200',
-        // On, and high: every request also goes through the shared (leased) rate limit.
-        RATE_LIMIT_RPM: '100000',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    replicas = [stack, await stack.replica(), await stack.replica()];
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  });
-  after(async () => {
-    agent?.destroy();
-    await stack?.close();
-    await redisServer?.stop();
-  });
+  before(() => ({ stack, replicas, agent } = ctx()));
   beforeEach(() => stack.emulator.reset());
 
   const get = (url: string, jwt: string) => getStatus(agent, url, jwt);
-  const replicaFor = (i: number) => replicas[i % replicas.length] as Pick<Replica, 'gateway' | 'url'>;
+  const replicaFor = (i: number) => replicas[i % replicas.length] as ReplicaLike;
 
   // The checks every topology passes (test/e2e/redis-*.test.ts run them on TLS, Sentinel and Cluster).
-  threeReplicaChecks(() => ({ stack, replicas, agent }), 'node');
+  threeReplicaChecks(ctx, 'node');
 
   it('10,000 requests over 500 sessions across 3 replicas: exactly 500 exchanges', async () => {
     const jwts = await Promise.all(Array.from({ length: 500 }, (_, i) => stack.callerToken(`many-${i}`)));

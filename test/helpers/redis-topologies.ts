@@ -180,8 +180,8 @@ export interface SentinelSet {
   killMaster(): Promise<void>;
   /** What the Sentinels name as the master now, host:port. */
   masterAddress(): Promise<string>;
-  /** Every Sentinel names `port` as the master (so none has a +switch-master left to announce). */
-  allName(port: number): Promise<boolean>;
+  /** The master each Sentinel names, host:port. */
+  namedMasters(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -247,10 +247,7 @@ export async function startSentinelSet(): Promise<SentinelSet> {
         const port = Number((await masterAddress()).split(':')[1]);
         await byPort.get(port)?.stop('SIGKILL');
       },
-      async allName(port) {
-        const named = await Promise.all(sentinelClients.map(async (s) => ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[])[1]));
-        return named.every((p) => p === String(port));
-      },
+      namedMasters: () => Promise.all(sentinelClients.map(async (s) => ((await s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', SENTINEL_MASTER)) as string[]).join(':'))),
       async stop() {
         for (const c of clients) c.disconnect();
         await Promise.all(nodes.map((n) => n.stop('SIGTERM')));

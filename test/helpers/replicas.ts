@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { connectRedis, type RedisConnection } from '../../src/cache/redis-client.js';
+import { redisTopology, type RedisTopology } from '../../src/cache/redis-topology.js';
 import type { Gateway } from '../../src/server.js';
-import type { Replica, Stack } from './stack.js';
+import { startStack, type Replica, type Stack } from './stack.js';
+import { inFrontOfRedis, runTokenCacheContract } from './token-cache-contract.js';
 
 export type ReplicaLike = Pick<Replica, 'gateway' | 'url'>;
 
@@ -40,12 +44,57 @@ export async function readyz(gateway: Gateway): Promise<string> {
 
 export const countBy = (values: number[]) => values.reduce<Record<number, number>>((counts, v) => ({ ...counts, [v]: (counts[v] ?? 0) + 1 }), {});
 
+export interface ReplicaSet {
+  stack: Stack;
+  /** The stack's own gateway and two more: three replicas of one deployment. */
+  replicas: ReplicaLike[];
+  agent: http.Agent;
+  topology: RedisTopology;
+}
+
+/**
+ * Registers the hooks of a suite on one Redis topology: `redis.start()` starts it and returns
+ * the gateway's settings for it, then three gateways share it (the shared rate limit on, so
+ * every request goes through it too); everything is stopped afterwards, the topology last.
+ */
+export function onRedis(redis: { start(): Promise<Record<string, string>>; stop(): Promise<void> }): () => ReplicaSet {
+  let set: ReplicaSet | undefined;
+  let stack: Stack | undefined;
+  let agent: http.Agent | undefined;
+  before(async () => {
+    const env = await redis.start();
+    stack = await startStack({ env: { CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'), CACHE_COMMAND_TIMEOUT_MS: '200', RATE_LIMIT_RPM: '100000', LOG_LEVEL: 'warn', ...env } });
+    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    set = { stack, replicas: [stack, await stack.replica(), await stack.replica()], agent, topology: redisTopology(stack.config.cache) as RedisTopology };
+  });
+  after(async () => {
+    agent?.destroy();
+    await stack?.close();
+    await redis.stop();
+  });
+  return () => set as ReplicaSet;
+}
+
+/** The token-cache contract on the suite's topology, through a connection of its own. */
+export function redisContract(name: string, ctx: () => ReplicaSet): void {
+  describe(`token-cache contract: ${name}`, () => {
+    let connection: RedisConnection;
+    before(async () => {
+      connection = connectRedis(ctx().topology, { commandTimeoutMs: 1000 });
+      assert.ok(await connection.whenReady(5000), connection.describe());
+    });
+    after(() => connection?.close());
+    // Under the gateway's own prefix: the suites' ACL users may touch nothing else.
+    runTokenCacheContract((options) => inFrontOfRedis(connection.client, connection.subscriber, 'csg:contract')(options));
+  });
+}
+
 /**
  * Issue 19: the three-replica checks every Redis topology passes (three gateways in front of
  * the emulator, which counts the token exchanges it verified, sharing that topology). Call it
  * inside a describe whose `before` has filled `ctx`; `label` keeps sessions apart between suites.
  */
-export function threeReplicaChecks(ctx: () => { stack: Stack; replicas: ReplicaLike[]; agent: http.Agent }, label: string): void {
+export function threeReplicaChecks(ctx: () => Pick<ReplicaSet, 'stack' | 'replicas' | 'agent'>, label: string): void {
   const on = (i: number) => {
     const { replicas } = ctx();
     return replicas[i % replicas.length] as ReplicaLike;
