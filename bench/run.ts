@@ -9,7 +9,7 @@ import { reportLatency } from './latency.js';
 import { reportLeaks } from './leaks.js';
 import { hasTaskset, ROOT } from './lib.js';
 import { createReport } from './report.js';
-import { reportScaleOut } from './scale-out.js';
+import { measureScaleOut, reportScaleOut } from './scale-out.js';
 import { reportSse } from './sse.js';
 import { reportStampede } from './stampede.js';
 import { startProxyTargets } from './targets.js';
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   if (wants('memory')) reportMemory(report);
   if (wants('jwt')) reportJwtCost(report);
   if (wants('leaks')) await reportLeaks(report);
-  if (wants('scale')) await reportScaleOut(report, settings);
+  if (wants('scale')) reportScaleOut(await measureScaleOut(settings.seconds, settings.rounds), report.note);
   report.note(`Bench time: ${((Date.now() - started) / 60_000).toFixed(1)} min; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(', ')}.`);
 
   // A smoke run or a partial one never replaces the committed results.

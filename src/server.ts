@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { createAdminApp } from './admin/admin-app.js';
 import { createAuthenticatorFromConfig } from './auth/identity.js';
 import { connectRedis } from './cache/redis-client.js';
+import { redisTopology, type RedisTopology } from './cache/redis-topology.js';
 import { createRedisTokenStore, redisNamespace } from './cache/redis-token-store.js';
 import { createTokenSealer } from './cache/token-crypto.js';
 import { parseEncryptionKey, splitKeys, type GatewayConfig } from './config/load.js';
@@ -99,7 +100,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     now,
     onHeld: () => metrics.tokenMintsHeld.inc(),
   });
-  const redis = config.cache.redisUrl ? await connectShared(config, metrics, logger) : undefined;
+  const topology = redisTopology(config.cache);
+  const redis = topology ? await connectShared(config, topology, metrics, logger) : undefined;
   const tokens = createTokenCache({
     mint,
     ...(redis ? { shared: redis.tokens } : {}),
@@ -214,15 +216,15 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
  */
 const redisGiveUpAfterMs = (commandTimeoutMs: number, mintDeadlineMs: number) => Math.max(1000, Math.min(commandTimeoutMs * 4, mintDeadlineMs / 2));
 
-/** cache.redisUrl: a connection for the shared token level and the shared rate limit, and one for pub/sub. */
-async function connectShared(config: GatewayConfig, metrics: GatewayMetrics, logger: Logger) {
+/** The configured Redis (one node, Sentinel or Cluster): a client for the shared token level and the shared rate limit, and one for pub/sub. */
+async function connectShared(config: GatewayConfig, topology: RedisTopology, metrics: GatewayMetrics, logger: Logger) {
   const { cache, coze } = config;
-  const connection = connectRedis(cache.redisUrl as string, {
+  const connection = connectRedis(topology, {
     commandTimeoutMs: cache.commandTimeoutMs,
     onStateChange: (up) => {
       metrics.redisUp.set(up ? 1 : 0);
-      if (up) logger.info('connected to Redis: tokens, mints and rate limits are shared');
-      else logger.warn('Redis is unreachable: serving from memory until it is back');
+      if (up) logger.info({ redis: connection.describe() }, 'connected to Redis: tokens, mints and rate limits are shared');
+      else logger.warn({ redis: topology.label }, 'Redis is unreachable: serving from memory until it is back');
     },
   });
   const namespace = redisNamespace(cache.keyPrefix, coze.appId, coze.baseUrl, coze.accountId);

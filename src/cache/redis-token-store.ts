@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { SharedTokenStore } from '../coze/token-cache.js';
 import type { CozeToken } from '../coze/token-client.js';
 import { withTimeout, type RedisOperation } from './redis-client.js';
+import type { RedisClient } from './redis-topology.js';
 import { subscribeChannel } from './redis-wakeups.js';
 import type { TokenSealer } from './token-crypto.js';
 
@@ -66,15 +66,15 @@ const INVALIDATE = `
 if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   csgAcquire(lock: string, fenceCounter: string, ttlMs: number, claim: string): Promise<[number, number]>;
   csgRenew(lock: string, value: string, ttlMs: number): Promise<number>;
   csgRelease(lock: string, value: string, channel: string, tag: string): Promise<number>;
   csgWrite(key: string, lock: string, value: string, fingerprint: string, sealed: string, expiresAtMs: number, channel: string, tag: string): Promise<number>;
   csgInvalidate(key: string, fingerprint: string): Promise<number>;
-}
+};
 
-function withScripts(redis: Redis): ScriptedRedis {
+function withScripts(redis: RedisClient): ScriptedRedis {
   const scripted = redis as ScriptedRedis;
   // defineCommand sends EVALSHA, and the script body once when Redis does not know it yet.
   if (typeof scripted.csgAcquire !== 'function') {
@@ -88,9 +88,9 @@ function withScripts(redis: Redis): ScriptedRedis {
 }
 
 export interface RedisTokenStoreOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** A connection for pub/sub only (see RedisConnection.subscriber); it may be shared by stores. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   sealer: TokenSealer;
   /** `prefix:appId:baseUrlHash`: one Coze app and base URL never read another's tokens. */
   namespace: string;

@@ -1,9 +1,9 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-topology.js';
 
 type Listener = (message: string) => void;
 
 /** Per subscriber connection: its channels and their listeners, behind one 'message' listener. */
-const hubs = new WeakMap<Redis, Map<string, Set<Listener>>>();
+const hubs = new WeakMap<RedisClient, Map<string, Set<Listener>>>();
 
 /**
  * Calls `listener` with each message published on `channel`, and with '' each time the
@@ -11,7 +11,7 @@ const hubs = new WeakMap<Redis, Map<string, Set<Listener>>>();
  * look again. Subscribing waits for the connection to be ready (the gateway's connections have
  * no offline queue), and happens again after every reconnect.
  */
-export function subscribeChannel(subscriber: Redis, channel: string, listener: Listener): void {
+export function subscribeChannel(subscriber: RedisClient, channel: string, listener: Listener): void {
   let channels = hubs.get(subscriber);
   if (!channels) {
     const byChannel = new Map<string, Set<Listener>>();

@@ -1,5 +1,6 @@
 import http, { type Server } from 'node:http';
 import { configuredSources } from '../auth/identity.js';
+import { configuredTopology } from '../cache/redis-topology.js';
 import { loadConfig } from '../config/load.js';
 import { drain, trackInflight } from '../lifecycle/drain.js';
 import { createGateway, createMainServer } from '../server.js';
@@ -30,7 +31,7 @@ export async function runServe(args: ParsedArgs): Promise<number> {
       identitySources: configuredSources(config.identity),
       coze: config.coze.baseUrl,
       appId: config.coze.appId,
-      sharedCache: config.cache.redisUrl ? 'redis' : 'none',
+      sharedCache: configuredTopology(config.cache) ?? 'none',
     },
     `listening on ${config.server.host}:${port} (admin ${config.admin.host}:${adminPort})`,
   );

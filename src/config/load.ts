@@ -4,8 +4,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { configuredTopology } from '../cache/redis-topology.js';
 import { isValidCidr } from '../http/client-ip.js';
 import { createSessionNamer } from '../session/session-name.js';
+import { checkRedisSettings } from './redis-checks.js';
 import { configSchema, listSettings, type ParsedConfig, type SettingInfo } from './schema.js';
 
 /** One bad setting, named both ways so the operator finds it whichever way they set it. */
@@ -274,8 +276,9 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
   }
   const cache = config.cache;
-  if (cache.redisUrl && !cache.encryptionKey) {
-    issues.push(issueFor(settings, 'cache.encryptionKey', 'is required when cache.redisUrl is set: tokens are encrypted at rest'));
+  for (const problem of checkRedisSettings(cache)) issues.push(issueFor(settings, problem.key, problem.message));
+  if (configuredTopology(cache) && !cache.encryptionKey) {
+    issues.push(issueFor(settings, 'cache.encryptionKey', 'is required when Redis is configured (cache.redisUrl, cache.redisSentinels or cache.redisClusterNodes): tokens are encrypted at rest'));
   }
   if (cache.encryptionKey && !parseEncryptionKey(cache.encryptionKey)) {
     issues.push(issueFor(settings, 'cache.encryptionKey', 'expected 32 bytes as 64 hex characters or base64 (openssl rand -base64 32)'));

@@ -403,9 +403,48 @@ export const configSchema = z
             type: 'url',
             secret: true,
             description:
-              'Share tokens, mints and rate limits across replicas through Redis, e.g. redis://:password@redis:6379/0. Needs cache.encryptionKey. When Redis is down the gateway falls back to memory and keeps serving.',
+              'Share tokens, mints and rate limits across replicas through one Redis node: redis://[user:password@]host:6379[/db], or rediss:// for TLS. Or use cache.redisSentinels or cache.redisClusterNodes (set exactly one of the three). Needs cache.encryptionKey. When Redis is down the gateway falls back to memory and keeps serving.',
           },
         ),
+        redisSentinels: optionalList({
+          env: 'REDIS_SENTINELS',
+          description: 'Redis Sentinel: the Sentinels as host:port (a comma list in the environment), e.g. redis-node-0.redis-headless:26379. The gateway asks them for the master and follows a failover by itself. Needs cache.redisSentinelName.',
+        }),
+        redisSentinelName: optionalStr({
+          env: 'REDIS_SENTINEL_NAME',
+          description: 'The master name the Sentinels monitor (`sentinel monitor NAME ...`; `mymaster` in the Bitnami chart).',
+        }),
+        redisSentinelUsername: optionalStr({
+          env: 'REDIS_SENTINEL_USERNAME',
+          description: 'ACL user for the Sentinels themselves, when they require one (Redis 6.2+ Sentinels).',
+        }),
+        redisSentinelPassword: optionalStr({
+          env: 'REDIS_SENTINEL_PASSWORD',
+          secret: true,
+          description: 'Password of the Sentinels themselves (their requirepass), when set. The data nodes\' password is cache.redisPassword.',
+        }),
+        redisClusterNodes: optionalList({
+          env: 'REDIS_CLUSTER_NODES',
+          description: 'Redis Cluster: some of its nodes as host:port (a comma list in the environment); the others are discovered. Each session\'s keys share one hash slot.',
+        }),
+        redisUsername: optionalStr({
+          env: 'REDIS_USERNAME',
+          description: 'ACL user on the Redis data nodes, for every topology (docs/deployment.md lists the commands it needs). With cache.redisUrl it may be in the URL instead.',
+        }),
+        redisPassword: optionalStr({
+          env: 'REDIS_PASSWORD',
+          secret: true,
+          description: 'Password on the Redis data nodes (of cache.redisUsername, or requirepass), for every topology. With cache.redisUrl it may be in the URL instead.',
+        }),
+        redisTls: bool({
+          env: 'REDIS_TLS',
+          default: false,
+          description: 'TLS to the Sentinels and data nodes (cache.redisSentinels) or to the cluster nodes (cache.redisClusterNodes), verified against the system CAs or cache.redisTlsCaFile. With cache.redisUrl, use rediss:// instead.',
+        }),
+        redisTlsCaFile: optionalStr({
+          env: 'REDIS_TLS_CA_FILE',
+          description: 'PEM file of the CA that signed the Redis certificates (a private CA), used instead of the system CAs. Needs TLS: rediss:// or cache.redisTls.',
+        }),
         encryptionKey: optionalStr({
           env: 'CACHE_ENCRYPTION_KEY',
           secret: true,

@@ -114,7 +114,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });
   const cozeErrorCodes = new Counter({ name: `${PREFIX}coze_error_codes_total`, help: 'Non-zero Coze error codes seen in JSON answers and SSE error events.', labelNames: ['code'] as const, registers });
 
-  const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis cache is connected; 0 while it is down (the gateway serves from memory) or when cache.redisUrl is unset.', registers });
+  const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis is connected (one node, the master named by the Sentinels, or the cluster); 0 while it is down (the gateway serves from memory) or when no Redis is configured.', registers });
   const redisErrors = new Counter({
     name: `${PREFIX}redis_errors_total`,
     help: 'Failed or timed-out Redis commands, by operation. A rate-limit call fell back to this replica\'s own bucket; a step of a mint was retried while Redis stayed connected, then done without Redis. None failed a request.',

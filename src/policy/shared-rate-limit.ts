@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { withTimeout } from '../cache/redis-client.js';
+import type { RedisClient } from '../cache/redis-topology.js';
 import { ALLOWED, denied, type LocalRateLimiter, type RateDecision, type RateLimiter } from './rate-limit.js';
 
 /**
@@ -27,9 +27,9 @@ redis.call('PEXPIRE', KEYS[1], 61000)
 if granted > 0 then return {granted, 0} end
 return {0, math.ceil((1 - tokens) / perMs)}`;
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   csgRateLease(bucket: string, capacity: number, wanted: number, returned: number): Promise<[number, number]>;
-}
+};
 
 /** No lease is larger than this, whatever the limit. */
 const MAX_LEASE = 1000;
@@ -73,7 +73,7 @@ interface Lease {
  */
 export function createSharedRateLimiter(options: {
   requestsPerMinute: number;
-  redis: Redis;
+  redis: RedisClient;
   namespace: string;
   local: LocalRateLimiter;
   commandTimeoutMs: number;
@@ -95,7 +95,7 @@ export function createSharedRateLimiter(options: {
     // Redis down: this replica's own bucket, at once, rather than a failing call per request.
     // (A socket the peer closed stops being writable a few turns before ioredis's status changes;
     // a Cluster client has no single socket.)
-    if (redis.status !== 'ready' || (redis.stream as { writable?: boolean } | undefined)?.writable === false) return options.local.take(key);
+    if (redis.status !== 'ready' || ('stream' in redis && (redis.stream as { writable?: boolean } | undefined)?.writable === false)) return options.local.take(key);
     const lease = leases.get(key);
     if (!lease) return undefined;
     const t = now();

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import http from 'node:http';
+import type http from 'node:http';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { Gateway } from '../../src/server.js';
 import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js';
-import { startStack, type Replica, type Stack } from '../helpers/stack.js';
+import { countBy, getStatus, metric, onRedis, readyz, threeReplicaChecks, type ReplicaLike } from '../helpers/replicas.js';
+import type { Replica, Stack } from '../helpers/stack.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -15,55 +14,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 describe('scale-out on Redis', { skip: redisMissing }, () => {
   let redisServer: RedisServer;
+  const ctx = onRedis({
+    async start() {
+      redisServer = await startRedis();
+      return { REDIS_URL: redisServer.url };
+    },
+    stop: async () => redisServer?.stop(),
+  });
   let stack: Stack;
-  let replicas: Array<Pick<Replica, 'gateway' | 'url'>>;
+  let replicas: ReplicaLike[];
   let agent: http.Agent;
-
-  before(async () => {
-    redisServer = await startRedis();
-    stack = await startStack({
-      env: {
-        REDIS_URL: redisServer.url,
-        CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-        CACHE_COMMAND_TIMEOUT_MS: '200',
-        // On, and high: every request also goes through the shared (leased) rate limit.
-        RATE_LIMIT_RPM: '100000',
-        LOG_LEVEL: 'warn',
-      },
-    });
-    replicas = [stack, await stack.replica(), await stack.replica()];
-    agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  });
-  after(async () => {
-    agent?.destroy();
-    await stack?.close();
-    await redisServer?.stop();
-  });
+  before(() => ({ stack, replicas, agent } = ctx()));
   beforeEach(() => stack.emulator.reset());
 
-  function get(url: string, jwt: string, path = '/v1/bots/b'): Promise<number> {
-    const { port } = new URL(url);
-    return new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${jwt}` } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        })
-        .on('error', reject);
-    });
-  }
-  const replicaFor = (i: number) => replicas[i % replicas.length] as Pick<Replica, 'gateway' | 'url'>;
-  const metric = async (gateway: Gateway, name: string) => {
-    const text = await gateway.metrics.registry.metrics();
-    return [...text.matchAll(new RegExp(`^coze_gateway_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
-  };
+  const get = (url: string, jwt: string) => getStatus(agent, url, jwt);
+  const replicaFor = (i: number) => replicas[i % replicas.length] as ReplicaLike;
 
-  it('1,000 concurrent first requests for one new session across 3 replicas: exactly 1 exchange', async () => {
-    const jwt = await stack.callerToken('stampede');
-    const statuses = await Promise.all(Array.from({ length: 1000 }, (_, i) => get(replicaFor(i).url, jwt)));
-    assert.ok(statuses.every((s) => s === 200), `all 200 (${statuses.filter((s) => s !== 200).length} were not)`);
-    assert.equal(stack.emulator.stats.exchanges, 1);
-  });
+  // The checks every topology passes (test/e2e/redis-*.test.ts run them on TLS, Sentinel and Cluster).
+  threeReplicaChecks(ctx, 'node');
 
   it('10,000 requests over 500 sessions across 3 replicas: exactly 500 exchanges', async () => {
     const jwts = await Promise.all(Array.from({ length: 500 }, (_, i) => stack.callerToken(`many-${i}`)));
@@ -128,19 +96,6 @@ describe('scale-out on Redis', { skip: redisMissing }, () => {
     });
   });
 
-  it('the rate limit is shared: 10 per minute across 3 replicas, not 10 each', async () => {
-    const limited = [await stack.replica({ RATE_LIMIT_RPM: '10' }), await stack.replica({ RATE_LIMIT_RPM: '10' }), await stack.replica({ RATE_LIMIT_RPM: '10' })];
-    try {
-      const jwt = await stack.callerToken('limited');
-      const statuses: number[] = [];
-      for (let i = 0; i < 15; i++) statuses.push(await get((limited[i % 3] as Replica).url, jwt));
-      assert.equal(statuses.filter((s) => s === 200).length, 10);
-      assert.equal(statuses.filter((s) => s === 429).length, 5);
-    } finally {
-      for (const r of limited) await r.close();
-    }
-  });
-
   it('killing Redis mid-run loses no request; the fallback shows in metrics and /readyz; recovery once it is back', async () => {
     const jwts = await Promise.all(Array.from({ length: 30 }, (_, i) => stack.callerToken(`outage-${i}`)));
     const statuses: number[] = [];
@@ -186,18 +141,6 @@ describe('scale-out on Redis', { skip: redisMissing }, () => {
   });
 });
 
-async function readyz(gateway: Gateway): Promise<string> {
-  const server = http.createServer(gateway.adminHandler);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  try {
-    const res = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/readyz`);
-    assert.equal(res.status, 200, 'still ready: it serves from memory');
-    return ((await res.json()) as { detail: string }).detail;
-  } finally {
-    server.close();
-  }
-}
-
 /**
  * Takes `blockMs` of synchronous work from every turn of this process's event loop (an
  * immediate that re-queues itself runs once per turn, after the I/O phase), until stopped.
@@ -215,5 +158,3 @@ function startEventLoopHog(blockMs: number): () => void {
     stopped = true;
   };
 }
-
-const countBy = (values: number[]) => values.reduce<Record<number, number>>((counts, v) => ({ ...counts, [v]: (counts[v] ?? 0) + 1 }), {});

@@ -27,6 +27,9 @@ function findRedisServer(): string | undefined {
 
 const BINARY = findRedisServer();
 
+/** The redis-server this machine has, if any (see redisMissing). */
+export const redisServerBinary = (): string | undefined => BINARY;
+
 /**
  * `describe(name, { skip: redisMissing }, ...)`: a suite that needs a real redis-server skips
  * with this one line where there is none (npm test passes on a machine with only Node).

@@ -176,6 +176,66 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.match(r.notes, /share tokens, mints and the rate limit through Redis/, 'existingSecretKeys.redis counts as Redis');
   });
 
+  it('Redis Sentinel over TLS (ci/redis-sentinel-values.yaml): endpoints in the ConfigMap, passwords as files, the CA Secret mounted, egress to both ports', async () => {
+    const r = await render(CHART, [ci(CHART, 'redis-sentinel-values.yaml')]);
+    const pod = r.find<Deployment>('Deployment', full).spec.template.spec;
+    const gateway = pod.containers[0] as Container & { volumeMounts: Array<{ name: string; mountPath: string; readOnly: boolean }> };
+    const env = envOf(gateway);
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('REDIS') || k.startsWith('CACHE'))),
+      {
+        CACHE_ENCRYPTION_KEY_FILE: '/etc/coze-session-gateway/secrets/redis-encryption-key',
+        REDIS_PASSWORD_FILE: '/etc/coze-session-gateway/secrets/redis-password',
+        REDIS_SENTINEL_PASSWORD_FILE: '/etc/coze-session-gateway/secrets/redis-sentinel-password',
+        REDIS_TLS_CA_FILE: '/etc/coze-session-gateway/redis-ca/ca.pem',
+      },
+      'no REDIS_URL_FILE: the Sentinels are the topology',
+    );
+    assert.deepEqual(gateway.volumeMounts.find((m) => m.name === 'redis-ca'), { name: 'redis-ca', mountPath: '/etc/coze-session-gateway/redis-ca', readOnly: true });
+    assert.deepEqual(
+      pod.volumes.find((v) => v.name === 'redis-ca'),
+      { name: 'redis-ca', secret: { secretName: 'redis-tls', items: [{ key: 'ca.crt', path: 'ca.pem' }] } },
+    );
+    const secret = r.find<K8sObject & { stringData: Record<string, string> }>('Secret', full).stringData;
+    assert.deepEqual(Object.keys(secret).sort(), ['private-key.pem', 'redis-encryption-key', 'redis-password', 'redis-sentinel-password']);
+    const config = parseYaml(r.find<K8sObject & { data: Record<string, string> }>('ConfigMap').data['config.yaml'] as string) as { cache: Record<string, unknown> };
+    assert.deepEqual(config.cache, {
+      redisSentinels: ['redis-node-0.redis-headless.redis.svc:26379', 'redis-node-1.redis-headless.redis.svc:26379', 'redis-node-2.redis-headless.redis.svc:26379'],
+      redisSentinelName: 'mymaster',
+      redisUsername: 'coze-gateway',
+      redisTls: true,
+    });
+    const egress = r.find<K8sObject & { spec: { egress: Array<{ ports: Array<{ port: number }>; to?: unknown[] }> } }>('NetworkPolicy').spec.egress;
+    assert.deepEqual(egress.find((e) => e.ports.some((p) => p.port === 26379))?.ports, [
+      { port: 6379, protocol: 'TCP' },
+      { port: 26379, protocol: 'TCP' },
+    ]);
+    assert.match(r.notes, /Replicas share tokens, mints and the rate limit through Redis \(Sentinel\)/);
+  });
+
+  it('Redis Cluster with an existing Secret (ci/redis-cluster-values.yaml): seeds in the ConfigMap, key and password from the named Secret', async () => {
+    const r = await render(CHART, [ci(CHART, 'redis-cluster-values.yaml')]);
+    assert.ok(!r.has('Secret'));
+    const pod = r.find<Deployment>('Deployment', full).spec.template.spec;
+    const env = envOf(pod.containers[0] as Container);
+    assert.equal(env.CACHE_ENCRYPTION_KEY_FILE, '/etc/coze-session-gateway/secrets/redis-encryption-key');
+    assert.equal(env.REDIS_PASSWORD_FILE, '/etc/coze-session-gateway/secrets/redis-password');
+    assert.ok(!('REDIS_URL_FILE' in env) && !('REDIS_TLS_CA_FILE' in env) && !('REDIS_SENTINEL_PASSWORD_FILE' in env));
+    assert.ok(!pod.volumes.some((v) => v.name === 'redis-ca'));
+    const config = parseYaml(r.find<K8sObject & { data: Record<string, string> }>('ConfigMap').data['config.yaml'] as string) as { cache: { redisClusterNodes: string[] } };
+    assert.equal(config.cache.redisClusterNodes.length, 3);
+    assert.match(r.notes, /through Redis \(Cluster\)/);
+  });
+
+  it('redis-ca-in-sidecar: the sidecar template mounts the Redis CA too', async () => {
+    const r = await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { 'coze-session-gateway': { redisTlsCaSecret: { name: 'redis-tls' }, config: { cache: { redisClusterNodes: ['redis:6379'], redisTls: true } }, secret: { redisEncryptionKey: 'k' } } }]);
+    const pod = r.find<Deployment>('Deployment').spec.template.spec;
+    const sidecar = pod.initContainers?.[0] as Container & { volumeMounts: Array<{ name: string }> };
+    assert.equal(envOf(sidecar).REDIS_TLS_CA_FILE, '/etc/coze-session-gateway/redis-ca/ca.pem');
+    assert.ok(sidecar.volumeMounts.some((m) => m.name === 'redis-ca'));
+    assert.deepEqual(pod.volumes.find((v) => v.name === 'redis-ca')?.secret, { secretName: 'redis-tls', items: [{ key: 'ca.crt', path: 'ca.pem' }] });
+  });
+
   it('networkpolicy-empty-means-namespace: empty ingressFrom and metricsFrom admit pods of this namespace only, never any source', async () => {
     const r = await render(CHART, [ci(CHART, 'default-values.yaml'), { networkPolicy: { enabled: true } }]);
     const ingress = r.find<K8sObject & { spec: { ingress: Array<{ ports: Array<{ port: string }>; from?: unknown[] }> } }>('NetworkPolicy').spec.ingress;
@@ -235,6 +295,12 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       ['no app id', { config: { coze: { appId: '' } } }, 'config.coze.appId is required'],
       ['no identity source', { config: { identity: { jwt: { jwksUrl: null } } } }, 'configure an identity source'],
       ['Redis without a key', { secret: { redisUrl: 'redis://r:6379' } }, 'secret.redisUrl needs secret.redisEncryptionKey'],
+      ['Cluster without a key', { config: { cache: { redisClusterNodes: ['r:6379'] } } }, 'config.cache.redisClusterNodes needs secret.redisEncryptionKey'],
+      ['two Redis topologies', { secret: { redisUrl: 'redis://r:6379', redisEncryptionKey: 'k' }, config: { cache: { redisSentinels: ['s:26379'], redisSentinelName: 'm' } } }, 'set only one Redis topology: secret.redisUrl and config.cache.redisSentinels'],
+      ['Sentinels without a master name', { secret: { redisEncryptionKey: 'k' }, config: { cache: { redisSentinels: ['s:26379'] } } }, 'config.cache.redisSentinels needs config.cache.redisSentinelName'],
+      ['a CA without TLS (Cluster)', { secret: { redisEncryptionKey: 'k' }, config: { cache: { redisClusterNodes: ['r:6379'] } }, redisTlsCaSecret: { name: 'redis-tls' } }, 'redisTlsCaSecret needs config.cache.redisTls: true'],
+      ['a CA without TLS (one node)', { secret: { redisUrl: 'redis://r:6379', redisEncryptionKey: 'k' }, redisTlsCaSecret: { name: 'redis-tls' } }, 'redisTlsCaSecret needs TLS: secret.redisUrl must be a rediss:// URL'],
+      ['a Redis password in the ConfigMap', { config: { cache: { redisPassword: 'pw' } } }, 'config.cache.redisPassword would put a secret in the ConfigMap: set it under secret (or existingSecretKeys)'],
       ['unknown mode', { mode: 'daemonset' }, 'mode must be standalone or sidecar, not daemonset'],
     ];
     for (const [name, values, message] of cases) {

@@ -68,8 +68,59 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or .Values.secret.redisUrl .Values.existingSecretKeys.redis }}
 - name: REDIS_URL_FILE
   value: /etc/coze-session-gateway/secrets/redis-url
+{{- end }}
+{{- if or .Values.secret.redisEncryptionKey .Values.existingSecretKeys.redis .Values.existingSecretKeys.redisEncryptionKey }}
 - name: CACHE_ENCRYPTION_KEY_FILE
   value: /etc/coze-session-gateway/secrets/redis-encryption-key
+{{- end }}
+{{- if or .Values.secret.redisPassword .Values.existingSecretKeys.redisPassword }}
+- name: REDIS_PASSWORD_FILE
+  value: /etc/coze-session-gateway/secrets/redis-password
+{{- end }}
+{{- if or .Values.secret.redisSentinelPassword .Values.existingSecretKeys.redisSentinelPassword }}
+- name: REDIS_SENTINEL_PASSWORD_FILE
+  value: /etc/coze-session-gateway/secrets/redis-sentinel-password
+{{- end }}
+{{- with .Values.redisTlsCaSecret }}
+{{- if .name }}
+- name: REDIS_TLS_CA_FILE
+  value: /etc/coze-session-gateway/redis-ca/ca.pem
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis topologies the values set, as a comma list of the values that set them (empty: no
+Redis). The validate guard refuses more than one.
+*/}}
+{{- define "coze-session-gateway.redisTopologies" -}}
+{{- $cache := (.Values.config | default dict).cache | default dict -}}
+{{- $set := list -}}
+{{- if or .Values.secret.redisUrl .Values.existingSecretKeys.redis }}{{ $set = append $set "secret.redisUrl" }}{{ end -}}
+{{- if $cache.redisSentinels }}{{ $set = append $set "config.cache.redisSentinels" }}{{ end -}}
+{{- if $cache.redisClusterNodes }}{{ $set = append $set "config.cache.redisClusterNodes" }}{{ end -}}
+{{- join "," $set -}}
+{{- end }}
+
+{{/* The volume and mount of the Redis CA (redisTlsCaSecret), when set; `mount` picks which. */}}
+{{- define "coze-session-gateway.redisCaVolume" -}}
+{{- $ca := .Values.redisTlsCaSecret | default dict -}}
+{{- if $ca.name -}}
+- name: redis-ca
+  secret:
+    secretName: {{ $ca.name }}
+    items:
+      - key: {{ $ca.key | default "ca.crt" }}
+        path: ca.pem
+{{- end }}
+{{- end }}
+
+{{- define "coze-session-gateway.redisCaMount" -}}
+{{- $ca := .Values.redisTlsCaSecret | default dict -}}
+{{- if $ca.name -}}
+- name: redis-ca
+  mountPath: /etc/coze-session-gateway/redis-ca
+  readOnly: true
 {{- end }}
 {{- end }}
 
@@ -102,8 +153,27 @@ Included once, from configmap.yaml, which both modes render.
 {{- fail "configure an identity source: config.identity.jwt.jwksUrl, secret.identityJwtSecret, secret.apiKeys or config.identity.trustedHeader.name" }}
 {{- end }}
 {{- end }}
-{{- if and $v.secret.redisUrl (not $v.secret.redisEncryptionKey) }}
-{{- fail "secret.redisUrl needs secret.redisEncryptionKey: tokens are encrypted at rest in Redis" }}
+{{- $cache := ($v.config | default dict).cache | default dict }}
+{{- range $key := list "redisUrl" "redisPassword" "redisSentinelPassword" "encryptionKey" "previousEncryptionKeys" }}
+{{- if hasKey $cache $key }}
+{{- fail (printf "config.cache.%s would put a secret in the ConfigMap: set it under secret (or existingSecretKeys)" $key) }}
+{{- end }}
+{{- end }}
+{{- $redis := include "coze-session-gateway.redisTopologies" . | splitList "," | compact }}
+{{- if gt (len $redis) 1 }}
+{{- fail (printf "set only one Redis topology: %s" (join " and " $redis)) }}
+{{- end }}
+{{- if and $redis (not (or $v.secret.redisEncryptionKey $v.existingSecretKeys.redis $v.existingSecretKeys.redisEncryptionKey)) }}
+{{- fail (printf "%s needs secret.redisEncryptionKey: tokens are encrypted at rest in Redis" (first $redis)) }}
+{{- end }}
+{{- if and $cache.redisSentinels (not $cache.redisSentinelName) }}
+{{- fail "config.cache.redisSentinels needs config.cache.redisSentinelName: the master name the Sentinels monitor" }}
+{{- end }}
+{{- if and ($v.redisTlsCaSecret | default dict).name (or $cache.redisSentinels $cache.redisClusterNodes) (not $cache.redisTls) }}
+{{- fail "redisTlsCaSecret needs config.cache.redisTls: true (TLS to the Sentinels or cluster nodes)" }}
+{{- end }}
+{{- if and ($v.redisTlsCaSecret | default dict).name $v.secret.redisUrl (not (hasPrefix "rediss://" $v.secret.redisUrl)) }}
+{{- fail "redisTlsCaSecret needs TLS: secret.redisUrl must be a rediss:// URL" }}
 {{- end }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
@@ -203,6 +273,7 @@ coze-session-gateway.sidecarVolumes and securityContext.fsGroup 10001 (the key i
     - name: coze-gateway-secrets
       mountPath: /etc/coze-session-gateway/secrets
       readOnly: true
+    {{- with include "coze-session-gateway.redisCaMount" $scope }}{{ . | nindent 4 }}{{ end }}
 {{- end }}
 
 {{/* The two volumes the sidecar mounts: this chart's ConfigMap and Secret (or existingSecret). */}}
@@ -216,4 +287,5 @@ coze-session-gateway.sidecarVolumes and securityContext.fsGroup 10001 (the key i
     secretName: {{ include "coze-session-gateway.secretName" $scope }}
     # Group-readable: with the pod's fsGroup 10001, the gateway's group owns the files.
     defaultMode: 0440
+{{- with include "coze-session-gateway.redisCaVolume" $scope }}{{ . | nindent 0 }}{{ end }}
 {{- end }}
