@@ -54,6 +54,12 @@ export const ERROR_CATALOGUE = {
     message:
       'A credential (the Authorization header or authorization query parameter, X-Api-Key, or the trusted identity header) was sent more than once. Send it once.',
   },
+  'bad-custom-consumer': {
+    status: 400,
+    code: 400007,
+    message:
+      'The caller identity maps to an invalid custom_consumer for Coze (it must be 1 to 128 printable ASCII characters). Check the identity claims and coze.sessionContext.customConsumer.',
+  },
   'credential-missing': {
     status: 401,
     code: CREDENTIAL_FAILURE_CODE,
@@ -116,6 +122,12 @@ export const ERROR_CATALOGUE = {
     code: 429001,
     message: 'Too many requests for this identity. Retry after the number of seconds in Retry-After.',
   },
+  'budget-exceeded': {
+    status: 429,
+    code: 429002,
+    message:
+      'This identity has used up its usage budget. The detail names the budget and when it resets; retry after the number of seconds in Retry-After, or ask the operator for a larger budget.',
+  },
   'internal-error': {
     status: 500,
     code: 500001,
@@ -165,6 +177,8 @@ export interface GatewayErrorOptions {
   detail?: string;
   /** Extra response headers, e.g. Retry-After. */
   headers?: Record<string, string>;
+  /** Extra fields of the envelope's `detail`, next to logid (e.g. when a budget resets). */
+  detailFields?: Record<string, string | number>;
   cause?: unknown;
 }
 
@@ -175,6 +189,7 @@ export class GatewayError extends Error {
   readonly code: number;
   readonly detail: string | undefined;
   readonly headers: Record<string, string>;
+  readonly detailFields: Record<string, string | number> | undefined;
 
   constructor(reason: ErrorReason, options: GatewayErrorOptions = {}) {
     const spec = ERROR_CATALOGUE[reason];
@@ -185,6 +200,7 @@ export class GatewayError extends Error {
     this.code = spec.code;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
+    this.detailFields = options.detailFields;
   }
 }
 
@@ -203,7 +219,7 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   const body = JSON.stringify({
     code: gatewayError.code,
     msg: gatewayError.message,
-    detail: { logid: requestId },
+    detail: { ...gatewayError.detailFields, logid: requestId },
   });
   const headers: Record<string, string> = {
     'content-type': 'application/json; charset=utf-8',

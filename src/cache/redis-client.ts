@@ -2,7 +2,7 @@ import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient, RedisTopology } from './redis-topology.js';
 
 /** Closed set: the `operation` label of coze_gateway_redis_errors_total. */
-export const REDIS_OPERATIONS = ['read', 'lock', 'write', 'invalidate', 'rate_limit'] as const;
+export const REDIS_OPERATIONS = ['read', 'lock', 'write', 'invalidate', 'rate_limit', 'usage'] as const;
 export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
 export interface RedisConnection {
@@ -59,6 +59,14 @@ export function withTimeout<T>(call: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
+}
+
+/**
+ * True while commands can be sent. A socket the peer closed stops being writable a few turns
+ * before ioredis's status changes; a Cluster client has no single socket.
+ */
+export function redisReady(client: RedisClient): boolean {
+  return client.status === 'ready' && !('stream' in client && (client.stream as { writable?: boolean } | undefined)?.writable === false);
 }
 
 /**

@@ -11,6 +11,11 @@ export interface EmulatorApp {
   keys: EmulatorKey[];
   name?: string;
   disabled?: boolean;
+  /**
+   * A channel app (渠道) applies the `scope` of a token request: its tokens chat only with the
+   * scope's bots. A normal app ignores the scope (Coze: https://www.coze.cn/open/docs/developer_guides/oauth_jwt_channel).
+   */
+  type?: 'normal' | 'channel';
 }
 
 export interface EmulatorOptions {
@@ -99,4 +104,21 @@ export interface IssuedToken {
   sessionName: string;
   expiresAtMs: number;
   revoked: boolean;
+  /** The JWT's session_context.device_info.custom_consumer, when it had one. */
+  customConsumer?: string;
+  /** The scope of the token request, as sent (absent, or null, when none was). */
+  scope?: unknown;
+  /** A channel app's token with a scope: the only bots it may chat with. */
+  botIds?: ReadonlySet<string>;
+}
+
+/** One successful token exchange, as the token endpoint received it (tests assert on these). */
+export interface ExchangeRecord {
+  appId: string;
+  sessionName: string;
+  /** The JWT's session_context, as signed. */
+  sessionContext?: unknown;
+  /** The request body's scope, as sent. */
+  scope?: unknown;
+  accessToken: string;
 }

@@ -7,6 +7,8 @@ import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
 import type { BodyPolicy } from '../policy/body-policy.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import type { createRoutePolicy } from '../policy/routes.js';
+import type { TokenKeys } from '../coze/mint-request.js';
+import type { Budgets } from '../usage/budgets.js';
 
 export interface Admission {
   route: string;
@@ -16,6 +18,8 @@ export interface Admission {
   params: Readonly<Record<string, string>>;
   identity: Identity;
   sessionName: string;
+  /** The token cache key of this request's token: the session_name, or more (mint-request.ts). */
+  tokenKey: string;
 }
 
 export interface AdmitDeps {
@@ -25,6 +29,10 @@ export interface AdmitDeps {
   sessionName(identity: Identity): string;
   bodyPolicy: BodyPolicy;
   metrics: GatewayMetrics;
+  /** The budget step (issue 18); absent: no budgets and nothing counted. */
+  budgets?: Pick<Budgets, 'admit'>;
+  /** How a token key is made when a token carries more than its session_name. */
+  tokenKeys?: Pick<TokenKeys, 'proxied'>;
 }
 
 /** What the request log records as the admission goes: filled in step by step. */
@@ -47,7 +55,7 @@ const DENIAL_REASONS: Partial<Record<GatewayError['reason'], PolicyDenialReason>
 /**
  * Steps 2 to 4 of SPEC section 1, shared by HTTP requests, WebSocket upgrades and token vending:
  * the path is checked before anything else, then the route, then the caller, then the rate
- * limit, then the session. Nothing here reaches Coze.
+ * limit, then the session, then the budgets. Nothing here reaches Coze.
  */
 export async function admit(
   deps: AdmitDeps,
@@ -97,7 +105,10 @@ export async function admit(
     const sessionName = deps.sessionName(identity);
     trace.sessionName = sessionName;
     const forwardedQuery = deps.bodyPolicy.applyToQuery(route, query, params, sessionName);
-    return { route, path, query: forwardedQuery, params, identity, sessionName };
+    const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
+    // Last, so that only a request the gateway will forward is counted against the budgets.
+    deps.budgets?.admit(route, identity);
+    return { route, path, query: forwardedQuery, params, identity, sessionName, tokenKey };
   } catch (err) {
     recordDenial(deps.metrics, err);
     throw err;

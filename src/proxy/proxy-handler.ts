@@ -15,6 +15,10 @@ import { bufferedBody, checkDeclaredLength, hasBody, readJsonBody, streamedBody,
 import { relayResponse, type RelayContext } from './relay.js';
 import { inspectResponse } from './rewrite-response.js';
 import { VENDING_PATH, VENDING_ROUTE, vendToken } from '../vending/token-vending.js';
+import type { TokenKeys } from '../coze/mint-request.js';
+import { serveUsage, USAGE_PATH, USAGE_ROUTE } from '../usage/usage-endpoint.js';
+import type { RequestUsage } from '../usage/usage-observer.js';
+import type { UsageService } from '../usage/usage-service.js';
 
 export interface ProxyHandlerDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -31,6 +35,17 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   vendingEnabled: boolean;
   /** Open SSE responses register here so a drain can end them with a final event. */
   streams: Set<RelayContext>;
+  /** Usage counting and GET /gateway/usage (issue 18). */
+  usage?: Pick<UsageService, 'track' | 'report'>;
+  /** The keys of proxied and vended tokens, when tokens carry more than a session_name. */
+  tokenKeys?: Pick<TokenKeys, 'proxied' | 'vended'>;
+}
+
+interface RequestLog {
+  logId: string | undefined;
+  bytesIn: number;
+  bytesOut: number;
+  usage?: RequestUsage | undefined;
 }
 
 class ClientGone extends Error {}
@@ -48,7 +63,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const started = performance.now();
     const requestId = randomUUID();
     const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
-    const log = { logId: undefined as string | undefined, bytesIn: 0, bytesOut: 0 };
+    const log: RequestLog = { logId: undefined, bytesIn: 0, bytesOut: 0 };
     const method = deps.metrics.methodLabel(req.method);
 
     res.setHeader('x-request-id', requestId);
@@ -56,6 +71,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
 
     res.on('close', () => {
+      log.usage?.end();
       const status = res.writableFinished ? res.statusCode : 499;
       const seconds = (performance.now() - started) / 1000;
       deps.metrics.recordRequest(trace.route, method, status, seconds);
@@ -72,6 +88,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         cozeLogId: log.logId,
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,
+        tokens: log.usage?.counted,
       });
     });
 
@@ -88,14 +105,21 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     });
   };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: { logId: string | undefined; bytesIn: number; bytesOut: number }): Promise<void> {
-    if ((req.url ?? '').split('?')[0] === VENDING_PATH) {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: RequestLog): Promise<void> {
+    const target = (req.url ?? '').split('?')[0];
+    if (target === VENDING_PATH) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
-      await vendToken(req, res, await admit(deps, req, trace, { route: VENDING_ROUTE }), deps.tokens);
+      const admission = await admit(deps, req, trace, { route: VENDING_ROUTE });
+      await vendToken(req, res, admission, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(admission.identity, admission.sessionName) : admission.tokenKey);
+      return;
+    }
+    if (target === USAGE_PATH && deps.usage) {
+      if (req.method !== 'GET') throw new GatewayError('not-found');
+      await serveUsage(res, (await admit(deps, req, trace, { route: USAGE_ROUTE })).identity, deps.usage.report);
       return;
     }
     const admission = await admit(deps, req, trace);
-    const { route, sessionName } = admission;
+    const { route, sessionName, tokenKey } = admission;
 
     let body: BodyPlan;
     try {
@@ -121,7 +145,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
     const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
-    let token = await lookupToken(sessionName);
+    let token = await lookupToken(tokenKey);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
@@ -164,15 +188,16 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         const retry = body.replayable && !retriedToken;
         // Let go of the upstream connection before anything else can throw.
         if (retry && !inspected.complete) upstream.body.destroy();
-        await deps.tokens.invalidateIfSame(sessionName, token.accessToken);
+        await deps.tokens.invalidateIfSame(tokenKey, token.accessToken);
         if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(sessionName);
+          token = await lookupToken(tokenKey);
           continue;
         }
       }
       log.bytesIn = body.bytesIn();
+      log.usage = deps.usage?.track(route, admission.identity);
       relayResponse({
         upstream,
         res,
@@ -185,14 +210,15 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         onBytes: (n) => {
           log.bytesOut += n;
         },
+        usage: log.usage,
       });
       return;
     }
   }
 
-  async function lookupToken(sessionName: string): Promise<CozeToken> {
+  async function lookupToken(tokenKey: string): Promise<CozeToken> {
     try {
-      return (await deps.tokens.get(sessionName)).token;
+      return (await deps.tokens.get(tokenKey)).token;
     } catch (err) {
       throw mintErrorToGatewayError(err);
     }

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { RequestUsage } from '../usage/usage-observer.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 import { createEventGate, finalEvent } from './sse-framing.js';
@@ -23,6 +24,8 @@ export interface RelayOptions {
   idleTimeoutMs: number;
   requestStarted: number;
   onBytes(n: number): void;
+  /** Reads the usage Coze reports as the bytes pass (issue 18); ended by the caller. */
+  usage?: RequestUsage | undefined;
 }
 
 /** Codes of the final events the gateway itself writes into a stream (docs/errors.md). */
@@ -46,15 +49,18 @@ export function relayResponse(options: RelayOptions): void {
   }
   res.writeHead(upstream.statusCode, headers);
 
+  const { usage } = options;
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
     options.onBytes(bytes.length);
     res.end(bytes);
+    usage?.onBody(bytes, true);
     return;
   }
 
   const workflowFraming = options.route.startsWith('workflow.stream');
-  const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code)) : undefined;
+  const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code), usage?.sse) : undefined;
+  const bodyUsage = sse ? undefined : usage;
   const gate = sse ? createEventGate() : undefined;
   let idleTimer: NodeJS.Timeout | undefined;
   let firstByte = true;
@@ -87,10 +93,12 @@ export function relayResponse(options: RelayOptions): void {
   for (const chunk of inspected.prefix) {
     options.onBytes(chunk.length);
     res.write(chunk);
+    bodyUsage?.onBody(chunk, false);
   }
   body.on('data', (chunk: Buffer) => {
     idleTimer?.refresh();
     options.onBytes(chunk.length);
+    bodyUsage?.onBody(chunk, false);
     if (sse && firstByte) {
       firstByte = false;
       metrics.upstreamFirstByte.labels(options.route).observe((performance.now() - options.requestStarted) / 1000);
@@ -126,8 +134,10 @@ export function relayResponse(options: RelayOptions): void {
 function relayEvents(body: Readable, res: ServerResponse, gate: ReturnType<typeof createEventGate>, observer: { observe(chunk: Buffer): void }, relaying: () => boolean): void {
   const send = (bytes: Buffer) => {
     if (bytes.length === 0 || !relaying()) return;
+    // Written first: what the observer reads (error codes, usage) never holds a byte back.
+    const flowing = res.write(bytes);
     observer.observe(bytes);
-    if (!res.write(bytes)) {
+    if (!flowing) {
       body.pause();
       res.once('drain', () => body.resume());
     }

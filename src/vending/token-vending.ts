@@ -14,14 +14,15 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
  * `POST /gateway/token`: hands the caller the Coze token of their own session, for the Web Chat
  * SDK's `auth.onRefreshToken` (https://www.coze.cn/open/docs/developer_guides/install_web_sdk). The session always comes from the
  * authenticated identity, never from the client. If the SDK reports the token it holds as bad
- * (`old_token` equal to the cached one), a fresh one is minted.
+ * (`old_token` equal to the cached one), a fresh one is minted. `tokenKey` names the vended
+ * token, which may carry a narrower scope than proxied ones (mint-request.ts).
  */
-export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache): Promise<void> {
+export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache, tokenKey: string = admission.tokenKey): Promise<void> {
   const oldToken = await readOldToken(req);
-  if (oldToken !== undefined) await tokens.invalidateIfSame(admission.sessionName, oldToken);
+  if (oldToken !== undefined) await tokens.invalidateIfSame(tokenKey, oldToken);
   let token;
   try {
-    token = (await tokens.get(admission.sessionName)).token;
+    token = (await tokens.get(tokenKey)).token;
   } catch (err) {
     throw mintErrorToGatewayError(err);
   }

@@ -1,0 +1,120 @@
+import type { Identity } from '../auth/identity.js';
+import { GatewayError } from '../errors.js';
+import { VENDING_ROUTE } from '../vending/token-vending.js';
+import { BUDGET_NAMES, type BudgetKind, type BudgetLimits, type BudgetName, type OverrideTable } from './budget-overrides.js';
+import type { UsageCounter, UsageView } from './usage-counter.js';
+import { USAGE_ROUTE } from './usage-endpoint.js';
+import type { UsageWindow, UsageWindows } from './usage-windows.js';
+
+const WINDOW_OF: Record<BudgetName, UsageWindow> = { tokensPerDay: 'day', tokensPerMonth: 'month', requestsPerDay: 'day' };
+const KIND_OF: Record<BudgetName, BudgetKind> = { tokensPerDay: 'tokens', tokensPerMonth: 'tokens', requestsPerDay: 'requests' };
+const WORDS: Record<BudgetName, string> = { tokensPerDay: 'daily token budget', tokensPerMonth: 'monthly token budget', requestsPerDay: 'daily request budget' };
+
+/**
+ * Routes that spend no Coze tokens: reads, uploads, and the calls that follow a chat already
+ * under way (polling it, listing its messages, cancelling it). A caller over a token budget
+ * keeps them, so a chat started before the budget ran out can still be polled to its end and
+ * read; only new generation is refused. A request budget counts and refuses them like any
+ * request. Route names not listed here (a custom policy.routes name) may spend tokens.
+ */
+export const TOKEN_FREE_ROUTES: ReadonlySet<string> = new Set([
+  'conversation.create',
+  'conversation.retrieve',
+  'conversation.list',
+  'conversation.update',
+  'conversation.delete',
+  'conversation.clear',
+  'message.create',
+  'message.list',
+  'message.retrieve',
+  'message.modify',
+  'message.delete',
+  'message.feedback.create',
+  'message.feedback.delete',
+  'chat.retrieve',
+  'chat.message.list',
+  'chat.cancel',
+  'workflow.run_history',
+  'workflow.node_history',
+  'file.upload',
+  'file.retrieve',
+  'audio.voices',
+  'audio.live',
+  'variables.get',
+  'variables.update',
+  'bot.retrieve',
+  'bot.online_info',
+]);
+
+/** Whom a budget belongs to: the caller's identity source and subject, as for the rate limit. */
+export const identityKey = (identity: Pick<Identity, 'source' | 'subject'>) => `${identity.source}:${identity.subject}`;
+
+export interface BudgetsOptions {
+  /** budgets.tokensPerDay, tokensPerMonth, requestsPerDay: 0 is off. */
+  limits: Record<BudgetName, number>;
+  overrides: () => OverrideTable;
+  counter: UsageCounter;
+  windows: UsageWindows;
+  now: () => number;
+  onRefused?: (window: UsageWindow, kind: BudgetKind) => void;
+}
+
+export interface Budgets {
+  /**
+   * The budget step of admission, decided synchronously from this replica's view (never a
+   * Redis round trip): refuses a caller over a budget with 429 budget-exceeded, else counts the
+   * request. POST /gateway/token is checked (a vended token spends tokens where the gateway
+   * cannot see them) but not counted; GET /gateway/usage is neither.
+   */
+  admit(route: string, identity: Identity): void;
+  /** The limits in force for an identity, its override applied. */
+  limitsOf(identity: Identity): BudgetLimits;
+}
+
+export function createBudgets(options: BudgetsOptions): Budgets {
+  const global: BudgetLimits = {
+    tokensPerDay: options.limits.tokensPerDay || null,
+    tokensPerMonth: options.limits.tokensPerMonth || null,
+    requestsPerDay: options.limits.requestsPerDay || null,
+  };
+  const globalOff = BUDGET_NAMES.every((name) => global[name] === null);
+
+  function limitsOf(identity: Identity): BudgetLimits {
+    const table = options.overrides();
+    const override = table.size > 0 ? table.lookup(identity.source, identity.subject) : undefined;
+    return override ? { ...global, ...override } : global;
+  }
+
+  function refuse(name: BudgetName, limit: number, view: UsageView): never {
+    const window = WINDOW_OF[name];
+    const kind = KIND_OF[name];
+    options.onRefused?.(window, kind);
+    const { endsAtMs } = view[window];
+    const resetAt = options.windows.localIso(endsAtMs);
+    const seconds = Math.max(1, Math.ceil((endsAtMs - options.now()) / 1000));
+    throw new GatewayError('budget-exceeded', {
+      detail: `The ${WORDS[name]} of this identity (${limit} ${kind}) is used up; it resets at ${resetAt} (${options.windows.timeZone}).`,
+      headers: { 'retry-after': String(seconds) },
+      detailFields: { budget: name, limit, reset_at: resetAt, reset_at_unix: Math.floor(endsAtMs / 1000) },
+    });
+  }
+
+  return {
+    limitsOf,
+    admit(route, identity) {
+      if (route === USAGE_ROUTE) return;
+      const key = identityKey(identity);
+      const counts = route !== VENDING_ROUTE;
+      const limits = globalOff && options.overrides().size === 0 ? global : limitsOf(identity);
+      if (limits.requestsPerDay !== null || limits.tokensPerDay !== null || limits.tokensPerMonth !== null) {
+        const view = options.counter.view(key);
+        if (limits.requestsPerDay !== null && view.day.requests >= limits.requestsPerDay) refuse('requestsPerDay', limits.requestsPerDay, view);
+        if (!TOKEN_FREE_ROUTES.has(route)) {
+          if (limits.tokensPerDay !== null && view.day.total >= limits.tokensPerDay) refuse('tokensPerDay', limits.tokensPerDay, view);
+          if (limits.tokensPerMonth !== null && view.month.total >= limits.tokensPerMonth) refuse('tokensPerMonth', limits.tokensPerMonth, view);
+        }
+      }
+      if (counts) options.counter.record(key, { requests: 1 });
+    },
+  };
+}
