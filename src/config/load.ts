@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { configuredTopology } from '../cache/redis-topology.js';
 import { isValidCidr } from '../http/client-ip.js';
 import { createSessionNamer } from '../session/session-name.js';
+import { parseOverrides } from '../usage/budget-overrides.js';
 import { checkRedisSettings } from './redis-checks.js';
 import { configSchema, listSettings, type ParsedConfig, type SettingInfo } from './schema.js';
 
@@ -278,6 +279,16 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   checkCozeHooks(config, settings, issues);
   if (!isTimeZone(config.budgets.timeZone)) {
     issues.push(issueFor(settings, 'budgets.timeZone', `"${config.budgets.timeZone}" is not an IANA time zone name such as UTC, Asia/Shanghai or Europe/Berlin`));
+  }
+  const overridesFile = config.budgets.overridesFile;
+  if (overridesFile !== undefined) {
+    // Checked here too, so check-config reports a bad file; the gateway reads it again when it starts.
+    try {
+      parseOverrides(readFileSync(overridesFile, 'utf8'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      issues.push(issueFor(settings, 'budgets.overridesFile', code ? `cannot read ${overridesFile} (${code})` : `${overridesFile}: ${(err as Error).message}`));
+    }
   }
   const cache = config.cache;
   for (const problem of checkRedisSettings(cache)) issues.push(issueFor(settings, problem.key, problem.message));

@@ -48,6 +48,8 @@ export interface StackOptions {
   emulator?: Partial<EmulatorOptions>;
   /** Clocks given to every replica's gateway (e.g. usageNow, to move the budgets' day). */
   gatewayDeps?: Pick<GatewayDeps, 'usageNow'>;
+  /** The Coze app is a channel app (its tokens apply the scope of their request). */
+  channelApp?: boolean;
 }
 
 /** The emulator saw no API request, no token request and no WebSocket. */
@@ -59,6 +61,7 @@ export function assertNothingReachedCoze(stack: Pick<Stack, 'emulator'>): void {
 /** The real gateway in front of the real emulator, both on 127.0.0.1 port 0. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const { app, privateKeyPem } = await generateEmulatorApp('1127900106117');
+  if (options.channelApp) app.type = 'channel';
   const emulator = await createEmulator({ apps: [app], audience: 'api.coze.cn', ...options.emulator });
   const caller = await generateKeyPair('RS256', { extractable: true });
   const baseEnv: Record<string, string> = {
