@@ -63,8 +63,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const pool = new Pool(new URL(options.target).origin, {
     connections: options.connections ?? 512,
     pipelining: 1,
-    // The handler owns the time-to-headers deadline and the relay owns the idle timer: undici's
-    // own 300 s defaults would cut a quiet SSE stream behind their backs.
+    // The handler owns the time-to-headers deadline, and the body's idle timer belongs to the
+    // inspection of a small answer (rewrite-response.ts) and then to the relay: undici's own
+    // 300 s defaults would cut a quiet SSE stream behind their backs.
     headersTimeout: 0,
     bodyTimeout: 0,
     // Idle connections stay open a minute unless Coze's Keep-Alive hint says less (undici

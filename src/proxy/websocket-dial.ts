@@ -99,7 +99,8 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
       // No 'error' follows an answered refusal, except from the abort below: swallow it.
       upstream.on('error', () => undefined);
       // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
-      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }).then(
+      // A refusal that stalls is bounded by the handshake's own deadline.
+      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }, { idleTimeoutMs: deps.connectTimeoutMs }).then(
         (inspected) => {
           handshake.destroy();
           resolve({ refused: response, inspected });
