@@ -56,3 +56,22 @@ describe('upstream failures', () => {
     assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
   });
 });
+
+describe('a reset on a fresh upstream connection', () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack();
+  });
+  after(() => stack.close());
+
+  it('reset-on-fresh-connection-not-replayed: a POST /v3/chat reset on the first connection reaches Coze once and the client gets 502', async () => {
+    // The gateway's first API call, so its pool holds no connection yet: Coze may have acted on
+    // the request before the connection dropped (a chat created, and billed), so it is not sent again.
+    stack.emulator.setApiFault({ kind: 'reset', times: 1 });
+    const auth = { authorization: `Bearer ${await stack.callerToken('alice')}`, 'content-type': 'application/json' };
+    const res = await request(stack.url, { method: 'POST', path: '/v3/chat', headers: auth, body: JSON.stringify({ bot_id: 'b', user_id: 'u', additional_messages: [] }) });
+    assertEnvelope(res, 502, 'upstream-unavailable');
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v3/chat').length, 1, 'sent once, never replayed');
+  });
+});
