@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
-import type { CozeToken } from '../coze/token-client.js';
 import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
@@ -125,7 +124,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
     const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
-    let token = await lookupToken(sessionName);
+    let token = await lookupToken(deps.tokens, sessionName);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
@@ -181,7 +180,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(sessionName);
+          token = await lookupToken(deps.tokens, sessionName);
           continue;
         }
       }
@@ -200,14 +199,6 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         },
       });
       return;
-    }
-  }
-
-  async function lookupToken(sessionName: string): Promise<CozeToken> {
-    try {
-      return (await deps.tokens.get(sessionName)).token;
-    } catch (err) {
-      throw mintErrorToGatewayError(err);
     }
   }
 
