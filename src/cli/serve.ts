@@ -28,6 +28,7 @@ export async function runServe(args: ParsedArgs): Promise<number> {
       adminHost: config.admin.host,
       adminPort,
       identitySources: configuredSources(config.identity),
+      trustedHeader: config.identity.trustedHeader.name,
       coze: config.coze.baseUrl,
       appId: config.coze.appId,
       sharedCache: config.cache.redisUrl ? 'redis' : 'none',
