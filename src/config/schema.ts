@@ -166,7 +166,8 @@ export const configSchema = z
           env: 'STREAM_IDLE_TIMEOUT_SECONDS',
           default: 300,
           min: 1,
-          description: 'A request or response that sends no byte for this long is ended. Idle-based, so minute-long streams that keep talking are never cut.',
+          description:
+            'A request or response that sends no byte for this long is ended (a Coze answer that stalls before the client got anything is a 504). Idle-based, so minute-long streams that keep talking are never cut. A client waiting for Coze is not cut by it: upstreamTimeoutSeconds bounds that wait.',
         }),
         shutdownGraceSeconds: int({
           env: 'SHUTDOWN_GRACE_SECONDS',

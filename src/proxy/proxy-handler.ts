@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
-import type { CozeToken } from '../coze/token-client.js';
 import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
@@ -13,7 +13,7 @@ import { sendError } from './error-response.js';
 import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
 import { bufferedBody, checkDeclaredLength, hasBody, readJsonBody, streamedBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
-import { inspectResponse } from './rewrite-response.js';
+import { InspectionIdle, inspectResponse } from './rewrite-response.js';
 import { VENDING_PATH, VENDING_ROUTE, vendToken } from '../vending/token-vending.js';
 
 export interface ProxyHandlerDeps extends AdmitDeps {
@@ -81,14 +81,17 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       return;
     }
 
-    handle(req, res, requestId, trace, log).catch((err: unknown) => {
-      if (err instanceof ClientGone) return;
-      if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
-      sendError(req, res, err, requestId);
-    });
+    const wait = watchTheWait(req, res);
+    handle(req, res, requestId, trace, log, wait)
+      .catch((err: unknown) => {
+        if (err instanceof ClientGone) return;
+        if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
+        sendError(req, res, err, requestId);
+      })
+      .finally(wait.release);
   };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: { logId: string | undefined; bytesIn: number; bytesOut: number }): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: { logId: string | undefined; bytesIn: number; bytesOut: number }, wait: Wait): Promise<void> {
     if ((req.url ?? '').split('?')[0] === VENDING_PATH) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
       await vendToken(req, res, await admit(deps, req, trace, { route: VENDING_ROUTE }), deps.tokens);
@@ -121,7 +124,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
     const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
-    let token = await lookupToken(sessionName);
+    let token = await lookupToken(deps.tokens, sessionName);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
@@ -139,8 +142,11 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
           deps.metrics.upstreamErrors.labels('timeout').inc();
           throw new GatewayError('upstream-timeout');
         }
-        // A keep-alive socket the upstream closed just as we reused it: safe to send again.
-        if (failure.failure === 'reset' && body.replayable && !retriedReset) {
+        // A kept-alive connection that failed before any byte of the answer: the race where Coze
+        // closes an idle connection just as it is reused, so the request is sent once more
+        // (SPEC section 10). A reset on a fresh connection, or after part of an answer, may come
+        // after Coze acted on the request (a chat created and billed): never replayed.
+        if (failure.staleConnection && body.replayable && !retriedReset) {
           retriedReset = true;
           deps.metrics.upstreamErrors.labels('reset').inc();
           continue;
@@ -148,14 +154,20 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         deps.metrics.upstreamErrors.labels(failure.failure === 'reset' ? 'reset' : 'connect').inc();
         throw new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined });
       }
+      wait.answer = upstream;
       deps.metrics.observeUpstream(route, (performance.now() - attemptStarted) / 1000);
       const logIdHeader = upstream.headers['x-tt-logid'];
       log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
 
       let inspected;
       try {
-        inspected = await inspectResponse(upstream);
-      } catch {
+        inspected = await inspectResponse(upstream, { idleTimeoutMs: deps.streamIdleTimeoutMs });
+      } catch (err) {
+        if (res.destroyed) throw new ClientGone();
+        if (err instanceof InspectionIdle) {
+          deps.metrics.upstreamErrors.labels('idle_timeout').inc();
+          throw new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' });
+        }
         deps.metrics.upstreamErrors.labels('reset').inc();
         throw new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
       }
@@ -168,7 +180,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(sessionName);
+          token = await lookupToken(deps.tokens, sessionName);
           continue;
         }
       }
@@ -187,14 +199,6 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         },
       });
       return;
-    }
-  }
-
-  async function lookupToken(sessionName: string): Promise<CozeToken> {
-    try {
-      return (await deps.tokens.get(sessionName)).token;
-    } catch (err) {
-      throw mintErrorToGatewayError(err);
     }
   }
 
@@ -218,6 +222,40 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       res.on('close', onClose);
     });
   }
+}
+
+/** The client's side of a request while the gateway works for it, until the relay takes over. */
+interface Wait {
+  /** Coze's answer from its first byte: cut if the client leaves before the relay watches it. */
+  answer: UpstreamResponse | undefined;
+  release(): void;
+}
+
+/**
+ * While the gateway waits for Coze the client has nothing to send, and the socket's inactivity
+ * timeout (counted from the request's last byte) would cut it just before the gateway's own
+ * deadlines answer 504: those bound the wait instead, and an upload still arriving is cut as
+ * Node would cut it. And from an answer's first byte until the relay watches the client itself
+ * (before it, sendOnce does), a client that leaves cuts the answer, so Coze stops and the pooled
+ * connection is not left paused under a body nobody reads.
+ */
+function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
+  const onSocketIdle = (socket: Socket) => {
+    if (!req.complete) socket.destroy();
+  };
+  const onClientGone = () => {
+    if (!res.writableFinished) wait.answer?.body.destroy();
+  };
+  const wait: Wait = {
+    answer: undefined,
+    release() {
+      res.off('timeout', onSocketIdle);
+      res.off('close', onClientGone);
+    },
+  };
+  res.on('timeout', onSocketIdle);
+  res.on('close', onClientGone);
+  return wait;
 }
 
 function describe(err: unknown): { type: string; message: string } {

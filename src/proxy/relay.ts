@@ -37,6 +37,12 @@ export const STREAM_RESET_CODE = 502002;
 export function relayResponse(options: RelayOptions): void {
   const { upstream, res, inspected, metrics } = options;
   const body = upstream.body;
+  // The client left before the relay began (its 'close' has been and gone): nothing to relay
+  // to, and a body piped into a destroyed response would pause for good, holding its connection.
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
   const sse = isEventStream(upstream);
   const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers);
   if (sse) {

@@ -9,6 +9,7 @@ import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
+import { checkHandshake } from './websocket-handshake.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -103,6 +104,11 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const logId = cozeLogIds.get(req);
     if (logId) headers.push(`X-Tt-Logid: ${logId}`);
   });
+  // checkHandshake refuses what ws would; should the two ever disagree, the answer is still ours.
+  server.on('wsClientError', (err, socket, req) => {
+    untrackClientSocket(socket);
+    rejectUpgrade(socket, req, new GatewayError('bad-request', { detail: `(${err.message})` }));
+  });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
   // Every client socket from its upgrade request until it closes, relayed or still being dialled:
   // a drain waits for these and cuts them at its deadline (issue 16).
@@ -112,6 +118,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
+    // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
+    checkHandshake(req);
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
     if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
@@ -142,7 +150,12 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
     if (logId) cozeLogIds.set(req, logId);
+    // Until ws hands the client over, nothing else watches its socket: should ws refuse the
+    // handshake after all (it answers and closes without calling back), Coze's socket goes too.
+    const onClientGone = () => upstream.terminate();
+    socket.once('close', onClientGone);
     server.handleUpgrade(req, socket, head, (accepted) => {
+      socket.off('close', onClientGone);
       client = accepted;
       const pair = { client: accepted, upstream };
       live.add(pair);
@@ -194,12 +207,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   function trackClientSocket(socket: Duplex): void {
     if (socket.destroyed) return;
     clientSockets.add(socket);
-    socket.once('close', () => {
-      clientSockets.delete(socket);
-      if (clientSockets.size > 0) return;
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters = [];
-    });
+    socket.once('close', () => untrackClientSocket(socket));
+  }
+
+  function untrackClientSocket(socket: Duplex): void {
+    if (!clientSockets.delete(socket) || clientSockets.size > 0) return;
+    for (const resolve of idleWaiters) resolve();
+    idleWaiters = [];
   }
 
   /**
@@ -233,6 +247,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
         deps.logger.info({ requestId, route: trace.route, path: trace.path, status: refusal ? 401 : err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
         if (socket.destroyed) return;
+        // A refused socket is the gateway's to close (upgrade-reject.ts): a drain does not wait for it.
+        untrackClientSocket(socket);
         // Coze's own refusal of a fresh token reaches the client as Coze gave it (no X-Gateway-Error).
         if (refusal) answerUpgrade(socket, 401, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': requestId, ...(refusal.logId ? { 'x-tt-logid': refusal.logId } : {}) }, refusal.body);
         else rejectUpgrade(socket, req, err, requestId);

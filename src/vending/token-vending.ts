@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { parseJsonObject } from '../policy/json-body.js';
@@ -19,12 +19,7 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
 export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache): Promise<void> {
   const oldToken = await readOldToken(req);
   if (oldToken !== undefined) await tokens.invalidateIfSame(admission.sessionName, oldToken);
-  let token;
-  try {
-    token = (await tokens.get(admission.sessionName)).token;
-  } catch (err) {
-    throw mintErrorToGatewayError(err);
-  }
+  const token = await lookupToken(tokens, admission.sessionName);
   const body = JSON.stringify({
     access_token: token.accessToken,
     expires_in: token.expiresAt,
