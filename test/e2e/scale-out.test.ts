@@ -28,6 +28,8 @@ describe('scale-out on Redis', { skip: redisMissing }, () => {
         CACHE_COMMAND_TIMEOUT_MS: '200',
         // On, and high: every request also goes through the shared (leased) rate limit.
         RATE_LIMIT_RPM: '100000',
+        // A stampede of one identity is the point here: no cap on its requests in flight.
+        RATE_LIMIT_MAX_CONCURRENT: '0',
         LOG_LEVEL: 'warn',
       },
     });
