@@ -129,10 +129,12 @@ function bodyRule(policy: FieldPolicy, options: ScopeOptions, lists: ReturnType<
 }
 
 /**
- * Client events of a WebSocket. Every frame that starts like a JSON object is read with the
+ * Client events of a WebSocket. A frame that could name a controlled event type is read with the
  * strict lossless parser, so a repeated or case-shifted `event_type` cannot hide a chat.update
- * from the gateway while Coze's decoder reads it. A frame no JSON parser accepts is not an event
- * (raw audio may start with `{`) and passes.
+ * from the gateway while Coze's decoder reads it. Whether it could is decided on the raw bytes:
+ * a JSON string decodes to `chat.update` only if the frame holds those bytes or a `\u` escape,
+ * so audio frames (tens of KiB of base64) pass after two native byte searches instead of a parse.
+ * A frame no JSON parser accepts is not an event (raw audio may start with `{`) and passes.
  */
 function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: ScopeOptions, lists: ReturnType<typeof allowlists>): ((frame: Buffer, sessionName: string) => Buffer | undefined) | null {
   // An event is controlled when it has a user field to force, or a scope or draft field to check.
@@ -144,8 +146,9 @@ function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: Scope
   );
   if (rules.size === 0) return null;
   const typeTree = keyTree(['event_type']);
+  const markers = [...rules.keys(), '\\u'].map((m) => Buffer.from(m));
   return (frame, sessionName) => {
-    if (!startsLikeObject(frame)) return frame;
+    if (!startsLikeObject(frame) || !markers.some((m) => frame.includes(m))) return frame;
     let event: JsonBody;
     try {
       event = parseJsonObject(frame);

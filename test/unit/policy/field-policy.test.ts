@@ -63,6 +63,9 @@ describe('field policy: controlled fields of bodies and events', () => {
     const run = (text: string) => rewrite(Buffer.from(text), 'alice')?.toString();
     assert.equal(run('{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}}}'), '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice"}}}');
     assert.equal(run('{"event_type":"chat.update"}'), '{"event_type":"chat.update"}', 'no data: nothing names a user');
+    assert.equal(run('{"event_type":"chat\\u002eupdate","data":{"chat_config":{"user_id":"bob"}}}'), '{"event_type":"chat\\u002eupdate","data":{"chat_config":{"user_id":"alice"}}}', 'an escaped event type is still a chat.update');
+    const audio = Buffer.from(`{"event_type":"input_audio_buffer.append","data":{"delta":"${'A'.repeat(65536)}"}}`);
+    assert.equal(rewrite(audio, 'alice'), audio, 'a frame that cannot name chat.update passes as the same buffer, unparsed');
     assert.equal(run('{"event_type":"input_audio_buffer.append","delta":"AAAA"}'), '{"event_type":"input_audio_buffer.append","delta":"AAAA"}');
     for (const text of [
       '{"event_type":"chat.update","event_type":"x","data":{"chat_config":{"user_id":"bob"}}}',
