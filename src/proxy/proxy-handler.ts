@@ -11,10 +11,13 @@ import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, recordDenial, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
 import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
-import { bufferedBody, checkDeclaredLength, hasBody, readJsonBody, streamedBody, type BodyPlan } from './request-body.js';
+import type { CompiledEndpoint } from '../policy/route-table.js';
+import type { BodyBudget } from './body-budget.js';
+import { planBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
+import { filterResponse } from './response-filter.js';
 import { InspectionIdle, inspectResponse } from './rewrite-response.js';
-import { VENDING_PATH, VENDING_ROUTE, vendToken } from '../vending/token-vending.js';
+import { VENDING_PATH, vendToken } from '../vending/token-vending.js';
 
 export interface ProxyHandlerDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -22,13 +25,17 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   cors: ReturnType<typeof createCors>;
   logger: Logger;
   maxBodyBytes: number;
+  /** The memory shared by the JSON bodies being held (server.bufferedBodyBudgetBytes). */
+  bodyBudget: BodyBudget;
+  bodyReadTimeoutMs: number;
+  /** policy.forwardHeaders: names forwarded beyond the built-in allowlist (headers.ts). */
+  forwardHeaders: readonly string[];
   upstreamTimeoutMs: number;
   streamIdleTimeoutMs: number;
-  /** The trusted identity header is removed before forwarding, like every credential. */
-  trustedHeaderName: string | undefined;
   isDraining(): boolean;
   /** `POST /gateway/token` answers only when tokenVending.enabled; otherwise it is a 404. */
   vendingEnabled: boolean;
+  vendingEndpoint: CompiledEndpoint;
   /** Open SSE responses register here so a drain can end them with a final event. */
   streams: Set<RelayContext>;
 }
@@ -42,8 +49,6 @@ class UpstreamDeadline extends Error {}
  * body policy, token, forward with one retry on a revoked token, relay.
  */
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
-
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
@@ -94,30 +99,33 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: { logId: string | undefined; bytesIn: number; bytesOut: number }, wait: Wait): Promise<void> {
     if ((req.url ?? '').split('?')[0] === VENDING_PATH) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
-      await vendToken(req, res, await admit(deps, req, trace, { route: VENDING_ROUTE }), deps.tokens);
+      const vending = await admit(deps, req, trace, { endpoint: deps.vendingEndpoint });
+      res.once('close', vending.release);
+      await vendToken(req, res, vending, deps.tokens);
       return;
     }
     const admission = await admit(deps, req, trace);
-    const { route, sessionName } = admission;
+    res.once('close', admission.release);
+    const { endpoint, route, sessionName } = admission;
+    if (endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
 
     let body: BodyPlan;
     try {
-      checkDeclaredLength(req, deps.maxBodyBytes);
-      if (deps.bodyPolicy.readsBody(route) && hasBody(req)) {
-        body = bufferedBody(deps.bodyPolicy.applyToBody(route, await readJsonBody(req, deps.maxBodyBytes), sessionName));
-      } else if (deps.bodyPolicy.readsBody(route) && req.method === 'POST') {
-        throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
-      } else if (hasBody(req)) {
-        body = streamedBody(req, deps.maxBodyBytes);
-      } else {
-        body = bufferedBody(Buffer.alloc(0));
-      }
+      body = await planBody(req, endpoint, sessionName, {
+        maxBytes: deps.maxBodyBytes,
+        budget: deps.bodyBudget,
+        deadlineMs: deps.bodyReadTimeoutMs,
+        // The bytes stay reserved while the body is kept for a replay: until the request ends.
+        onReserved: (bytes) => res.once('close', () => deps.bodyBudget.give(bytes)),
+        onLimit: (limit) => deps.metrics.requestLimits.labels(limit).inc(),
+      });
     } catch (err) {
       recordDenial(deps.metrics, err);
       throw err;
     }
 
-    const headers: OutgoingHttpHeaders = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
+    const headers: OutgoingHttpHeaders = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
+    if (body.contentType) headers['content-type'] = body.contentType;
     headers['x-request-id'] = requestId;
     // Identity keeps the bytes inspectable (401/4100 detection, SSE error codes) and SSE unbuffered.
     headers['accept-encoding'] = 'identity';
@@ -172,6 +180,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         throw new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
       }
       if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
+      if (endpoint.rules.filterResponse && !inspected.tokenRejected) inspected = await filterResponse(upstream, inspected, endpoint.rules.filterResponse, { idleTimeoutMs: deps.streamIdleTimeoutMs });
       if (inspected.tokenRejected) {
         const retry = body.replayable && !retriedToken;
         // Let go of the upstream connection before anything else can throw.
@@ -189,6 +198,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         upstream,
         res,
         route,
+        framing: endpoint.framing,
         inspected,
         metrics: deps.metrics,
         streams: deps.streams,

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { Framing } from '../policy/endpoints.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 import { createEventGate, finalEvent } from './sse-framing.js';
@@ -17,6 +18,8 @@ export interface RelayOptions {
   upstream: UpstreamResponse;
   res: ServerResponse;
   route: string;
+  /** The endpoint's SSE framing (endpoints.ts), for the gateway's own final event; chat when unset. */
+  framing: Framing | undefined;
   inspected: InspectedResponse;
   metrics: GatewayMetrics;
   streams: Set<RelayContext>;
@@ -50,16 +53,19 @@ export function relayResponse(options: RelayOptions): void {
     headers['x-accel-buffering'] = 'no';
     headers['cache-control'] ??= 'no-cache';
   }
-  res.writeHead(upstream.statusCode, headers);
-
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
+    // The body may have been filtered (response-filter.ts): its own length, never Coze's.
+    headers['content-length'] = String(bytes.length);
+    delete headers['transfer-encoding'];
+    res.writeHead(upstream.statusCode, headers);
     options.onBytes(bytes.length);
     res.end(bytes);
     return;
   }
+  res.writeHead(upstream.statusCode, headers);
 
-  const workflowFraming = options.route.startsWith('workflow.stream');
+  const workflowFraming = options.framing === 'workflow';
   const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code)) : undefined;
   const gate = sse ? createEventGate() : undefined;
   let idleTimer: NodeJS.Timeout | undefined;

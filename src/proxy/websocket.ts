@@ -16,8 +16,8 @@ export interface WebSocketProxyDeps extends AdmitDeps {
   logger: Logger;
   /** coze.wsBaseUrl: the only host WebSockets are ever relayed to. */
   wsBaseUrl: string;
-  enforceUserId: boolean;
-  trustedHeaderName: string | undefined;
+  /** policy.forwardHeaders: names forwarded beyond the built-in allowlist (headers.ts). */
+  forwardHeaders: readonly string[];
   connectTimeoutMs: number;
   isDraining(): boolean;
 }
@@ -49,18 +49,17 @@ function relayFrame(from: WebSocket, to: WebSocket, data: RawData, isBinary: boo
   if (to.bufferedAmount > HIGH_WATER_BYTES && !from.isPaused) from.pause();
 }
 
-function startsLikeObject(bytes: Buffer): boolean {
-  for (const byte of bytes) {
-    if (byte === 0x7b) return true;
-    // Leading JSON whitespace (space, tab, LF, CR) is skipped; anything else is not an event.
-    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return false;
-  }
-  return false;
-}
-
 /** WebSocket close codes a relay may forward as they are; others become 1000. */
 function forwardableCode(code: number): number {
   return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000;
+}
+
+/**
+ * A frame's bytes. Binary frames are inspected too: Coze may decode either frame type as a JSON
+ * event, and a chat.update sent as binary must not slip past the user id rule.
+ */
+function frameBytes(data: RawData): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
 }
 
 /** Which end of a relayed socket closed (or failed) first. */
@@ -114,18 +113,20 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   // a drain waits for these and cuts them at its deadline (issue 16).
   const clientSockets = new Set<Duplex>();
   let idleWaiters: Array<() => void> = [];
-  const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
-    if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
+    // The identity's slot is held for the socket's whole life.
+    socket.once('close', admission.release);
+    const { endpoint } = admission;
+    if (endpoint.transport !== 'websocket') throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
-    const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
-    // The ws client sets the handshake headers itself.
-    for (const name of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol']) delete headers[name];
+    // The ws client sets the handshake headers itself; the allowlist never passes them.
+    const headers = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
+    delete headers['content-length'];
     headers['x-request-id'] = requestId;
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
@@ -163,10 +164,11 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const opened = Date.now();
       for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
 
+      const rewriteEvent = endpoint.rules.rewriteEvent;
       accepted.on('message', (data, isBinary) => {
-        const frame = rewriteClientEvent(data, admission.route, admission.sessionName);
-        // A chat.update the gateway cannot check (too deeply nested) never reaches Coze.
-        if (frame === undefined) accepted.close(1008, 'chat.update could not be checked');
+        const frame = rewriteEvent ? rewriteEvent(frameBytes(data), admission.sessionName) : data;
+        // An event the gateway cannot check (ambiguous, too deeply nested) never reaches Coze.
+        if (frame === undefined) accepted.close(1008, 'event could not be checked');
         else relayFrame(accepted, upstream, frame, isBinary);
       });
 
@@ -214,27 +216,6 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     if (!clientSockets.delete(socket) || clientSockets.size > 0) return;
     for (const resolve of idleWaiters) resolve();
     idleWaiters = [];
-  }
-
-  /**
-   * Binary frames are inspected too: Coze may decode either frame type as a JSON event, and a
-   * chat.update sent as binary must not slip past the user id rule. Audio travels as base64 in
-   * JSON text events, so the check rarely costs more than a look at the first byte.
-   */
-  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData | undefined {
-    if (!deps.enforceUserId || route !== 'ws.chat') return data;
-    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
-    if (!startsLikeObject(bytes)) return data;
-    // The native parser tells the event type fast (audio frames are large); only a chat.update
-    // goes through the lossless rewrite, which keeps every byte but the user id.
-    let event: unknown;
-    try {
-      event = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return data;
-    }
-    if (typeof event !== 'object' || event === null || (event as { event_type?: unknown }).event_type !== 'chat.update') return data;
-    return deps.bodyPolicy.applyToChatUpdate(bytes, sessionName);
   }
 
   return {

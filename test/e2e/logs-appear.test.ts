@@ -17,7 +17,7 @@ describe('logs appear', () => {
 
   before(async () => {
     fixture = await startCliFixture('5151', { 'logs-key-0123456789': 'logger' });
-    env = { ...fixture.env, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', LOG_LEVEL: 'info' };
+    env = { ...fixture.env, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', SESSION_SHARED_NAMESPACE: 'true', LOG_LEVEL: 'info' };
   });
   after(async () => {
     gateway?.kill();
