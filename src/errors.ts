@@ -54,9 +54,25 @@ export const ERROR_CATALOGUE = {
     message:
       'A credential (the Authorization header or authorization query parameter, X-Api-Key, or the trusted identity header) was sent more than once. Send it once.',
   },
-  'bad-custom-consumer': {
+  'ambiguous-field': {
     status: 400,
     code: 400007,
+    message:
+      'A field the gateway controls (an identity, bot, workflow, app or version field) is ambiguous: sent twice, in another letter case, or with a percent-encoded name. Send it once, spelled exactly.',
+  },
+  'unexpected-body': {
+    status: 400,
+    code: 400008,
+    message: 'This endpoint takes no request body. Send the request without one.',
+  },
+  'identity-in-query': {
+    status: 400,
+    code: 400009,
+    message: 'An identity field (user_id, connector_uid, uid) was sent in the query string of an endpoint that does not take it there. The gateway sets the caller\'s identity itself: remove it.',
+  },
+  'bad-custom-consumer': {
+    status: 400,
+    code: 400010,
     message:
       'The caller identity maps to an invalid custom_consumer for Coze (it must be 1 to 128 printable ASCII characters). Check the identity claims and coze.sessionContext.customConsumer.',
   },
@@ -80,7 +96,7 @@ export const ERROR_CATALOGUE = {
   'route-forbidden': {
     status: 403,
     code: 403001,
-    message: 'This Coze API route is not exposed by the gateway. See policy.routes for the allowed routes.',
+    message: 'This Coze API route is not exposed by the gateway. See docs/routes.md and policy.routes for the exposed endpoints.',
   },
   'bot-forbidden': {
     status: 403,
@@ -91,6 +107,17 @@ export const ERROR_CATALOGUE = {
     status: 403,
     code: 403003,
     message: 'This workflow_id is not allowed by the gateway (policy.allowedWorkflowIds).',
+  },
+  'app-forbidden': {
+    status: 403,
+    code: 403005,
+    message: 'This app_id is not allowed by the gateway (policy.allowedAppIds).',
+  },
+  'draft-forbidden': {
+    status: 403,
+    code: 403006,
+    message:
+      'Drafts and pinned versions are not available through this gateway (policy.allowDrafts). Remove publish_status, bot_version, workflow_version, draft_mode or is_published=false.',
   },
   'cors-forbidden': {
     status: 403,
@@ -107,26 +134,46 @@ export const ERROR_CATALOGUE = {
     code: 408001,
     message: 'The request headers did not arrive in time (server.headersTimeoutSeconds).',
   },
+  'body-timeout': {
+    status: 408,
+    code: 408002,
+    message: 'The request body did not arrive in time (server.bodyReadTimeoutSeconds). Send it at once, or retry.',
+  },
   'body-too-large': {
     status: 413,
     code: 413001,
     message: 'The request body is larger than the gateway allows (server.maxBodyBytes).',
   },
-  'headers-too-large': {
-    status: 431,
-    code: 431001,
-    message: 'The request headers are larger than the gateway accepts (16 KiB in all).',
+  'unsupported-media-type': {
+    status: 415,
+    code: 415001,
+    message: 'This endpoint takes a JSON body: send it with Content-Type: application/json (UTF-8, no Content-Encoding).',
   },
   'rate-limited': {
     status: 429,
     code: 429001,
     message: 'Too many requests for this identity. Retry after the number of seconds in Retry-After.',
   },
-  'budget-exceeded': {
+  'too-many-concurrent': {
     status: 429,
     code: 429002,
+    message: 'Too many requests of this identity are in flight at once (rateLimit.maxConcurrentPerIdentity). Retry after the number of seconds in Retry-After.',
+  },
+  'budget-exceeded': {
+    status: 429,
+    code: 429003,
     message:
       'This identity has used up its usage budget. The detail names the budget and when it resets; retry after the number of seconds in Retry-After, or ask the operator for a larger budget.',
+  },
+  'headers-too-large': {
+    status: 431,
+    code: 431001,
+    message: 'The request headers are larger than the gateway accepts (16 KiB in all).',
+  },
+  'too-many-headers': {
+    status: 431,
+    code: 431002,
+    message: 'The request has more header fields than the gateway accepts (server.maxHeadersCount).',
   },
   'internal-error': {
     status: 500,
@@ -157,6 +204,11 @@ export const ERROR_CATALOGUE = {
     status: 503,
     code: 503002,
     message: 'The identity provider key set (identity.jwt.jwksUrl) could not be fetched, so the credential cannot be checked. Retry shortly.',
+  },
+  'gateway-busy': {
+    status: 503,
+    code: 503003,
+    message: 'The memory the gateway sets aside for request bodies is in use (server.bufferedBodyBudgetBytes). Retry after the number of seconds in Retry-After.',
   },
   'token-mint-timeout': {
     status: 504,

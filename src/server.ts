@@ -16,11 +16,12 @@ import { answerClientErrors } from './http/client-errors.js';
 import { createCors } from './http/cors.js';
 import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
-import { createBodyPolicy } from './policy/body-policy.js';
-import { DEFAULT_ROUTES } from './policy/default-routes.js';
+import { createConcurrencyLimiter } from './policy/concurrency-limit.js';
+import { USAGE_ENDPOINT, VENDING_ENDPOINT } from './policy/endpoints.js';
 import { createRateLimiter } from './policy/rate-limit.js';
-import { createRoutePolicy } from './policy/routes.js';
+import { createRouteTable, selectEndpoints } from './policy/route-table.js';
 import { createSharedRateLimiter } from './policy/shared-rate-limit.js';
+import { createBodyBudget } from './proxy/body-budget.js';
 import { createForwarder } from './proxy/forwarder.js';
 import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
@@ -76,7 +77,16 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   const now = deps.now ?? Date.now;
   let draining = false;
 
-  const routes = createRoutePolicy(config.policy.routes ?? DEFAULT_ROUTES);
+  const { policy } = config;
+  // The loader already refused a bad selection, naming the setting; this only builds it.
+  const routes = createRouteTable(selectEndpoints(policy.routes, policy.disabledRoutes).endpoints, {
+    enforceUserId: policy.enforceUserId,
+    allowedBotIds: policy.allowedBotIds,
+    allowedWorkflowIds: policy.allowedWorkflowIds,
+    allowedAppIds: policy.allowedAppIds,
+    allowDrafts: policy.allowDrafts,
+    botInfo: policy.botInfo,
+  });
   // The cache is built after the metrics it reports to; the gauge reads it lazily at scrape time.
   const cacheRef: { current?: TokenCache } = {};
   const usageRef: { current?: UsageService } = {};
@@ -135,11 +145,9 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   const authenticator = await createAuthenticatorFromConfig(config.identity, { now });
   const streams = new Set<RelayContext>();
   const forwarder = createForwarder({ target: config.coze.baseUrl });
-  const bodyPolicy = createBodyPolicy({
-    enforceUserId: config.policy.enforceUserId,
-    allowedBotIds: config.policy.allowedBotIds,
-    allowedWorkflowIds: config.policy.allowedWorkflowIds,
-  });
+  const concurrency = createConcurrencyLimiter(config.rateLimit.maxConcurrentPerIdentity);
+  const bodyBudget = createBodyBudget(config.server.bufferedBodyBudgetBytes, (inUse) => metrics.bufferedRequestBytes.set(inUse));
+  const forwardHeaders = policy.forwardHeaders.map((h) => h.toLowerCase());
   const sessionName = createSessionNamer({
     template: config.session.template,
     prefix: config.session.prefix,
@@ -166,23 +174,31 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     now: deps.usageNow ?? now,
   });
   usageRef.current = usage;
-  const proxyHandler = createProxyHandler({
+  const admitDeps = {
     routes,
-    authenticate: (req) => authenticator.authenticate(req),
+    authenticate: (req: Parameters<typeof authenticator.authenticate>[0]) => authenticator.authenticate(req),
     rateLimiter,
+    concurrency,
     sessionName,
-    bodyPolicy,
     metrics,
+    maxHeadersCount: config.server.maxHeadersCount,
+  };
+  const proxyHandler = createProxyHandler({
+    ...admitDeps,
     tokens,
     forwarder,
     cors: createCors(config.cors.allowedOrigins),
     logger,
     maxBodyBytes: config.server.maxBodyBytes,
+    bodyBudget,
+    bodyReadTimeoutMs: config.server.bodyReadTimeoutSeconds * 1000,
+    forwardHeaders,
     upstreamTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,
     streamIdleTimeoutMs: config.server.streamIdleTimeoutSeconds * 1000,
-    trustedHeaderName: config.identity.trustedHeader.name,
     isDraining: () => draining,
     vendingEnabled: config.tokenVending.enabled,
+    vendingEndpoint: routes.compile(VENDING_ENDPOINT),
+    usageEndpoint: routes.compile(USAGE_ENDPOINT),
     streams,
     budgets: usage.budgets,
     tokenKeys,
@@ -190,17 +206,11 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   });
 
   const wsProxy = createWebSocketProxy({
-    routes,
-    authenticate: (req) => authenticator.authenticate(req),
-    rateLimiter,
-    sessionName,
-    bodyPolicy,
-    metrics,
+    ...admitDeps,
     tokens,
     logger,
     wsBaseUrl: config.coze.wsBaseUrl,
-    enforceUserId: config.policy.enforceUserId,
-    trustedHeaderName: config.identity.trustedHeader.name,
+    forwardHeaders,
     connectTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,
     isDraining: () => draining,
     budgets: usage.budgets,
@@ -285,10 +295,14 @@ async function connectShared(config: GatewayConfig, topology: RedisTopology, met
 
 export interface ServerTimeouts {
   keepAliveTimeoutSeconds: number;
+  /** server.maxHeadersCount: Node keeps one header more, so that admit.ts sees an excess and answers 431. */
+  maxHeadersCount?: number;
   headersTimeoutSeconds: number;
   requestTimeoutSeconds: number;
   streamIdleTimeoutSeconds: number;
 }
+
+const DEFAULT_MAX_HEADERS_COUNT = 100;
 
 /**
  * The main HTTP server with its timeouts set on purpose (Node's defaults cut streams and cause
@@ -311,6 +325,9 @@ export function createMainServer(handler: RequestListener, timeouts: ServerTimeo
   );
   // Socket inactivity in either direction: a stalled upload or a dead client is let go.
   server.timeout = timeouts.streamIdleTimeoutSeconds * 1000;
+  // Past its own count Node drops headers silently (a second credential could hide there): one
+  // more than the limit is kept, and admit.ts refuses the request when it sees it (issue 15).
+  server.maxHeadersCount = (timeouts.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT) + 1;
   answerClientErrors(server);
   return server;
 }

@@ -46,7 +46,7 @@ interface Verified {
 /**
  * Caller JWTs, verified with jose under strict settings (SPEC section 3.1): a restricted
  * algorithm list (so `alg: none` and HS/RS confusion cannot verify), a required `exp`, the
- * configured `iss`/`aud`, and a clock tolerance. `jku`/`x5u` headers are ignored: keys come only
+ * configured `iss`/`aud`, an `iat` that is not in the future, and a clock tolerance. `jku`/`x5u` headers are ignored: keys come only
  * from the configured source. Successful verifications are cached per token, since
  * verifying the same token on every request is the largest avoidable cost on the hot path.
  */
@@ -124,6 +124,11 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
       if (remote) jwksFetched = true;
     } catch (err) {
       throw toAuthError(err);
+    }
+    // jose checks iat only against maxTokenAge; a token issued in the future (a skewed or forged
+    // issuer clock) is refused here, with the same tolerance as exp and nbf (issue 15, finding 6).
+    if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + options.clockToleranceSeconds) {
+      throw new AuthError('jwt', 'not_yet_valid', 'The JWT iat claim is in the future.');
     }
     const subject = readClaim(payload, options.subjectClaim);
     if (typeof subject !== 'string' || subject === '') throw new AuthError('jwt', 'bad_subject', `The claim ${options.subjectClaim} must be a non-empty string.`);

@@ -101,7 +101,15 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
   // A cluster is up once every master's connection is: with no offline queue, a command for a
   // node whose connection is still being opened is refused, and nodes connect lazily.
   client.on('ready', () => (client instanceof Cluster ? void mastersConnected(client, failFast.connectTimeoutMs).then(() => client.status === 'ready' && setUp(true)) : setUp(true)));
-  client.on('close', () => setUp(false));
+  // A master that goes away cleanly (shut down, failed over) closes without an error event:
+  // the reason shown is then the close itself, not the start-up placeholder.
+  client.on('ready', () => {
+    lastError = '';
+  });
+  client.on('close', () => {
+    if (!lastError) lastError = 'CONNECTION_CLOSED';
+    setUp(false);
+  });
   client.on('end', () => setUp(false));
   // Only a code is kept: a Redis URL may carry a password, and messages can echo it.
   client.on('error', (err: NodeJS.ErrnoException) => {

@@ -7,7 +7,7 @@ import { createGateway, createMainServer } from '../server.js';
 import type { ParsedArgs } from './args.js';
 import { untilSignal } from './signals.js';
 
-/** Closing the admin port, Redis and the log after the drain gets this long at most. */
+/** Closing the admin port, Redis and flushing the log after the drain share this long at most. */
 const AFTER_DRAIN_MS = 1000;
 
 /** `serve`: the gateway on its main and admin ports until SIGTERM/SIGINT, then a graceful drain. */
@@ -29,6 +29,7 @@ export async function runServe(args: ParsedArgs): Promise<number> {
       adminHost: config.admin.host,
       adminPort,
       identitySources: configuredSources(config.identity),
+      trustedHeader: config.identity.trustedHeader.name,
       coze: config.coze.baseUrl,
       appId: config.coze.appId,
       sharedCache: configuredTopology(config.cache) ?? 'none',
@@ -39,9 +40,11 @@ export async function runServe(args: ParsedArgs): Promise<number> {
   const signal = await untilSignal();
   gateway.logger.info({ signal, graceSeconds: config.server.shutdownGraceSeconds }, 'draining');
   const report = await drain(gateway, main, inflight, config.server.shutdownGraceSeconds * 1000);
-  // The drain ended inside the window; what follows is bounded too, so a stuck Redis socket, a
+  // The drain ended inside the window; what follows shares one bound, so a stuck Redis socket, a
   // scraper holding the admin port or a full stdout pipe can never keep the pod up until SIGKILL.
+  const cleanupDeadline = Date.now() + AFTER_DRAIN_MS;
   const cleaned = await bounded(
+    cleanupDeadline,
     (async () => {
       const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
@@ -50,18 +53,22 @@ export async function runServe(args: ParsedArgs): Promise<number> {
     })(),
   );
   gateway.logger.info({ ...report, ...(cleaned ? {} : { cleanup: 'timed out' }) }, 'stopped');
-  // Whatever is still buffered then is written synchronously by pino's exit hook.
-  await bounded(new Promise<void>((resolve) => gateway.logger.flush(() => resolve())));
+  // The flush gets what the clean-up left of the bound; whatever is still buffered after it is
+  // written synchronously by pino's exit hook.
+  await bounded(
+    cleanupDeadline,
+    new Promise<void>((resolve) => gateway.logger.flush(() => resolve())),
+  );
   return 0;
 }
 
-/** True when `work` finished within AFTER_DRAIN_MS. */
-function bounded(work: Promise<void>): Promise<boolean> {
+/** True when `work` finished by `deadline` (a Date.now() value). */
+function bounded(deadline: number, work: Promise<void>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     work.then(() => true),
     new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), AFTER_DRAIN_MS);
+      timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
     }),
   ]).finally(() => clearTimeout(timer));
 }

@@ -20,7 +20,11 @@ export function renderConfigurationMd(settings: SettingInfo[] = listSettings()):
     'Kubernetes secrets mounted as files. Setting both is an error. Secrets are never printed or logged.',
     '',
     'Unknown keys are errors. At least one identity source (`identity.jwt.*`, `identity.apiKeys.file` or',
-    '`identity.trustedHeader.name`) must be configured.',
+    '`identity.trustedHeader.name`) must be configured. With more than one, `session.template` must hold `{source}`',
+    'unless `session.sharedNamespace` is true (the same subject from two sources would share one Coze history).',
+    '',
+    'The endpoints the gateway exposes, and the rules each one carries, are listed in [routes.md](routes.md);',
+    '`policy.routes` and `policy.disabledRoutes` narrow that table.',
     '',
   ];
   for (const [section, items] of sections) {

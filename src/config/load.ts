@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { configuredTopology } from '../cache/redis-topology.js';
+import { forwardHeaderProblem } from '../http/headers.js';
 import { isValidCidr } from '../http/client-ip.js';
+import { selectEndpoints } from '../policy/route-table.js';
 import { createSessionNamer } from '../session/session-name.js';
 import { parseOverrides } from '../usage/budget-overrides.js';
 import { checkRedisSettings } from './redis-checks.js';
@@ -273,6 +275,8 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   } catch (err) {
     issues.push(issueFor(settings, 'session.template', (err as Error).message.replace(/^session\.template: /, '')));
   }
+  // Only once the identity settings are sound: which sources exist is not known before.
+  if (!issues.some((i) => i.key.startsWith('identity.'))) checkNamespaces(config, settings, issues);
   if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
   }
@@ -289,6 +293,19 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
       const code = (err as NodeJS.ErrnoException).code;
       issues.push(issueFor(settings, 'budgets.overridesFile', code ? `cannot read ${overridesFile} (${code})` : `${overridesFile}: ${(err as Error).message}`));
     }
+  }
+  for (const problem of selectEndpoints(config.policy.routes, config.policy.disabledRoutes).problems) {
+    const entry = /^policy\.routes\[(\d+)\]: (.*)$/s.exec(problem);
+    if (entry) issues.push(issueFor(settings, 'policy.routes', `${entry[2]} (at policy.routes.${entry[1]})`));
+    else if (problem.startsWith('policy.disabledRoutes: ')) issues.push(issueFor(settings, 'policy.disabledRoutes', problem.slice('policy.disabledRoutes: '.length)));
+    else issues.push(issueFor(settings, 'policy.routes', problem));
+  }
+  for (const name of config.policy.forwardHeaders) {
+    const problem = forwardHeaderProblem(name, config.identity.trustedHeader.name);
+    if (problem) issues.push(issueFor(settings, 'policy.forwardHeaders', problem));
+  }
+  if (config.server.bufferedBodyBudgetBytes < config.server.maxBodyBytes) {
+    issues.push(issueFor(settings, 'server.bufferedBodyBudgetBytes', `must be at least server.maxBodyBytes (${config.server.maxBodyBytes}), or a body the gateway accepts could never be read`));
   }
   const cache = config.cache;
   for (const problem of checkRedisSettings(cache)) issues.push(issueFor(settings, problem.key, problem.message));
@@ -355,6 +372,32 @@ export function isTimeZone(name: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Several identity sources share one namespace of subjects unless the session name carries the
+ * source: JWT subject "alice" and API key subject "alice" would get one session_name, so one
+ * Coze history (issue 15, finding 11). Start-up refuses that ambiguity unless the operator
+ * says the subjects of every source name the same people (session.sharedNamespace).
+ */
+function checkNamespaces(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[]): void {
+  const { identity, session } = config;
+  const sources = [
+    identity.trustedHeader.name ? 'trusted_header' : undefined,
+    identity.jwt.jwksUrl || identity.jwt.publicKey || identity.jwt.secret ? 'jwt' : undefined,
+    identity.apiKeys.file ? 'api_key' : undefined,
+  ].filter((s): s is string => s !== undefined);
+  if (sources.length < 2 || session.sharedNamespace || session.template.includes('{source}')) return;
+  const shared = settings.find((s) => s.key === 'session.sharedNamespace');
+  issues.push(
+    issueFor(
+      settings,
+      'session.template',
+      `several identity sources are configured (${sources.join(', ')}) and "${session.template}" does not hold {source}, so the same subject from two sources would get one session_name and share one Coze history. ` +
+        `Either put {source} in the template (e.g. "{source}:{subject}"; existing users' histories then move to new session names), ` +
+        `or set session.sharedNamespace (${shared?.env ?? 'SESSION_SHARED_NAMESPACE'}) to true if every source names the same people.`,
+    ),
+  );
 }
 
 /** api.coze.cn -> ws.coze.cn, api.coze.com -> ws.coze.com (Coze's realtime docs: https://www.coze.cn/open/docs/developer_guides/streaming_chat_api). */

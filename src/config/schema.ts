@@ -119,15 +119,25 @@ function oneOf<const V extends readonly [string, ...string[]]>(values: V, meta: 
 export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const routeRule = z
-  .object({
-    name: z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'route names are short lowercase slugs such as "chat" or "conversation.list"'),
-    method: z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH']),
-    path: z.string().regex(/^\/[A-Za-z0-9_/:.-]*$/, 'a path pattern such as /v1/conversations/:conversation_id'),
-  })
-  .strict();
+const routeName = z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'route names are short lowercase slugs such as "chat" or "conversation.list"');
 
-export type RouteRule = z.infer<typeof routeRule>;
+/**
+ * An entry of policy.routes: a built-in endpoint's name, or a {name, method, path} rule. A rule
+ * must be a built-in endpoint's method and path, or say `passthrough: true` (route-table.ts).
+ */
+const routeEntry = z.union([
+  routeName,
+  z
+    .object({
+      name: routeName,
+      method: z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH']),
+      path: z.string().regex(/^\/[A-Za-z0-9_/:.-]*$/, 'a path pattern such as /v1/conversations/:conversation_id'),
+      passthrough: z.boolean().optional(),
+    })
+    .strict(),
+]);
+
+export type RouteEntry = z.infer<typeof routeEntry>;
 
 export const configSchema = z
   .object({
@@ -156,6 +166,27 @@ export const configSchema = z
           min: 0,
           description: 'Deadline for receiving a whole request body, 0 for none (long uploads stay possible; idle uploads are cut by streamIdleTimeoutSeconds).',
         }),
+        bodyReadTimeoutSeconds: int({
+          env: 'BODY_READ_TIMEOUT_SECONDS',
+          default: 30,
+          min: 1,
+          description:
+            'Deadline for receiving a JSON body the gateway reads (the endpoints of docs/routes.md with a json body). Past it: 408, and the memory it held is released. Streamed uploads are not affected.',
+        }),
+        bufferedBodyBudgetBytes: int({
+          env: 'BUFFERED_BODY_BUDGET_BYTES',
+          default: 67108864,
+          min: 1024,
+          description:
+            'Memory set aside for the JSON bodies being read, across all requests. A new body that does not fit gets 503 with Retry-After. At least server.maxBodyBytes.',
+        }),
+        maxHeadersCount: int({
+          env: 'MAX_HEADERS_COUNT',
+          default: 100,
+          min: 10,
+          max: 2000,
+          description: 'Most header fields a request may carry; more get 431 (Node would otherwise drop the ones past its own limit unseen).',
+        }),
         upstreamTimeoutSeconds: int({
           env: 'UPSTREAM_TIMEOUT_SECONDS',
           default: 300,
@@ -166,7 +197,8 @@ export const configSchema = z
           env: 'STREAM_IDLE_TIMEOUT_SECONDS',
           default: 300,
           min: 1,
-          description: 'A request or response that sends no byte for this long is ended. Idle-based, so minute-long streams that keep talking are never cut.',
+          description:
+            'A request or response that sends no byte for this long is ended (a Coze answer that stalls before the client got anything is a 504). Idle-based, so minute-long streams that keep talking are never cut. A client waiting for Coze is not cut by it: upstreamTimeoutSeconds bounds that wait.',
         }),
         shutdownGraceSeconds: int({
           env: 'SHUTDOWN_GRACE_SECONDS',
@@ -364,6 +396,12 @@ export const configSchema = z
           description: 'Placeholders {subject}, {issuer}, {source}, {claims.NAME}.',
         }),
         prefix: str({ env: 'SESSION_NAME_PREFIX', default: '', description: 'Prepended to every session_name, e.g. a tenant or environment.' }),
+        sharedNamespace: bool({
+          env: 'SESSION_SHARED_NAMESPACE',
+          default: false,
+          description:
+            'With several identity sources and a template without {source}, the same subject from two sources gets one session_name (one Coze history). Start-up refuses that unless this is true: set it only if every source names the same people.',
+        }),
         hmacSecret: optionalStr({
           env: 'SESSION_NAME_HMAC_SECRET',
           secret: true,
@@ -381,10 +419,38 @@ export const configSchema = z
         }),
         allowedBotIds: optionalList({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
         allowedWorkflowIds: optionalList({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
-        routes: leaf(z.array(routeRule).min(1).optional(), {
+        allowedAppIds: optionalList({
+          env: 'ALLOWED_APP_IDS',
+          defaultText: 'any',
+          description: 'Apps callers may use (comma list), checked as app_id in bodies and queries and as a WebSocket entity_id of entity_type app.',
+        }),
+        allowDrafts: bool({
+          env: 'ALLOW_DRAFTS',
+          default: false,
+          description:
+            'Let callers pick drafts and pinned versions. Off: publish_status other than published_online, bot_version, workflow_version, draft_mode: true and is_published=false get 403.',
+        }),
+        botInfo: oneOf(['display', 'full'] as const, {
+          env: 'POLICY_BOT_INFO',
+          default: 'display',
+          description:
+            'What GET /v1/bots/:bot_id and /v1/bot/get_online_info return: display keeps bot_id, name, description, icon_url, onboarding_info and voice_info_list; full passes the whole bot configuration (prompt, model, plugins, owner).',
+        }),
+        forwardHeaders: list({
+          env: 'FORWARD_HEADERS',
+          default: [],
+          description:
+            'Request headers to forward to Coze beyond the built-in allowlist (what the official SDKs send: docs/security.md). Credentials, cookies, hop-by-hop, forwarding and client-address headers cannot be added.',
+        }),
+        routes: leaf(z.array(routeEntry).min(1).optional(), {
           type: 'routes',
-          defaultText: 'the end-user API (src/policy/default-routes.ts)',
-          description: 'The route allowlist: a list of {name, method, path} rules. The name is the route label in metrics and logs.',
+          defaultText: 'every endpoint of docs/routes.md',
+          description:
+            'Narrows the endpoints exposed (docs/routes.md): a list of built-in endpoint names, or {name, method, path} rules equal to a built-in endpoint (which then keeps its policy; the name is its label). A route the gateway knows no policy for needs passthrough: true, and may not overlap a built-in endpoint.',
+        }),
+        disabledRoutes: optionalList({
+          env: 'POLICY_DISABLED_ROUTES',
+          description: 'Built-in endpoint names to turn off (comma list), e.g. bot.retrieve,bot.online_info.',
         }),
       })
       .strict()
@@ -396,6 +462,12 @@ export const configSchema = z
           default: 0,
           min: 0,
           description: 'Requests per minute per identity; 0 turns it off. Over it: 429 with Retry-After.',
+        }),
+        maxConcurrentPerIdentity: int({
+          env: 'RATE_LIMIT_MAX_CONCURRENT',
+          default: 64,
+          min: 0,
+          description: 'Requests and WebSockets one identity may have in flight at once on a replica; 0 turns it off. Over it: 429 with Retry-After.',
         }),
       })
       .strict()

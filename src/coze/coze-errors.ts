@@ -1,5 +1,15 @@
 import { GatewayError } from '../errors.js';
-import { TokenMintError } from './token-client.js';
+import type { TokenCache } from './token-cache.js';
+import { TokenMintError, type CozeToken } from './token-client.js';
+
+/** The session's Coze token, cached or minted; a failed mint is the error the client gets. */
+export async function lookupToken(tokens: TokenCache, sessionName: string): Promise<CozeToken> {
+  try {
+    return (await tokens.get(sessionName)).token;
+  } catch (err) {
+    throw mintErrorToGatewayError(err);
+  }
+}
 
 /**
  * Maps a failed mint to the client-facing error: 504 when time ran out, 502 otherwise, with

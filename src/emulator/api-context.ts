@@ -44,8 +44,16 @@ export class ApiError extends Error {
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, logId: string): void {
   const text = JSON.stringify(body);
-  // A Set-Cookie that the gateway must strip before it reaches the caller.
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'x-tt-logid': logId, 'set-cookie': 'coze_session=emulator; Path=/' });
+  // A Set-Cookie, and the permissive CORS headers Coze's API answers with: the gateway must strip
+  // both before they reach the caller (it alone decides CORS for its own origin).
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    'x-tt-logid': logId,
+    'set-cookie': 'coze_session=emulator; Path=/',
+    'access-control-allow-origin': '*',
+    'access-control-allow-credentials': 'true',
+  });
   res.end(text);
 }
 

@@ -14,7 +14,7 @@ export type ApiRoute = readonly [string, RegExp, (ctx: ApiContext, match: RegExp
 const ROUTES: readonly ApiRoute[] = [...CONVERSATION_ROUTES, ...CHAT_ROUTES, ...WORKFLOW_ROUTES, ...AUDIO_ROUTES, ...RESOURCE_ROUTES];
 
 /**
- * Coze's end-user API (see src/policy/default-routes.ts) on in-memory state. Every resource belongs to
+ * Coze's end-user API (see src/policy/endpoints.ts) on in-memory state. Every resource belongs to
  * one (app, session_name): another session gets code 4101, exactly the isolation the gateway
  * exists to provide. Business errors are HTTP 200 with `{code, msg}`, as Coze answers them.
  */

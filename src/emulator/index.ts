@@ -32,6 +32,8 @@ export interface Emulator {
   /** Bytes written so far by `flood` streams and WebSockets. */
   readonly floodBytesWritten: number;
   readonly openWebSockets: number;
+  /** Answers a `stall-mid-body` fault left hanging, in order; `closed` settles when their connection closes. */
+  readonly stalledBodies: ReadonlyArray<{ closed: Promise<void> }>;
   /** Sends a frame as Coze would on the `index`th recorded WebSocket (relay tests). */
   sendOnWebSocket(index: number, data: Buffer | string, isBinary: boolean): void;
   sessionForToken(token: string): string | undefined;
@@ -94,6 +96,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   let floodBytes = 0;
   let tokenFault: TokenFault | undefined;
   let apiFault: ApiFault | undefined;
+  const stalledBodies: Array<{ closed: Promise<void> }> = [];
 
   async function readText(req: IncomingMessage): Promise<string> {
     const chunks: Buffer[] = [];
@@ -150,6 +153,10 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       req.resume();
       return flood(res);
     }
+    if (fault?.kind === 'stall-mid-body') {
+      req.resume();
+      return stallBody(res, id, fault.partialBytes ?? 16);
+    }
     if (fault?.kind === 'status') {
       req.resume();
       return sendJson(res, fault.status, { code: 5000, msg: 'injected upstream failure' }, id);
@@ -179,6 +186,14 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       fault: fault?.kind === 'reset-mid-stream' || fault?.kind === 'stall-mid-stream' ? { mode: fault.kind === 'reset-mid-stream' ? 'reset' : 'stall', afterEvents: fault.afterEvents, partialBytes: fault.partialBytes } : undefined,
       settings,
     });
+  }
+
+  /** A JSON answer cut short by a stalled network: its headers and a few bytes, then silence. */
+  function stallBody(res: ServerResponse, id: string, partialBytes: number): void {
+    const body = Buffer.from(JSON.stringify({ code: 0, msg: '', data: { stalled: true }, detail: { logid: id } }));
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(body.length), 'x-tt-logid': id });
+    res.write(body.subarray(0, Math.min(partialBytes, body.length - 1)));
+    stalledBodies.push({ closed: new Promise<void>((resolve) => res.once('close', () => resolve())) });
   }
 
   /** Writes events only while the socket accepts them: a reader that stops reading stops it. */
@@ -262,6 +277,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     get openWebSockets() {
       return ws.open;
     },
+    stalledBodies,
     sendOnWebSocket(index, data, isBinary) {
       const record = ws.records[index];
       if (!record) throw new Error(`no WebSocket #${index}`);
@@ -280,6 +296,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     unpace: () => pacing.stop(),
     reset() {
       requests.length = 0;
+      stalledBodies.length = 0;
       ws.records.length = 0;
       stats.exchanges = 0;
       stats.exchangesBySession.clear();

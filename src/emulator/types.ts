@@ -83,6 +83,8 @@ export type ApiFault =
   /** SSE: write N events (and `partialBytes` of the next one), then keep the stream open and silent. */
   | { kind: 'stall-mid-stream'; afterEvents: number; partialBytes?: number; times?: number }
   | { kind: 'hang'; times?: number }
+  /** JSON: answer 200 with full headers (Content-Length included) and `partialBytes` (default 16) of the body, then keep the connection open and silent. */
+  | { kind: 'stall-mid-body'; partialBytes?: number; times?: number }
   /** SSE (or, on a WebSocket, binary frames) as fast as the reader takes it, forever: shows whether backpressure reaches Coze. */
   | { kind: 'flood'; times?: number }
   | { kind: 'code'; code: number; msg: string; httpStatus?: number; times?: number }

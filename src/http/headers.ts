@@ -12,8 +12,87 @@ export const HOP_BY_HOP: readonly string[] = [
   'upgrade',
 ];
 
-/** The caller's own credentials and anything a client could use to spoof where it came from. */
-const CALLER_ONLY = ['authorization', 'cookie', 'x-api-key', 'forwarded', 'x-real-ip', 'host', 'x-request-id', 'expect', 'content-length'];
+/**
+ * The request headers that reach Coze, and only these (issue 15, finding 7): what the official
+ * SDKs send besides their credential (docs/sdk.md). The gateway sets the rest
+ * itself: Authorization (the session's token), Host, X-Request-Id, Accept-Encoding (identity)
+ * and Content-Length (of the body it sends). Anything else, such as X-HTTP-Method-Override,
+ * X-Original-URL, True-Client-IP or X-User-Id, stays with the gateway.
+ */
+export const FORWARDED_REQUEST_HEADERS = [
+  'accept',
+  'content-type',
+  'user-agent',
+  // JSON describing the SDK (all four official SDKs).
+  'x-coze-client-user-agent',
+  // coze-go with WithEnableLogID(true) sends its own log id for tracing; kept when it is a plain token.
+  'x-tt-logid',
+  // coze-js on knowledge document calls.
+  'agw-js-conv',
+] as const;
+
+/**
+ * Headers policy.forwardHeaders may never add: credentials, cookies, what the gateway sets,
+ * hop-by-hop and framing, and what names a route, a method, a client address or a forwarding
+ * hop (issue 15, finding 7).
+ */
+const NEVER_FORWARDED: readonly string[] = [
+  ...HOP_BY_HOP,
+  'authorization',
+  'cookie',
+  'x-api-key',
+  'host',
+  'x-request-id',
+  'content-length',
+  'content-encoding',
+  'accept-encoding',
+  'expect',
+  'origin',
+  'forwarded',
+  'via',
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
+const NEVER_FORWARDED_PREFIXES = ['proxy-', 'x-forwarded-', 'sec-websocket-', 'access-control-'];
+
+/** Why `name` can never be forwarded, or undefined when policy.forwardHeaders may add it. */
+export function forwardHeaderProblem(name: string, trustedHeaderName: string | undefined): string | undefined {
+  const lower = name.toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(lower)) return `"${name}" is not a header name`;
+  if (lower === trustedHeaderName?.toLowerCase()) return `"${name}" is the trusted identity header`;
+  if (NEVER_FORWARDED.includes(lower) || NEVER_FORWARDED_PREFIXES.some((p) => lower.startsWith(p))) return `"${name}" carries a credential, a route, a client address or framing, and is never forwarded`;
+  return undefined;
+}
+
+/** A client-sent X-Tt-Logid goes on only as a plain token (Coze's own are 20 to 64 alphanumerics). */
+const LOG_ID = /^[A-Za-z0-9]{1,64}$/;
+
+/**
+ * The headers that may go to Coze, by allowlist: a new object, so the caller's never leak
+ * through a shared reference. Content-Length of a streamed body is kept (the gateway sets it for
+ * a body it read); Node re-frames the body, so Transfer-Encoding never goes.
+ */
+export function scrubRequestHeaders(headers: IncomingHttpHeaders, options: { forward?: readonly string[] } = {}): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name of [...FORWARDED_REQUEST_HEADERS, ...(options.forward ?? [])]) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name === 'x-tt-logid' && (typeof value !== 'string' || !LOG_ID.test(value))) continue;
+    out[name] = value;
+  }
+  if (headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) out['content-length'] = headers['content-length'];
+  return out;
+}
 
 function named(headers: IncomingHttpHeaders): Set<string> {
   const listed = new Set<string>();
@@ -25,27 +104,33 @@ function named(headers: IncomingHttpHeaders): Set<string> {
 }
 
 /**
- * The headers that may go to Coze: a new object, so the caller's never leak through a shared
- * reference. Content-Length is set again by the gateway from the body it actually sends; Node
- * re-frames the body, so Transfer-Encoding goes too.
+ * Coze's response headers that never reach the caller: cookies (nothing of Coze's session
+ * belongs to the caller), every CORS header (the gateway alone decides CORS: cors.ts), and what
+ * would let Coze set policy for the gateway's own origin (HSTS, Alt-Svc, Clear-Site-Data,
+ * reporting endpoints), besides hop-by-hop headers and the gateway's own X-Request-Id.
  */
-export function scrubRequestHeaders(headers: IncomingHttpHeaders, options: { dropAlso: readonly string[]; keepUpgrade?: boolean }): OutgoingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...CALLER_ONLY, ...options.dropAlso.map((h) => h.toLowerCase()), ...named(headers)]);
-  const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || drop.has(name) || name.startsWith('proxy-') || name.startsWith('x-forwarded-')) continue;
-    out[name] = value;
-  }
-  if (headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) out['content-length'] = headers['content-length'];
-  return out;
-}
+const DROPPED_RESPONSE_HEADERS: readonly string[] = [
+  ...HOP_BY_HOP,
+  'set-cookie',
+  'set-cookie2',
+  'x-request-id',
+  'strict-transport-security',
+  'alt-svc',
+  'clear-site-data',
+  'public-key-pins',
+  'public-key-pins-report-only',
+  'report-to',
+  'reporting-endpoints',
+  'nel',
+  'timing-allow-origin',
+];
 
-/** Coze's answer minus Set-Cookie (nothing of Coze's session belongs to the caller) and hop-by-hop headers. */
+/** Coze's answer minus the headers above and any header named in its Connection. */
 export function scrubResponseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, 'set-cookie', ...named(headers)]);
+  const drop = new Set([...DROPPED_RESPONSE_HEADERS, ...named(headers)]);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || drop.has(name)) continue;
+    if (value === undefined || drop.has(name) || name.startsWith('access-control-')) continue;
     out[name] = value;
   }
   return out;

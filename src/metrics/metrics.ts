@@ -10,8 +10,12 @@ import { USAGE_WINDOWS } from '../usage/usage-windows.js';
  * Every metric of SPEC section 7 on an injected Registry. Labels come from closed sets only
  * (route names, methods, status codes, outcomes): never a user, session, token or raw path.
  */
-export const POLICY_DENIAL_REASONS = ['route', 'path', 'bot', 'workflow', 'cors', 'body'] as const;
+export const POLICY_DENIAL_REASONS = ['route', 'path', 'bot', 'workflow', 'app', 'draft', 'ambiguous', 'identity', 'cors', 'body'] as const;
 export type PolicyDenialReason = (typeof POLICY_DENIAL_REASONS)[number];
+
+/** Requests refused by a resource limit (issue 15): too many headers, too many in flight, the body budget spent, a body too slow. */
+export const REQUEST_LIMITS = ['header_count', 'concurrency', 'body_budget', 'body_timeout'] as const;
+export type RequestLimit = (typeof REQUEST_LIMITS)[number];
 
 export const UPSTREAM_ERROR_KINDS = ['connect', 'reset', 'timeout', 'idle_timeout', 'bad_response', 'retried_token'] as const;
 export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
@@ -39,6 +43,8 @@ export interface GatewayMetrics {
   authFailures: Counter<'source' | 'reason'>;
   policyDenials: Counter<'reason'>;
   rateLimited: Counter;
+  requestLimits: Counter<'limit'>;
+  bufferedRequestBytes: Gauge;
   upstreamErrors: Counter<'kind'>;
   cozeErrorCodes: Counter<'code'>;
   redisUp: Gauge;
@@ -120,6 +126,8 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const authFailures = new Counter({ name: `${PREFIX}auth_failures_total`, help: 'Rejected caller credentials by source and reason.', labelNames: ['source', 'reason'] as const, registers });
   const policyDenials = new Counter({ name: `${PREFIX}policy_denials_total`, help: 'Requests refused by policy, by reason.', labelNames: ['reason'] as const, registers });
   const rateLimited = new Counter({ name: `${PREFIX}rate_limited_total`, help: 'Requests refused by the per-identity rate limit.', registers });
+  const requestLimits = new Counter({ name: `${PREFIX}request_limits_total`, help: 'Requests refused by a resource limit, by limit: header_count (431), concurrency (429), body_budget (503), body_timeout (408).', labelNames: ['limit'] as const, registers });
+  const bufferedRequestBytes = new Gauge({ name: `${PREFIX}buffered_request_bytes`, help: 'Request body bytes held in memory now (JSON bodies being read and checked), out of server.bufferedBodyBudgetBytes.', registers });
   const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });
   const cozeErrorCodes = new Counter({ name: `${PREFIX}coze_error_codes_total`, help: 'Non-zero Coze error codes seen in JSON answers and SSE error events.', labelNames: ['code'] as const, registers });
 
@@ -173,6 +181,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   }
   for (const reason of POLICY_DENIAL_REASONS) policyDenials.labels(reason).inc(0);
   for (const kind of UPSTREAM_ERROR_KINDS) upstreamErrors.labels(kind).inc(0);
+  for (const limit of REQUEST_LIMITS) requestLimits.labels(limit).inc(0);
   for (const code of KNOWN_COZE_CODES) cozeErrorCodes.labels(code).inc(0);
   rateLimited.inc(0);
   for (const window of USAGE_WINDOWS) for (const budget of BUDGET_KINDS) budgetRefusals.labels(window, budget).inc(0);
@@ -204,6 +213,8 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     authFailures,
     policyDenials,
     rateLimited,
+    requestLimits,
+    bufferedRequestBytes,
     upstreamErrors,
     cozeErrorCodes,
     redisUp,

@@ -39,6 +39,11 @@ export interface JsonBody {
   get(path: string): JsonField[];
   /** Sets every occurrence of the dotted `path` to the string `value`, adding it where absent. */
   force(path: string, value: string, options?: ForceOptions): void;
+  /**
+   * Removes every member but `keys` from each object at `objectPath` (dotted; '' is the root).
+   * The members kept keep their exact text (issue 15: a response reduced to display fields).
+   */
+  keepOnly(objectPath: string, keys: readonly string[]): void;
   /** True once anything was forced. */
   readonly changed: boolean;
   /** The bytes to forward: the original bytes when nothing was forced. */
@@ -75,6 +80,21 @@ export function parseJsonObject(bytes: Buffer): JsonBody {
     force(path, value, options = { nonObjectParent: 'refuse' }) {
       const edits: Edit[] = [];
       forceIn(root, split(path), JSON.stringify(value), options, edits);
+      if (edits.length === 0) return;
+      text = applyEdits(text, edits);
+      root = parseStrict(text);
+      changed = true;
+    },
+    keepOnly(objectPath, keys) {
+      const keep = new Set(keys);
+      const edits: Edit[] = [];
+      for (const object of objectsAt(root, split(objectPath))) {
+        const all = members(object);
+        const kept = all.filter((m) => keep.has(keyOf(m)));
+        if (kept.length === all.length) continue;
+        // The whole object is rewritten from the kept members' own text.
+        edits.push({ offset: object.offset, length: object.length, content: `{${kept.map((m) => text.slice(m.offset, m.offset + m.length)).join(',')}}` });
+      }
       if (edits.length === 0) return;
       text = applyEdits(text, edits);
       root = parseStrict(text);

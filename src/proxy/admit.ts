@@ -4,35 +4,43 @@ import { AuthError, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
-import type { BodyPolicy } from '../policy/body-policy.js';
+import type { ConcurrencyLimiter } from '../policy/concurrency-limit.js';
+import { parseQuery } from '../policy/query-policy.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
-import type { createRoutePolicy } from '../policy/routes.js';
+import type { CompiledEndpoint, Params, RouteTable } from '../policy/route-table.js';
 import type { TokenKeys } from '../coze/mint-request.js';
 import type { Budgets } from '../usage/budgets.js';
 
 export interface Admission {
+  /** The matched endpoint: its policy travels with it, nothing is looked up by name. */
+  endpoint: CompiledEndpoint;
+  /** The endpoint's label in metrics and logs. */
   route: string;
   path: string;
-  /** The query string to forward, after the policy rewrote it. */
+  /** The query string to forward, after the policy checked and rewrote it. */
   query: string;
-  params: Readonly<Record<string, string>>;
+  params: Params;
   identity: Identity;
   sessionName: string;
   /** The token cache key of this request's token: the session_name, or more (mint-request.ts). */
   tokenKey: string;
+  /** Frees the identity's concurrency slot; call it once the request (or socket) is over. */
+  release(): void;
 }
 
 export interface AdmitDeps {
-  routes: ReturnType<typeof createRoutePolicy>;
+  routes: RouteTable;
   authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; rawHeaders?: readonly string[]; queryAuthorization?: string }): Promise<Identity>;
   rateLimiter: RateLimiter;
+  concurrency: ConcurrencyLimiter;
   sessionName(identity: Identity): string;
-  bodyPolicy: BodyPolicy;
   metrics: GatewayMetrics;
   /** The budget step (issue 18); absent: no budgets and nothing counted. */
   budgets?: Pick<Budgets, 'admit'>;
   /** How a token key is made when a token carries more than its session_name. */
   tokenKeys?: Pick<TokenKeys, 'proxied'>;
+  /** server.maxHeadersCount: the main server keeps one header more than this, so an excess shows. */
+  maxHeadersCount: number;
 }
 
 /** What the request log records as the admission goes: filled in step by step. */
@@ -49,37 +57,55 @@ const DENIAL_REASONS: Partial<Record<GatewayError['reason'], PolicyDenialReason>
   'route-forbidden': 'route',
   'bot-forbidden': 'bot',
   'workflow-forbidden': 'workflow',
+  'app-forbidden': 'app',
+  'draft-forbidden': 'draft',
+  'ambiguous-field': 'ambiguous',
+  'identity-in-query': 'identity',
   'bad-json-body': 'body',
+  'unexpected-body': 'body',
+  'unsupported-media-type': 'body',
 };
+
+/** Retry-After of a refusal for too many requests in flight: one finishes soon. */
+const CONCURRENCY_RETRY_SECONDS = 1;
 
 /**
  * Steps 2 to 4 of SPEC section 1, shared by HTTP requests, WebSocket upgrades and token vending:
- * the path is checked before anything else, then the route, then the caller, then the rate
- * limit, then the session, then the budgets. Nothing here reaches Coze.
+ * the header count and the path are checked before anything else, then the endpoint, the query's
+ * controlled names, then the caller, the identity's concurrency and rate limits, then the session
+ * and the endpoint's query rules, then the budgets. Nothing here reaches Coze.
  */
 export async function admit(
   deps: AdmitDeps,
   req: IncomingMessage,
   trace: AdmissionTrace,
-  options: { route?: string; acceptQueryCredential?: boolean } = {},
+  options: { endpoint?: CompiledEndpoint; acceptQueryCredential?: boolean } = {},
 ): Promise<Admission> {
+  let release: (() => void) | undefined;
   try {
+    // The server keeps maxHeadersCount + 1 headers (createMainServer): more than the limit means
+    // some were dropped unseen, and a second credential may be among them (issue 15, finding 8).
+    if (req.rawHeaders.length / 2 > deps.maxHeadersCount) {
+      deps.metrics.requestLimits.labels('header_count').inc();
+      throw new GatewayError('too-many-headers');
+    }
     const target = guardRequestTarget(req.method ?? 'GET', req.url ?? '');
     const path = target.path;
-    const { credential: queryCredential, rest: query } = takeQueryCredential(target.query);
     trace.path = path;
-    let route = options.route;
-    let params: Record<string, string> = {};
-    if (route === undefined) {
+    let endpoint = options.endpoint;
+    let params: Params = {};
+    if (endpoint === undefined) {
       const match = deps.routes.match(req.method ?? '', path);
       if (!match) throw new GatewayError('route-forbidden');
-      route = match.name;
+      endpoint = match.endpoint;
       params = match.params;
     }
-    trace.route = route;
+    trace.route = endpoint.name;
+    const query = parseQuery(target.query);
 
+    if (query.credentials.length > 1) throw new AuthError('none', 'malformed', '(the authorization query parameter)', 'duplicate-header');
     // Only upgrades take it (browsers cannot set headers there); elsewhere it is dropped unread.
-    let queryAuthorization = options.acceptQueryCredential ? queryCredential : undefined;
+    let queryAuthorization = options.acceptQueryCredential ? query.credentials[0] : undefined;
     if (queryAuthorization !== undefined && req.headers.authorization !== undefined) {
       // coze-js in Node sends the same credential both ways on every socket: one credential.
       // Two different ones are ambiguous (a proxy in front may have checked the other).
@@ -96,7 +122,13 @@ export async function admit(
     });
     trace.source = identity.source;
 
-    const limit = await deps.rateLimiter.take(`${identity.source}:${identity.subject}`);
+    const key = `${identity.source}:${identity.subject}`;
+    release = deps.concurrency.acquire(key);
+    if (!release) {
+      deps.metrics.requestLimits.labels('concurrency').inc();
+      throw new GatewayError('too-many-concurrent', { headers: { 'retry-after': String(CONCURRENCY_RETRY_SECONDS) } });
+    }
+    const limit = await deps.rateLimiter.take(key);
     if (!limit.allowed) {
       deps.metrics.rateLimited.inc();
       throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });
@@ -104,29 +136,16 @@ export async function admit(
 
     const sessionName = deps.sessionName(identity);
     trace.sessionName = sessionName;
-    const forwardedQuery = deps.bodyPolicy.applyToQuery(route, query, params, sessionName);
+    const forwardedQuery = endpoint.rules.rewriteQuery(query, params, sessionName);
     const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
     // Last, so that only a request the gateway will forward is counted against the budgets.
-    deps.budgets?.admit(route, identity);
-    return { route, path, query: forwardedQuery, params, identity, sessionName, tokenKey };
+    deps.budgets?.admit(endpoint, identity);
+    return { endpoint, route: endpoint.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release };
   } catch (err) {
+    release?.();
     recordDenial(deps.metrics, err);
     throw err;
   }
-}
-
-/**
- * Splits the caller's `authorization` query parameter off the query, in any letter case, so that
- * it is never forwarded: Coze gets the session's token instead (as Coze's realtime docs show).
- */
-export function takeQueryCredential(query: string): { credential: string | undefined; rest: string } {
-  if (!/(?:^|&)authorization=/i.test(query)) return { credential: undefined, rest: query };
-  const search = new URLSearchParams(query);
-  const names = [...new Set([...search.keys()].filter((k) => k.toLowerCase() === 'authorization'))];
-  const values = names.flatMap((name) => search.getAll(name));
-  if (values.length > 1) throw new AuthError('none', 'malformed', '(the authorization query parameter)', 'duplicate-header');
-  for (const name of names) search.delete(name);
-  return { credential: values[0], rest: search.toString() };
 }
 
 /** Byte equality in constant time: hashing first makes the lengths equal too. */

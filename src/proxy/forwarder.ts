@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
@@ -7,14 +8,22 @@ export const UPSTREAM_FAILURES = ['connect', 'reset', 'timeout', 'aborted'] as c
 export type UpstreamFailure = (typeof UPSTREAM_FAILURES)[number];
 
 export class UpstreamError extends Error {
+  /**
+   * The attempt failed on a kept-alive connection that had already carried an earlier answer,
+   * before a single byte of this one came back: the race where Coze closes an idle connection
+   * just as it is reused, the one failure after which sending the request again is safe.
+   */
+  readonly staleConnection: boolean;
+
   constructor(
     readonly failure: UpstreamFailure,
     /** The transport's own code (ECONNREFUSED, UND_ERR_SOCKET...), for the error detail. */
     readonly code: string | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; staleConnection?: boolean },
   ) {
     super(`upstream ${failure}${code ? ` (${code})` : ''}`, options);
     this.name = 'UpstreamError';
+    this.staleConnection = options?.staleConnection ?? false;
   }
 }
 
@@ -60,11 +69,13 @@ export interface ForwarderOptions {
  * One origin, HTTP/1.1 keep-alive, no pipelining (a request is never replayed by undici itself).
  */
 export function createForwarder(options: ForwarderOptions): Forwarder {
+  const connections = trackConnections();
   const pool = new Pool(new URL(options.target).origin, {
     connections: options.connections ?? 512,
     pipelining: 1,
-    // The handler owns the time-to-headers deadline and the relay owns the idle timer: undici's
-    // own 300 s defaults would cut a quiet SSE stream behind their backs.
+    // The handler owns the time-to-headers deadline, and the body's idle timer belongs to the
+    // inspection of a small answer (rewrite-response.ts) and then to the relay: undici's own
+    // 300 s defaults would cut a quiet SSE stream behind their backs.
     headersTimeout: 0,
     bodyTimeout: 0,
     // Idle connections stay open a minute unless Coze's Keep-Alive hint says less (undici
@@ -76,7 +87,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   });
   return {
     send(request, done) {
-      const call = new Attempt(done);
+      const call = new Attempt(done, connections);
       // The upload's own failure (a byte bound, the client leaving) is the attempt's outcome,
       // not whatever undici makes of it.
       if (request.body instanceof Readable) request.body.once('error', (err) => call.abort(err));
@@ -87,19 +98,69 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       call.dispatched();
       return call;
     },
-    close: () => pool.destroy(),
+    close: async () => {
+      connections.stop();
+      await pool.destroy();
+    },
+  };
+}
+
+/**
+ * Which connection each attempt is written to, and how many requests that connection carried
+ * before it. undici tells a handler nothing about its socket, but it publishes each request's
+ * socket on the `undici:client:sendHeaders` diagnostics channel (documented, with the socket)
+ * synchronously right after it calls the handler's onRequestStart for that request, in the same
+ * call: the attempt that has just started is the one being written. Should a future undici
+ * break that order, no attempt learns it reused a connection, and a reset is simply not retried:
+ * the failure is on the side that never sends a request twice.
+ */
+interface ConnectionTracker {
+  /** onRequestStart: `attempt` is about to be written to a connection. */
+  starting(attempt: Attempt): void;
+  stop(): void;
+}
+
+function trackConnections(): ConnectionTracker {
+  // Requests written per connection, kept no longer than the socket itself.
+  const written = new WeakMap<object, number>();
+  let pending: Attempt | undefined;
+  const onSendHeaders = (message: unknown) => {
+    const attempt = pending;
+    pending = undefined;
+    // Another undici in the process (global fetch) publishes here too, never right after ours.
+    const socket = (message as { socket?: object }).socket;
+    if (!attempt || !socket) return;
+    const before = written.get(socket) ?? 0;
+    written.set(socket, before + 1);
+    attempt.reusedConnection = before > 0;
+  };
+  diagnosticsChannel.subscribe('undici:client:sendHeaders', onSendHeaders);
+  return {
+    starting(attempt) {
+      pending = attempt;
+    },
+    stop() {
+      diagnosticsChannel.unsubscribe('undici:client:sendHeaders', onSendHeaders);
+    },
   };
 }
 
 /** One upstream attempt: undici's handler, the caller's handle and the response body's source. */
 class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
+  /** Written to a connection that had carried a request (and so its answer) before. */
+  reusedConnection = false;
   private controller: Dispatcher.DispatchController | undefined;
   private body: ResponseBody | undefined;
   private settled = false;
   private inDispatch = true;
   private abortReason: Error | undefined;
+  /** Some byte of the answer arrived (undici's parser began a message). */
+  private answerStarted = false;
 
-  constructor(private readonly done: (err: Error | null, res?: UpstreamResponse) => void) {}
+  constructor(
+    private readonly done: (err: Error | null, res?: UpstreamResponse) => void,
+    private readonly connections: ConnectionTracker,
+  ) {}
 
   /** dispatch() has returned: from now on `done` may run at once. */
   dispatched(): void {
@@ -119,6 +180,11 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     if (this.abortReason) controller.abort(this.abortReason);
+    else this.connections.starting(this);
+  }
+
+  onResponseStarted(): void {
+    this.answerStarted = true;
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -141,7 +207,7 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
       this.body.fail(this.abortReason ?? toUpstreamError(err));
       return;
     }
-    this.settle(this.abortReason ?? toUpstreamError(err));
+    this.settle(this.abortReason ?? toUpstreamError(err, { staleConnection: this.reusedConnection && !this.answerStarted }));
   }
 
   private settle(err: Error | null, res?: UpstreamResponse): void {
@@ -190,10 +256,10 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_HEADERS_TIMEOUT', '
 const ABORT_CODES: ReadonlySet<string> = new Set(['UND_ERR_ABORTED', 'ABORT_ERR']);
 
 /** Transport codes to the closed vocabulary; anything else failed to connect. */
-export function toUpstreamError(err: Error): UpstreamError {
+export function toUpstreamError(err: Error, context: { staleConnection?: boolean } = {}): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   const failure: UpstreamFailure =
     code === undefined ? 'connect' : RESET_CODES.has(code) ? 'reset' : TIMEOUT_CODES.has(code) ? 'timeout' : ABORT_CODES.has(code) ? 'aborted' : 'connect';
-  return new UpstreamError(failure, code, { cause: err });
+  return new UpstreamError(failure, code, { cause: err, staleConnection: failure === 'reset' && context.staleConnection === true });
 }

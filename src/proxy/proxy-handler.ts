@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
-import type { CozeToken } from '../coze/token-client.js';
 import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
@@ -11,12 +11,15 @@ import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, recordDenial, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
 import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
-import { bufferedBody, checkDeclaredLength, hasBody, readJsonBody, streamedBody, type BodyPlan } from './request-body.js';
+import type { CompiledEndpoint } from '../policy/route-table.js';
+import type { BodyBudget } from './body-budget.js';
+import { planBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
-import { inspectResponse } from './rewrite-response.js';
-import { VENDING_PATH, VENDING_ROUTE, vendToken } from '../vending/token-vending.js';
+import { filterResponse } from './response-filter.js';
+import { InspectionIdle, inspectResponse } from './rewrite-response.js';
+import { VENDING_PATH, vendToken } from '../vending/token-vending.js';
 import type { TokenKeys } from '../coze/mint-request.js';
-import { serveUsage, USAGE_PATH, USAGE_ROUTE } from '../usage/usage-endpoint.js';
+import { serveUsage } from '../usage/usage-endpoint.js';
 import type { RequestUsage } from '../usage/usage-observer.js';
 import type { UsageService } from '../usage/usage-service.js';
 
@@ -26,17 +29,23 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   cors: ReturnType<typeof createCors>;
   logger: Logger;
   maxBodyBytes: number;
+  /** The memory shared by the JSON bodies being held (server.bufferedBodyBudgetBytes). */
+  bodyBudget: BodyBudget;
+  bodyReadTimeoutMs: number;
+  /** policy.forwardHeaders: names forwarded beyond the built-in allowlist (headers.ts). */
+  forwardHeaders: readonly string[];
   upstreamTimeoutMs: number;
   streamIdleTimeoutMs: number;
-  /** The trusted identity header is removed before forwarding, like every credential. */
-  trustedHeaderName: string | undefined;
   isDraining(): boolean;
   /** `POST /gateway/token` answers only when tokenVending.enabled; otherwise it is a 404. */
   vendingEnabled: boolean;
+  vendingEndpoint: CompiledEndpoint;
   /** Open SSE responses register here so a drain can end them with a final event. */
   streams: Set<RelayContext>;
   /** Usage counting and GET /gateway/usage (issue 18). */
   usage?: Pick<UsageService, 'track' | 'report'>;
+  /** `GET /gateway/usage`, admitted like any request (src/policy/endpoints.ts USAGE_ENDPOINT). */
+  usageEndpoint?: CompiledEndpoint;
   /** The keys of proxied and vended tokens, when tokens carry more than a session_name. */
   tokenKeys?: Pick<TokenKeys, 'proxied' | 'vended'>;
 }
@@ -57,8 +66,6 @@ class UpstreamDeadline extends Error {}
  * body policy, token, forward with one retry on a revoked token, relay.
  */
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
-
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
@@ -98,54 +105,61 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       return;
     }
 
-    handle(req, res, requestId, trace, log).catch((err: unknown) => {
-      if (err instanceof ClientGone) return;
-      if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
-      sendError(req, res, err, requestId);
-    });
+    const wait = watchTheWait(req, res);
+    handle(req, res, requestId, trace, log, wait)
+      .catch((err: unknown) => {
+        if (err instanceof ClientGone) return;
+        if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
+        sendError(req, res, err, requestId);
+      })
+      .finally(wait.release);
   };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: RequestLog): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: RequestLog, wait: Wait): Promise<void> {
     const target = (req.url ?? '').split('?')[0];
     if (target === VENDING_PATH) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
-      const admission = await admit(deps, req, trace, { route: VENDING_ROUTE });
-      await vendToken(req, res, admission, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(admission.identity, admission.sessionName) : admission.tokenKey);
+      const vending = await admit(deps, req, trace, { endpoint: deps.vendingEndpoint });
+      res.once('close', vending.release);
+      await vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey);
       return;
     }
-    if (target === USAGE_PATH && deps.usage) {
+    if (target === deps.usageEndpoint?.path && deps.usage) {
       if (req.method !== 'GET') throw new GatewayError('not-found');
-      await serveUsage(res, (await admit(deps, req, trace, { route: USAGE_ROUTE })).identity, deps.usage.report);
+      const asking = await admit(deps, req, trace, { endpoint: deps.usageEndpoint });
+      res.once('close', asking.release);
+      await serveUsage(res, asking.identity, deps.usage.report);
       return;
     }
     const admission = await admit(deps, req, trace);
-    const { route, sessionName, tokenKey } = admission;
+    res.once('close', admission.release);
+    const { endpoint, route, sessionName, tokenKey } = admission;
+    if (endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
 
     let body: BodyPlan;
     try {
-      checkDeclaredLength(req, deps.maxBodyBytes);
-      if (deps.bodyPolicy.readsBody(route) && hasBody(req)) {
-        body = bufferedBody(deps.bodyPolicy.applyToBody(route, await readJsonBody(req, deps.maxBodyBytes), sessionName));
-      } else if (deps.bodyPolicy.readsBody(route) && req.method === 'POST') {
-        throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
-      } else if (hasBody(req)) {
-        body = streamedBody(req, deps.maxBodyBytes);
-      } else {
-        body = bufferedBody(Buffer.alloc(0));
-      }
+      body = await planBody(req, endpoint, sessionName, {
+        maxBytes: deps.maxBodyBytes,
+        budget: deps.bodyBudget,
+        deadlineMs: deps.bodyReadTimeoutMs,
+        // The bytes stay reserved while the body is kept for a replay: until the request ends.
+        onReserved: (bytes) => res.once('close', () => deps.bodyBudget.give(bytes)),
+        onLimit: (limit) => deps.metrics.requestLimits.labels(limit).inc(),
+      });
     } catch (err) {
       recordDenial(deps.metrics, err);
       throw err;
     }
 
-    const headers: OutgoingHttpHeaders = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
+    const headers: OutgoingHttpHeaders = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
+    if (body.contentType) headers['content-type'] = body.contentType;
     headers['x-request-id'] = requestId;
     // Identity keeps the bytes inspectable (401/4100 detection, SSE error codes) and SSE unbuffered.
     headers['accept-encoding'] = 'identity';
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
     const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
-    let token = await lookupToken(tokenKey);
+    let token = await lookupToken(deps.tokens, tokenKey);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
@@ -163,8 +177,11 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
           deps.metrics.upstreamErrors.labels('timeout').inc();
           throw new GatewayError('upstream-timeout');
         }
-        // A keep-alive socket the upstream closed just as we reused it: safe to send again.
-        if (failure.failure === 'reset' && body.replayable && !retriedReset) {
+        // A kept-alive connection that failed before any byte of the answer: the race where Coze
+        // closes an idle connection just as it is reused, so the request is sent once more
+        // (SPEC section 10). A reset on a fresh connection, or after part of an answer, may come
+        // after Coze acted on the request (a chat created and billed): never replayed.
+        if (failure.staleConnection && body.replayable && !retriedReset) {
           retriedReset = true;
           deps.metrics.upstreamErrors.labels('reset').inc();
           continue;
@@ -172,18 +189,25 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         deps.metrics.upstreamErrors.labels(failure.failure === 'reset' ? 'reset' : 'connect').inc();
         throw new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined });
       }
+      wait.answer = upstream;
       deps.metrics.observeUpstream(route, (performance.now() - attemptStarted) / 1000);
       const logIdHeader = upstream.headers['x-tt-logid'];
       log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
 
       let inspected;
       try {
-        inspected = await inspectResponse(upstream);
-      } catch {
+        inspected = await inspectResponse(upstream, { idleTimeoutMs: deps.streamIdleTimeoutMs });
+      } catch (err) {
+        if (res.destroyed) throw new ClientGone();
+        if (err instanceof InspectionIdle) {
+          deps.metrics.upstreamErrors.labels('idle_timeout').inc();
+          throw new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' });
+        }
         deps.metrics.upstreamErrors.labels('reset').inc();
         throw new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
       }
       if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
+      if (endpoint.rules.filterResponse && !inspected.tokenRejected) inspected = await filterResponse(upstream, inspected, endpoint.rules.filterResponse, { idleTimeoutMs: deps.streamIdleTimeoutMs });
       if (inspected.tokenRejected) {
         const retry = body.replayable && !retriedToken;
         // Let go of the upstream connection before anything else can throw.
@@ -192,16 +216,17 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(tokenKey);
+          token = await lookupToken(deps.tokens, tokenKey);
           continue;
         }
       }
       log.bytesIn = body.bytesIn();
-      log.usage = deps.usage?.track(route, admission.identity);
+      log.usage = deps.usage?.track(endpoint, admission.identity);
       relayResponse({
         upstream,
         res,
         route,
+        framing: endpoint.framing,
         inspected,
         metrics: deps.metrics,
         streams: deps.streams,
@@ -213,14 +238,6 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         usage: log.usage,
       });
       return;
-    }
-  }
-
-  async function lookupToken(tokenKey: string): Promise<CozeToken> {
-    try {
-      return (await deps.tokens.get(tokenKey)).token;
-    } catch (err) {
-      throw mintErrorToGatewayError(err);
     }
   }
 
@@ -244,6 +261,40 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       res.on('close', onClose);
     });
   }
+}
+
+/** The client's side of a request while the gateway works for it, until the relay takes over. */
+interface Wait {
+  /** Coze's answer from its first byte: cut if the client leaves before the relay watches it. */
+  answer: UpstreamResponse | undefined;
+  release(): void;
+}
+
+/**
+ * While the gateway waits for Coze the client has nothing to send, and the socket's inactivity
+ * timeout (counted from the request's last byte) would cut it just before the gateway's own
+ * deadlines answer 504: those bound the wait instead, and an upload still arriving is cut as
+ * Node would cut it. And from an answer's first byte until the relay watches the client itself
+ * (before it, sendOnce does), a client that leaves cuts the answer, so Coze stops and the pooled
+ * connection is not left paused under a body nobody reads.
+ */
+function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
+  const onSocketIdle = (socket: Socket) => {
+    if (!req.complete) socket.destroy();
+  };
+  const onClientGone = () => {
+    if (!res.writableFinished) wait.answer?.body.destroy();
+  };
+  const wait: Wait = {
+    answer: undefined,
+    release() {
+      res.off('timeout', onSocketIdle);
+      res.off('close', onClientGone);
+    },
+  };
+  res.on('timeout', onSocketIdle);
+  res.on('close', onClientGone);
+  return wait;
 }
 
 function describe(err: unknown): { type: string; message: string } {

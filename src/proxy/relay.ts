@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { Framing } from '../policy/endpoints.js';
 import type { RequestUsage } from '../usage/usage-observer.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
@@ -18,6 +19,8 @@ export interface RelayOptions {
   upstream: UpstreamResponse;
   res: ServerResponse;
   route: string;
+  /** The endpoint's SSE framing (endpoints.ts), for the gateway's own final event; chat when unset. */
+  framing: Framing | undefined;
   inspected: InspectedResponse;
   metrics: GatewayMetrics;
   streams: Set<RelayContext>;
@@ -40,6 +43,12 @@ export const STREAM_RESET_CODE = 502002;
 export function relayResponse(options: RelayOptions): void {
   const { upstream, res, inspected, metrics } = options;
   const body = upstream.body;
+  // The client left before the relay began (its 'close' has been and gone): nothing to relay
+  // to, and a body piped into a destroyed response would pause for good, holding its connection.
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
   const sse = isEventStream(upstream);
   const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers);
   if (sse) {
@@ -47,18 +56,21 @@ export function relayResponse(options: RelayOptions): void {
     headers['x-accel-buffering'] = 'no';
     headers['cache-control'] ??= 'no-cache';
   }
-  res.writeHead(upstream.statusCode, headers);
-
   const { usage } = options;
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
+    // The body may have been filtered (response-filter.ts): its own length, never Coze's.
+    headers['content-length'] = String(bytes.length);
+    delete headers['transfer-encoding'];
+    res.writeHead(upstream.statusCode, headers);
     options.onBytes(bytes.length);
     res.end(bytes);
     usage?.onBody(bytes, true);
     return;
   }
+  res.writeHead(upstream.statusCode, headers);
 
-  const workflowFraming = options.route.startsWith('workflow.stream');
+  const workflowFraming = options.framing === 'workflow';
   const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code), usage?.sse) : undefined;
   const bodyUsage = sse ? undefined : usage;
   const gate = sse ? createEventGate() : undefined;

@@ -26,11 +26,21 @@ function isJson(res: { headers: IncomingHttpHeaders }): boolean {
   return /\bjson\b/i.test(res.headers['content-type'] ?? '');
 }
 
+/** The answer went quiet for the whole idle deadline while it was being inspected; it was cut. */
+export class InspectionIdle extends Error {
+  constructor() {
+    super('the Coze answer went quiet while it was being read');
+    this.name = 'InspectionIdle';
+  }
+}
+
 /**
  * Reads just enough of a non-streaming answer to tell whether Coze rejected the token, before
  * any byte reaches the client (SPEC section 1, step 8). Streams and large bodies pass at once.
+ * An answer that sends no byte for `idleTimeoutMs` is destroyed and rejects with InspectionIdle;
+ * one destroyed from outside (the client left) rejects too, so the caller is never left waiting.
  */
-export function inspectResponse(res: UpstreamResponse): Promise<InspectedResponse> {
+export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs: number }): Promise<InspectedResponse> {
   const status = res.statusCode;
   if (isEventStream(res) || (!isJson(res) && status !== 401)) {
     return Promise.resolve({ tokenRejected: false, cozeCode: undefined, prefix: [], complete: false });
@@ -43,12 +53,20 @@ export function inspectResponse(res: UpstreamResponse): Promise<InspectedRespons
   return new Promise((resolve, reject) => {
     const prefix: Buffer[] = [];
     let size = 0;
+    const idle = setTimeout(() => {
+      cleanup();
+      body.destroy();
+      reject(new InspectionIdle());
+    }, options.idleTimeoutMs);
     const cleanup = () => {
+      clearTimeout(idle);
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('error', onError);
+      body.off('close', onClose);
     };
     const onData = (chunk: Buffer) => {
+      idle.refresh();
       prefix.push(chunk);
       size += chunk.length;
       if (size > INSPECT_LIMIT_BYTES) {
@@ -67,10 +85,16 @@ export function inspectResponse(res: UpstreamResponse): Promise<InspectedRespons
       cleanup();
       reject(err);
     };
-    // A cut answer errors its body (the forwarder's contract), so no 'aborted' to watch.
+    // A cut answer errors its body (the forwarder's contract); one destroyed without an error
+    // (the client left) only closes.
+    const onClose = () => {
+      cleanup();
+      reject(new Error('the Coze answer was closed before it ended'));
+    };
     body.on('data', onData);
     body.on('end', onEnd);
     body.on('error', onError);
+    body.on('close', onClose);
   });
 }
 

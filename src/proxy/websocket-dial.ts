@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
@@ -55,12 +55,12 @@ const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authenticati
  * (SPEC section 1, step 8). Any other refusal is 502 upstream-bad-response.
  */
 export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<DialedCoze> {
-  let token = await lookupToken(deps.tokens, request.tokenKey);
+  let token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
   let dialed = await dialOnce(deps, request, token);
   if ('refused' in dialed && dialed.inspected.tokenRejected && !request.client.destroyed) {
     await deps.tokens.invalidateIfSame(request.tokenKey, token);
     deps.metrics.upstreamErrors.labels('retried_token').inc();
-    token = await lookupToken(deps.tokens, request.tokenKey);
+    token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
     dialed = await dialOnce(deps, request, token);
   }
   if ('upstream' in dialed) return dialed;
@@ -72,14 +72,6 @@ export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<Di
     throw new CozeUpgradeRefusal(inspected.complete && inspected.cozeCode !== undefined ? body : AUTH_INVALID, typeof logId === 'string' ? logId : undefined);
   }
   throw new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${refused.statusCode})` });
-}
-
-async function lookupToken(tokens: TokenCache, tokenKey: string): Promise<string> {
-  try {
-    return (await tokens.get(tokenKey)).token.accessToken;
-  } catch (err) {
-    throw mintErrorToGatewayError(err);
-  }
 }
 
 function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Promise<Dialed> {
@@ -100,7 +92,8 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
       // No 'error' follows an answered refusal, except from the abort below: swallow it.
       upstream.on('error', () => undefined);
       // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
-      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }).then(
+      // A refusal that stalls is bounded by the handshake's own deadline.
+      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }, { idleTimeoutMs: deps.connectTimeoutMs }).then(
         (inspected) => {
           handshake.destroy();
           resolve({ refused: response, inspected });

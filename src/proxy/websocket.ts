@@ -9,6 +9,7 @@ import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
+import { checkHandshake } from './websocket-handshake.js';
 import type { UsageService } from '../usage/usage-service.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
@@ -16,8 +17,8 @@ export interface WebSocketProxyDeps extends AdmitDeps {
   logger: Logger;
   /** coze.wsBaseUrl: the only host WebSockets are ever relayed to. */
   wsBaseUrl: string;
-  enforceUserId: boolean;
-  trustedHeaderName: string | undefined;
+  /** policy.forwardHeaders: names forwarded beyond the built-in allowlist (headers.ts). */
+  forwardHeaders: readonly string[];
   connectTimeoutMs: number;
   isDraining(): boolean;
   /** Reads the usage of realtime chats from Coze's events (issue 18). */
@@ -51,18 +52,17 @@ function relayFrame(from: WebSocket, to: WebSocket, data: RawData, isBinary: boo
   if (to.bufferedAmount > HIGH_WATER_BYTES && !from.isPaused) from.pause();
 }
 
-function startsLikeObject(bytes: Buffer): boolean {
-  for (const byte of bytes) {
-    if (byte === 0x7b) return true;
-    // Leading JSON whitespace (space, tab, LF, CR) is skipped; anything else is not an event.
-    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return false;
-  }
-  return false;
-}
-
 /** WebSocket close codes a relay may forward as they are; others become 1000. */
 function forwardableCode(code: number): number {
   return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999) ? code : 1000;
+}
+
+/**
+ * A frame's bytes. Binary frames are inspected too: Coze may decode either frame type as a JSON
+ * event, and a chat.update sent as binary must not slip past the user id rule.
+ */
+function frameBytes(data: RawData): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
 }
 
 /** Which end of a relayed socket closed (or failed) first. */
@@ -106,26 +106,35 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const logId = cozeLogIds.get(req);
     if (logId) headers.push(`X-Tt-Logid: ${logId}`);
   });
+  // checkHandshake refuses what ws would; should the two ever disagree, the answer is still ours.
+  server.on('wsClientError', (err, socket, req) => {
+    untrackClientSocket(socket);
+    rejectUpgrade(socket, req, new GatewayError('bad-request', { detail: `(${err.message})` }));
+  });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
   // Every client socket from its upgrade request until it closes, relayed or still being dialled:
   // a drain waits for these and cuts them at its deadline (issue 16).
   const clientSockets = new Set<Duplex>();
   let idleWaiters: Array<() => void> = [];
-  const dropHeaders = deps.trustedHeaderName ? [deps.trustedHeaderName.toLowerCase()] : [];
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
+    // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
+    checkHandshake(req);
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
-    if (!admission.route.startsWith('ws.')) throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
+    // The identity's slot is held for the socket's whole life.
+    socket.once('close', admission.release);
+    const { endpoint } = admission;
+    if (endpoint.transport !== 'websocket') throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
-    const headers = scrubRequestHeaders(req.headers, { dropAlso: dropHeaders });
-    // The ws client sets the handshake headers itself.
-    for (const name of ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol']) delete headers[name];
+    // The ws client sets the handshake headers itself; the allowlist never passes them.
+    const headers = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
+    delete headers['content-length'];
     headers['x-request-id'] = requestId;
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const usage = deps.usage?.track(admission.route, admission.identity);
+    const usage = deps.usage?.track(admission.endpoint, admission.identity);
     const { upstream, logId } = await dialCoze(deps, {
       tokenKey: admission.tokenKey,
       target(accessToken) {
@@ -147,7 +156,12 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
     if (logId) cozeLogIds.set(req, logId);
+    // Until ws hands the client over, nothing else watches its socket: should ws refuse the
+    // handshake after all (it answers and closes without calling back), Coze's socket goes too.
+    const onClientGone = () => upstream.terminate();
+    socket.once('close', onClientGone);
     server.handleUpgrade(req, socket, head, (accepted) => {
+      socket.off('close', onClientGone);
       client = accepted;
       const pair = { client: accepted, upstream };
       live.add(pair);
@@ -155,10 +169,11 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const opened = Date.now();
       for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
 
+      const rewriteEvent = endpoint.rules.rewriteEvent;
       accepted.on('message', (data, isBinary) => {
-        const frame = rewriteClientEvent(data, admission.route, admission.sessionName);
-        // A chat.update the gateway cannot check (too deeply nested) never reaches Coze.
-        if (frame === undefined) accepted.close(1008, 'chat.update could not be checked');
+        const frame = rewriteEvent ? rewriteEvent(frameBytes(data), admission.sessionName) : data;
+        // An event the gateway cannot check (ambiguous, too deeply nested) never reaches Coze.
+        if (frame === undefined) accepted.close(1008, 'event could not be checked');
         else relayFrame(accepted, upstream, frame, isBinary);
       });
 
@@ -200,33 +215,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   function trackClientSocket(socket: Duplex): void {
     if (socket.destroyed) return;
     clientSockets.add(socket);
-    socket.once('close', () => {
-      clientSockets.delete(socket);
-      if (clientSockets.size > 0) return;
-      for (const resolve of idleWaiters) resolve();
-      idleWaiters = [];
-    });
+    socket.once('close', () => untrackClientSocket(socket));
   }
 
-  /**
-   * Binary frames are inspected too: Coze may decode either frame type as a JSON event, and a
-   * chat.update sent as binary must not slip past the user id rule. Audio travels as base64 in
-   * JSON text events, so the check rarely costs more than a look at the first byte.
-   */
-  function rewriteClientEvent(data: RawData, route: string, sessionName: string): RawData | undefined {
-    if (!deps.enforceUserId || route !== 'ws.chat') return data;
-    const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
-    if (!startsLikeObject(bytes)) return data;
-    // The native parser tells the event type fast (audio frames are large); only a chat.update
-    // goes through the lossless rewrite, which keeps every byte but the user id.
-    let event: unknown;
-    try {
-      event = JSON.parse(bytes.toString('utf8'));
-    } catch {
-      return data;
-    }
-    if (typeof event !== 'object' || event === null || (event as { event_type?: unknown }).event_type !== 'chat.update') return data;
-    return deps.bodyPolicy.applyToChatUpdate(bytes, sessionName);
+  function untrackClientSocket(socket: Duplex): void {
+    if (!clientSockets.delete(socket) || clientSockets.size > 0) return;
+    for (const resolve of idleWaiters) resolve();
+    idleWaiters = [];
   }
 
   return {
@@ -239,6 +234,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
         deps.logger.info({ requestId, route: trace.route, path: trace.path, status: refusal ? 401 : err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
         if (socket.destroyed) return;
+        // A refused socket is the gateway's to close (upgrade-reject.ts): a drain does not wait for it.
+        untrackClientSocket(socket);
         // Coze's own refusal of a fresh token reaches the client as Coze gave it (no X-Gateway-Error).
         if (refusal) answerUpgrade(socket, 401, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': requestId, ...(refusal.logId ? { 'x-tt-logid': refusal.logId } : {}) }, refusal.body);
         else rejectUpgrade(socket, req, err, requestId);

@@ -1,50 +1,13 @@
 import type { Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
-import { VENDING_ROUTE } from '../vending/token-vending.js';
+import type { Endpoint } from '../policy/endpoints.js';
 import { BUDGET_NAMES, type BudgetKind, type BudgetLimits, type BudgetName, type OverrideTable } from './budget-overrides.js';
 import type { UsageCounter, UsageView } from './usage-counter.js';
-import { USAGE_ROUTE } from './usage-endpoint.js';
 import type { UsageWindow, UsageWindows } from './usage-windows.js';
 
 const WINDOW_OF: Record<BudgetName, UsageWindow> = { tokensPerDay: 'day', tokensPerMonth: 'month', requestsPerDay: 'day' };
 const KIND_OF: Record<BudgetName, BudgetKind> = { tokensPerDay: 'tokens', tokensPerMonth: 'tokens', requestsPerDay: 'requests' };
 const WORDS: Record<BudgetName, string> = { tokensPerDay: 'daily token budget', tokensPerMonth: 'monthly token budget', requestsPerDay: 'daily request budget' };
-
-/**
- * Routes that spend no Coze tokens: reads, uploads, and the calls that follow a chat already
- * under way (polling it, listing its messages, cancelling it). A caller over a token budget
- * keeps them, so a chat started before the budget ran out can still be polled to its end and
- * read; only new generation is refused. A request budget counts and refuses them like any
- * request. Route names not listed here (a custom policy.routes name) may spend tokens.
- */
-export const TOKEN_FREE_ROUTES: ReadonlySet<string> = new Set([
-  'conversation.create',
-  'conversation.retrieve',
-  'conversation.list',
-  'conversation.update',
-  'conversation.delete',
-  'conversation.clear',
-  'message.create',
-  'message.list',
-  'message.retrieve',
-  'message.modify',
-  'message.delete',
-  'message.feedback.create',
-  'message.feedback.delete',
-  'chat.retrieve',
-  'chat.message.list',
-  'chat.cancel',
-  'workflow.run_history',
-  'workflow.node_history',
-  'file.upload',
-  'file.retrieve',
-  'audio.voices',
-  'audio.live',
-  'variables.get',
-  'variables.update',
-  'bot.retrieve',
-  'bot.online_info',
-]);
 
 /** Whom a budget belongs to: the caller's identity source and subject, as for the rate limit. */
 export const identityKey = (identity: Pick<Identity, 'source' | 'subject'>) => `${identity.source}:${identity.subject}`;
@@ -63,10 +26,12 @@ export interface Budgets {
   /**
    * The budget step of admission, decided synchronously from this replica's view (never a
    * Redis round trip): refuses a caller over a budget with 429 budget-exceeded, else counts the
-   * request. POST /gateway/token is checked (a vended token spends tokens where the gateway
-   * cannot see them) but not counted; GET /gateway/usage is neither.
+   * request. Token budgets spare the endpoint table's token-free endpoints (reads, polls,
+   * uploads). The gateway's own endpoints are never counted: POST /gateway/token is checked
+   * (a vended token spends tokens where the gateway cannot see them), GET /gateway/usage
+   * (local and token-free) never refused.
    */
-  admit(route: string, identity: Identity): void;
+  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity): void;
   /** The limits in force for an identity, its override applied. */
   limitsOf(identity: Identity): BudgetLimits;
 }
@@ -101,20 +66,20 @@ export function createBudgets(options: BudgetsOptions): Budgets {
 
   return {
     limitsOf,
-    admit(route, identity) {
-      if (route === USAGE_ROUTE) return;
+    admit(endpoint, identity) {
+      const local = endpoint.transport === 'local';
+      if (local && endpoint.tokenFree) return;
       const key = identityKey(identity);
-      const counts = route !== VENDING_ROUTE;
       const limits = globalOff && options.overrides().size === 0 ? global : limitsOf(identity);
       if (limits.requestsPerDay !== null || limits.tokensPerDay !== null || limits.tokensPerMonth !== null) {
         const view = options.counter.view(key);
         if (limits.requestsPerDay !== null && view.day.requests >= limits.requestsPerDay) refuse('requestsPerDay', limits.requestsPerDay, view);
-        if (!TOKEN_FREE_ROUTES.has(route)) {
+        if (!endpoint.tokenFree) {
           if (limits.tokensPerDay !== null && view.day.total >= limits.tokensPerDay) refuse('tokensPerDay', limits.tokensPerDay, view);
           if (limits.tokensPerMonth !== null && view.month.total >= limits.tokensPerMonth) refuse('tokensPerMonth', limits.tokensPerMonth, view);
         }
       }
-      if (counts) options.counter.record(key, { requests: 1 });
+      if (!local) options.counter.record(key, { requests: 1 });
     },
   };
 }

@@ -1,11 +1,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Identity } from '../auth/identity.js';
+import { sendPrivateJson } from '../http/private-json.js';
 import type { BudgetLimits } from './budget-overrides.js';
 import type { UsageView, WindowView } from './usage-counter.js';
 import type { UsageWindows } from './usage-windows.js';
-
-export const USAGE_PATH = '/gateway/usage';
-export const USAGE_ROUTE = 'gateway.usage';
 
 export interface UsageReportDeps {
   windows: UsageWindows;
@@ -39,18 +37,11 @@ function windowJson(windows: UsageWindows, view: WindowView, budget: { tokens: n
 export async function serveUsage(res: ServerResponse, identity: Identity, deps: UsageReportDeps): Promise<void> {
   const { view, shared } = await deps.read(identity);
   const limits = deps.limitsOf(identity);
-  const body = JSON.stringify({
+  sendPrivateJson(res, {
     identity: { source: identity.source, subject: identity.subject },
     time_zone: deps.windows.timeZone,
     shared,
     day: windowJson(deps.windows, view.day, { tokens: limits.tokensPerDay, requests: limits.requestsPerDay }),
     month: windowJson(deps.windows, view.month, { tokens: limits.tokensPerMonth }),
   });
-  res.writeHead(200, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    pragma: 'no-cache',
-  });
-  res.end(body);
 }

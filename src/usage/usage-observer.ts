@@ -1,11 +1,12 @@
 import { LRUCache } from 'lru-cache';
 import type { Totals } from './usage-counter.js';
+import type { Endpoint } from '../policy/endpoints.js';
 import { createJsonFieldScanner } from './usage-scan.js';
 
 /**
- * Where each route's answers report token usage (Coze's
- * chat_v3, retrieve_chat, workflow_run, workflow_stream_run and workflow_history pages; coze-js
- * websockets/types.ts for the realtime chat events):
+ * Reads the usage Coze reports, in the shape the endpoint table names (src/policy/endpoints.ts
+ * `usage`; Coze's chat_v3, retrieve_chat, workflow_run, workflow_stream_run and workflow_history
+ * pages, and coze-js websockets/types.ts for the realtime chat events):
  * - `chat`: a Chat object with `usage {token_count, output_count, input_count}`: the `data` of a
  *   JSON answer, the data of `conversation.chat.completed` / `failed` in chat-framed SSE, or of
  *   the same events on the realtime socket. Counted once it has ended (a chat in progress or
@@ -15,23 +16,9 @@ import { createJsonFieldScanner } from './usage-scan.js';
  *   stream ends).
  * - `history`: the run history of an execution; only an async run's (run_mode 2) is counted,
  *   once it has ended, once per execute_id: a sync or streamed run was counted as it ran.
+ * Where Coze's framing is not documented the parse is defensive: anything that is not a usage
+ * object counts nothing, and nothing here can fail the relay.
  */
-export type UsageShape = 'chat' | 'workflow' | 'history';
-
-export const USAGE_ROUTES: Readonly<Record<string, UsageShape>> = {
-  chat: 'chat',
-  'chat.retrieve': 'chat',
-  'chat.submit_tool_outputs': 'chat',
-  'chat.cancel': 'chat',
-  'workflow.chat': 'chat',
-  'ws.chat': 'chat',
-  'workflow.run': 'workflow',
-  'workflow.resume': 'workflow',
-  'workflow.stream_run': 'workflow',
-  'workflow.stream_resume': 'workflow',
-  'workflow.run_history': 'history',
-};
-
 const ENDED_CHAT = new Set(['completed', 'failed', 'canceled']);
 const CHAT_EVENTS: ReadonlySet<string> = new Set(['conversation.chat.completed', 'conversation.chat.failed']);
 const WORKFLOW_EVENTS: ReadonlySet<string> = new Set(['message']);
@@ -89,9 +76,10 @@ export function createUsageObservers(options: { onCount(route: string, identityK
     return true;
   };
 
-  return function watch(route: string, identityKey: string): RequestUsage | undefined {
-    const shape = USAGE_ROUTES[route];
+  return function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, identityKey: string): RequestUsage | undefined {
+    const shape = endpoint.usage;
     if (!shape) return undefined;
+    const route = endpoint.name;
     let counted: TokenCounts | undefined;
     let best: TokenCounts | undefined;
     let ended = false;

@@ -1,6 +1,7 @@
 import type { Identity } from '../auth/identity.js';
 import type { GatewayConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
+import type { Endpoint } from '../policy/endpoints.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget-overrides.js';
 import { createBudgets, identityKey, type Budgets } from './budgets.js';
@@ -12,8 +13,8 @@ import { createUsageWindows } from './usage-windows.js';
 export interface UsageService {
   /** The budget step of admission (synchronous). */
   budgets: Budgets;
-  /** A watcher for one answer or socket of `route`; undefined for routes that report no usage. */
-  track(route: string, identity: Identity): RequestUsage | undefined;
+  /** A watcher for one answer or socket of `endpoint`; undefined for endpoints that report no usage. */
+  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, identity: Identity): RequestUsage | undefined;
   /** What GET /gateway/usage reads. */
   report: UsageReportDeps;
   counter: UsageCounter;
@@ -84,7 +85,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
   return {
     budgets,
     counter,
-    track: (route, identity) => watch(route, identityKey(identity)),
+    track: (endpoint, identity) => watch(endpoint, identityKey(identity)),
     report: {
       windows,
       limitsOf: (identity) => budgets.limitsOf(identity),

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { mintErrorToGatewayError } from '../coze/coze-errors.js';
+import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { parseJsonObject } from '../policy/json-body.js';
 import type { Admission } from '../proxy/admit.js';
 import { readJsonBody } from '../proxy/request-body.js';
+import { sendPrivateJson } from '../http/private-json.js';
 
 export const VENDING_PATH = '/gateway/token';
 export const VENDING_ROUTE = 'gateway.token';
@@ -20,25 +21,13 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
 export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache, tokenKey: string = admission.tokenKey): Promise<void> {
   const oldToken = await readOldToken(req);
   if (oldToken !== undefined) await tokens.invalidateIfSame(tokenKey, oldToken);
-  let token;
-  try {
-    token = (await tokens.get(tokenKey)).token;
-  } catch (err) {
-    throw mintErrorToGatewayError(err);
-  }
-  const body = JSON.stringify({
+  const token = await lookupToken(tokens, tokenKey);
+  sendPrivateJson(res, {
     access_token: token.accessToken,
     expires_in: token.expiresAt,
     token_type: 'Bearer',
     session_name: admission.sessionName,
   });
-  res.writeHead(200, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    pragma: 'no-cache',
-  });
-  res.end(body);
 }
 
 async function readOldToken(req: IncomingMessage): Promise<string | undefined> {

@@ -5,6 +5,8 @@ import { renderConfigurationMd, renderDefaultYaml } from '../../src/config/docs.
 import { listSettings } from '../../src/config/schema.js';
 import { CREDENTIAL_FAILURE_CODE, ERROR_CATALOGUE } from '../../src/errors.js';
 import { renderErrorsMd } from '../../src/errors-doc.js';
+import { ENDPOINTS } from '../../src/policy/endpoints.js';
+import { renderRoutesMd } from '../../src/policy/routes-doc.js';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 
@@ -41,6 +43,18 @@ describe('docs stay equal to the code', () => {
     const credentialFailures = catalogue.filter((c) => c[1] === 401);
     assert.deepEqual(credentialFailures.map((c) => c[0]), ['credential-missing', 'credential-invalid', 'untrusted-identity-header']);
     for (const [reason, , code] of credentialFailures) assert.equal(code, 4100, `${String(reason)} triggers the Chat SDKs' token refresh`);
+  });
+});
+
+describe('docs/routes.md stays equal to the endpoint table', () => {
+  it('is generated from src/policy/endpoints.ts (run `npm run docs:routes`)', () => {
+    assert.equal(read('docs/routes.md'), renderRoutesMd());
+  });
+
+  it('lists every endpoint by method and path, and docs/configuration.md points at it', () => {
+    const doc = read('docs/routes.md');
+    for (const e of ENDPOINTS) assert.ok(doc.includes(`| \`${e.name}\` | ${e.method} | \`${e.path}\` |`), `${e.method} ${e.path}`);
+    assert.match(read('docs/configuration.md'), /docs\/routes\.md/);
   });
 });
 

@@ -44,7 +44,7 @@ describe('budgets: a daily token budget crossed mid-day in the configured time z
     const refused = await chat(stack.url, alice, 'hello there');
     assertEnvelope(refused, 429, 'budget-exceeded');
     const body = JSON.parse(refused.body) as { code: number; msg: string; detail: { budget: string; limit: number; reset_at: string; reset_at_unix: number; logid: string } };
-    assert.equal(body.code, 429002);
+    assert.equal(body.code, 429003);
     assert.match(body.msg, /^This identity has used up its usage budget\. .*The daily token budget of this identity \(50 tokens\) is used up; it resets at 2026-03-11T00:00:00\+08:00 \(Asia\/Shanghai\)\.$/);
     assert.deepEqual({ budget: body.detail.budget, limit: body.detail.limit, reset_at: body.detail.reset_at, reset_at_unix: body.detail.reset_at_unix }, {
       budget: 'tokensPerDay',

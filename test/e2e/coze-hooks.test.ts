@@ -68,7 +68,7 @@ describe("Coze's own hooks: custom_consumer in the signed JWT", () => {
       assert.equal(res.status, 400);
       assert.equal(res.headers.get('x-gateway-error'), 'bad-custom-consumer');
       const body = (await res.json()) as { code: number; msg: string };
-      assert.equal(body.code, 400007);
+      assert.equal(body.code, 400010);
       assert.match(body.msg, /invalid custom_consumer for Coze \(it must be 1 to 128 printable ASCII characters\)/);
       assert.equal(stack.emulator.tokenRequests + stack.emulator.requests.length, 0);
     } finally {

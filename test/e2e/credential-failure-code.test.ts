@@ -22,7 +22,7 @@ function chatSdkRefreshes(status: number, body: { code?: number }): boolean {
 describe('credential-failure-code-4100: the gateway 401s trigger the Chat SDKs token refresh', () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack({ env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8' } });
+    stack = await startStack({ env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8', SESSION_SHARED_NAMESPACE: 'true' } });
   });
   after(() => stack.close());
 

@@ -17,7 +17,7 @@ describe('logs appear', () => {
 
   before(async () => {
     fixture = await startCliFixture('5151', { 'logs-key-0123456789': 'logger' });
-    env = { ...fixture.env, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', LOG_LEVEL: 'info' };
+    env = { ...fixture.env, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', SESSION_SHARED_NAMESPACE: 'true', LOG_LEVEL: 'info' };
   });
   after(async () => {
     gateway?.kill();
@@ -32,6 +32,7 @@ describe('logs appear', () => {
     assert.equal(line.port, gateway.port);
     assert.equal(line.adminPort, gateway.adminPort);
     assert.deepEqual(line.identitySources, ['trusted_header', 'api_key']);
+    assert.equal(line.trustedHeader, 'x-forwarded-user', 'the operator learns the header here, never a caller from a 401');
     assert.equal(line.sharedCache, 'none');
     assert.equal(gateway.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('listening')).length, 1, 'one line');
 

@@ -274,7 +274,7 @@ describe('bad callers get clear errors and never reach Coze', () => {
     const keysFile = join(dir, 'api-keys.yaml');
     writeFileSync(keysFile, `- subject: svc-reporting\n  sha256: ${createHash('sha256').update('good-api-key-0123456789').digest('hex')}\n`);
     stack = await startStack({
-      env: { IDENTITY_API_KEYS_FILE: keysFile, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8' },
+      env: { IDENTITY_API_KEYS_FILE: keysFile, IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8', SESSION_SHARED_NAMESPACE: 'true' },
     });
   });
   after(() => stack.close());

@@ -12,7 +12,9 @@ describe('upstream failures', () => {
   let auth: Record<string, string>;
 
   before(async () => {
-    stack = await startStack({ flags: { 'server.upstreamTimeoutSeconds': '1' } });
+    // The idle timeout as short as the time-to-headers deadline: the client's socket, silent
+    // while Coze is awaited, must not be cut before the gateway can answer.
+    stack = await startStack({ flags: { 'server.upstreamTimeoutSeconds': '1', 'server.streamIdleTimeoutSeconds': '1' } });
     auth = { authorization: `Bearer ${await stack.callerToken('alice')}` };
     // A token in the cache first, so the faults below hit the API call and nothing else.
     assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
@@ -44,7 +46,7 @@ describe('upstream failures', () => {
     assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/files/upload').length, 1, 'no second attempt');
   });
 
-  it('an upstream that never answers gets 504 at server.upstreamTimeoutSeconds', async () => {
+  it('upstream-timeout-answered-not-cut: an upstream that never answers gets 504 at server.upstreamTimeoutSeconds, even with an idle timeout as short', async () => {
     const timeoutsBefore = await upstreamErrors('timeout');
     stack.emulator.setApiFault({ kind: 'hang', times: 1 });
     const res = await request(stack.url, { path: '/v1/bots/b', headers: auth });
@@ -52,5 +54,24 @@ describe('upstream failures', () => {
     assert.equal(await upstreamErrors('timeout'), timeoutsBefore + 1);
     // The pool is not left holding the hung attempt: the next request goes through.
     assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
+  });
+});
+
+describe('a reset on a fresh upstream connection', () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack();
+  });
+  after(() => stack.close());
+
+  it('reset-on-fresh-connection-not-replayed: a POST /v3/chat reset on the first connection reaches Coze once and the client gets 502', async () => {
+    // The gateway's first API call, so its pool holds no connection yet: Coze may have acted on
+    // the request before the connection dropped (a chat created, and billed), so it is not sent again.
+    stack.emulator.setApiFault({ kind: 'reset', times: 1 });
+    const auth = { authorization: `Bearer ${await stack.callerToken('alice')}`, 'content-type': 'application/json' };
+    const res = await request(stack.url, { method: 'POST', path: '/v3/chat', headers: auth, body: JSON.stringify({ bot_id: 'b', user_id: 'u', additional_messages: [] }) });
+    assertEnvelope(res, 502, 'upstream-unavailable');
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v3/chat').length, 1, 'sent once, never replayed');
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -77,15 +77,66 @@ function healthCommand(): string[] {
 }
 
 /**
- * npm runs with a cache of its own inside `work`, seeded with a copy of the developer's cache
- * so that no download is needed: `npm cache clean --force` in the Dockerfile must never touch
- * the real ~/.npm (issue 16 item 9), and a concurrent npm must not break this test.
+ * npm runs with a cache of its own inside `work`: `npm cache clean --force` in the Dockerfile
+ * must never touch the real ~/.npm (issue 16 item 9), and a concurrent npm must not break this
+ * test. The cache is seeded with only what package-lock.json needs, read from the developer's
+ * cache (never the whole of it, which may hold gigabytes); whatever is missing there comes from
+ * the registry (prefer-offline), into the temporary cache too.
  */
 function npmEnv(work: string): Record<string, string> {
   const cache = join(work, 'npm-cache');
   const own = execFileSync('npm', ['config', 'get', 'cache'], { encoding: 'utf8' }).trim();
-  if (own && existsSync(join(own, '_cacache'))) cpSync(join(own, '_cacache'), join(cache, '_cacache'), { recursive: true });
+  const registry = execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8' }).trim().replace(/\/?$/, '/');
+  if (own && existsSync(join(own, '_cacache'))) seedCache(join(own, '_cacache'), join(cache, '_cacache'), registry);
   return { npm_config_cache: cache, npm_config_prefer_offline: 'true', npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' };
+}
+
+/**
+ * Copies the cache entries `npm ci` reads for this lockfile: each package's metadata document
+ * and tarball (the lockfile names no tarball URLs, so npm asks the registry's document first).
+ * cacache's layout: an index bucket per key at index-v5/<sha256(key)>, one JSON entry a line
+ * after a tab, pointing at content-v2/<algorithm>/<digest in hex>.
+ */
+function seedCache(from: string, to: string, registry: string): void {
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { name?: string; version?: string; resolved?: string; link?: boolean }> };
+  const urls = new Set<string>();
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (!path || entry.link || !entry.version) continue;
+    const name = entry.name ?? path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
+    urls.add(`${registry}${name.replace('/', '%2f')}`);
+    urls.add(entry.resolved ?? `${registry}${name}/-/${name.split('/').pop() as string}-${entry.version}.tgz`);
+  }
+  const copy = (rel: string) => {
+    if (!existsSync(join(from, rel)) || existsSync(join(to, rel))) return;
+    mkdirSync(dirname(join(to, rel)), { recursive: true });
+    cpSync(join(from, rel), join(to, rel));
+  };
+  for (const url of urls) {
+    const key = `make-fetch-happen:request-cache:${url}`;
+    const hash = createHash('sha256').update(key).digest('hex');
+    const bucket = join('index-v5', hash.slice(0, 2), hash.slice(2, 4), hash.slice(4));
+    if (!existsSync(join(from, bucket))) continue;
+    copy(bucket);
+    for (const line of readFileSync(join(from, bucket), 'utf8').split('\n')) {
+      const entry = parseEntry(line.slice(line.indexOf('\t') + 1));
+      if (entry?.key !== key || !entry.integrity) continue;
+      for (const integrity of entry.integrity.split(/\s+/)) {
+        const [algorithm, digest] = integrity.split('-', 2) as [string, string | undefined];
+        if (!digest) continue;
+        const hex = Buffer.from(digest, 'base64').toString('hex');
+        copy(join('content-v2', algorithm, hex.slice(0, 2), hex.slice(2, 4), hex.slice(4)));
+      }
+    }
+  }
+}
+
+/** One index line's entry; a line cut short by an interrupted write is skipped, as cacache does. */
+function parseEntry(json: string): { key?: string; integrity?: string } | undefined {
+  try {
+    return JSON.parse(json) as { key?: string; integrity?: string };
+  } catch {
+    return undefined;
+  }
 }
 
 async function buildAndRun(work: string): Promise<void> {

@@ -101,12 +101,25 @@ describe('caller JWTs with a static key', () => {
     assert.equal(decoy.hits, 0);
   });
 
-  it('refuses a missing exp, an expired token, a future nbf and a future iat', async () => {
+  it('refuses a missing exp, an expired token, a future nbf and a non-numeric exp', async () => {
     const { exp: _exp, ...noExp } = good();
     await refused(await sign(stack.callerKey, noExp));
     await refused(await sign(stack.callerKey, { ...good(), exp: nowSeconds() - 120 }));
     await refused(await sign(stack.callerKey, { ...good(), nbf: nowSeconds() + 600 }));
     await refused(await sign(stack.callerKey, { ...good(), exp: 'tomorrow' }));
+  });
+
+  it('jwt-iat-in-the-future-refused: a token issued an hour ahead is 401, one within the clock tolerance is accepted (issue 15, finding 6)', async () => {
+    const ahead = await sign(stack.callerKey, { ...good(), iat: nowSeconds() + 3600, exp: nowSeconds() + 7200 });
+    await refused(ahead);
+    const res = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${ahead}` } });
+    assert.match(res.json().msg, /iat claim is in the future/);
+    await refused(await sign(stack.callerKey, { ...good(), iat: nowSeconds() + 120 }));
+    await refused(await sign(stack.callerKey, { ...good(), iat: 'yesterday' }));
+    // identity.jwt.clockToleranceSeconds is 30 by default: a clock 10 s ahead is tolerated.
+    const skewed = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(stack.callerKey, { ...good(), iat: nowSeconds() + 10 })}` } });
+    assert.equal(skewed.status, 200, skewed.body);
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, 'alice');
   });
 
   it('refuses a wrong, missing or list-smuggled iss and aud', async () => {

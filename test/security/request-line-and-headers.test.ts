@@ -10,7 +10,7 @@ describe('request line, Host and headers', () => {
   let decoy: Awaited<ReturnType<typeof startDecoy>>;
 
   before(async () => {
-    stack = await startStack({ env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8' } });
+    stack = await startStack({ env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8', SESSION_SHARED_NAMESPACE: 'true' } });
     bearer = `Bearer ${await stack.callerToken('alice')}`;
     decoy = await startDecoy();
   });

@@ -24,7 +24,7 @@ describe('WebSocket hostile input', () => {
   const serverSockets = new Set<Socket>();
 
   before(async () => {
-    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8' } });
+    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8', SESSION_SHARED_NAMESPACE: 'true' } });
     wsUrl = stack.url.replace('http', 'ws');
     jwt = await stack.callerToken('alice');
     bobJwt = await stack.callerToken('bob');
@@ -138,14 +138,10 @@ describe('WebSocket hostile input', () => {
       await closed(ws);
     });
 
-    it('duplicate keys, a non-object chat_config and extra nesting all end as the caller', async () => {
+    it('a non-object chat_config, extra nesting and an escaped key all end as the caller', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
-      // [sent, what Coze must receive]: every occurrence is forced, whichever one Coze's decoder reads.
+      // [sent, what Coze must receive]
       const frames: Array<[string, string]> = [
-        [
-          '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"},"chat_config":{"user_id":"carol"}}}',
-          '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice"},"chat_config":{"user_id":"alice"}}}',
-        ],
         ['{"event_type":"chat.update","data":{"chat_config":"user_id=bob"}}', '{"event_type":"chat.update","data":{"chat_config":{"user_id":"alice"}}}'],
         [
           '{"event_type":"chat.update","data":{"chat_config":{"user_id":["bob"],"extra":{"user_id":"bob"}}}}',
@@ -162,6 +158,27 @@ describe('WebSocket hostile input', () => {
       ws.close();
       await closed(ws);
     });
+
+    // Issue 15: what a decoder could read another way than the gateway is refused, not guessed at.
+    for (const [what, frame] of [
+      ['a repeated chat_config', '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"},"chat_config":{"user_id":"carol"}}}'],
+      ['a repeated user_id', '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob","user_id":"carol"}}}'],
+      ['USER_ID in another letter case', '{"event_type":"chat.update","data":{"chat_config":{"USER_ID":"bob"}}}'],
+      ['Chat_Config in another letter case', '{"event_type":"chat.update","data":{"Chat_Config":{"user_id":"bob"}}}'],
+      ['DATA in another letter case', '{"event_type":"chat.update","DATA":{"chat_config":{"user_id":"bob"}}}'],
+      ['a repeated event_type hiding a chat.update', '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}},"event_type":"input_text_buffer.append"}'],
+      ['EVENT_TYPE in another letter case', '{"EVENT_TYPE":"chat.update","data":{"chat_config":{"user_id":"bob"}}}'],
+    ] as const) {
+      it(`ws-event-ambiguity-refused: ${what} closes the socket with 1008 and never reaches Coze`, async () => {
+        const before = stack.emulator.websockets.length;
+        const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
+        const code = closed(ws);
+        ws.send(frame);
+        assert.equal(await code, 1008);
+        await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket was closed');
+        assert.deepEqual(stack.emulator.websockets[before]?.frames, []);
+      });
+    }
 
     it('a chat.update too deeply nested to check is never forwarded: the socket closes with 1008', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });

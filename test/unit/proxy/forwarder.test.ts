@@ -68,6 +68,8 @@ describe('forwarder (undici Pool)', () => {
     new Promise<UpstreamResponse>((resolve, reject) => {
       forwarder.send({ method: 'GET', path: '/', headers: {}, body: null, ...request }, (err, res) => (res ? resolve(res) : reject(err)));
     });
+  /** undici makes a connection available again one event-loop turn after its answer ended (client-h1.js, onMessageComplete). */
+  const reusable = () => new Promise((resolve) => setImmediate(resolve));
   const read = async (res: UpstreamResponse) => {
     const chunks: Buffer[] = [];
     for await (const chunk of res.body) chunks.push(chunk as Buffer);
@@ -167,6 +169,46 @@ describe('forwarder (undici Pool)', () => {
     const err = await send({ path: '/reset' }).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof UpstreamError, String(err));
     assert.equal(err.failure, 'reset');
+  });
+
+  it('stale-connection-flagged: a reset on a connection that carried an earlier answer, before any byte of this one, is a stale connection', async () => {
+    await read(await send({ path: '/first' }));
+    await reusable();
+    route = (req) => req.socket.destroy();
+    const err = await send({ method: 'POST', path: '/v3/chat', headers: { 'content-length': '2' }, body: Buffer.from('{}') }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof UpstreamError, String(err));
+    assert.equal(err.failure, 'reset');
+    assert.equal(connections, 1, 'the second request went on the first one\'s connection');
+    assert.equal(err.staleConnection, true);
+  });
+
+  it('reset-on-fresh-connection-not-stale: a reset on a connection that carried nothing before is not a stale connection', async () => {
+    // A forwarder of its own, so no connection of an earlier test is reused.
+    const fresh = createForwarder({ target: url });
+    route = (req) => {
+      // Coze read the whole request, then the connection dropped: it may have acted on it.
+      req.resume();
+      req.on('end', () => req.socket.destroy());
+    };
+    const err = await new Promise<Error | null>((resolve) => fresh.send({ method: 'POST', path: '/v3/chat', headers: { 'content-length': '2' }, body: Buffer.from('{}') }, (e) => resolve(e)));
+    await fresh.close();
+    assert.ok(err instanceof UpstreamError, String(err));
+    assert.equal(err.failure, 'reset');
+    assert.equal(err.staleConnection, false);
+  });
+
+  it('reset-after-answer-began-not-stale: a reused connection cut after the first bytes of the answer is not a stale connection', async () => {
+    await read(await send({ path: '/first' }));
+    await reusable();
+    route = (req) => {
+      req.resume();
+      req.socket.write('HTTP/1.1 200 OK\r\ncontent-', () => req.socket.destroy());
+    };
+    const err = await send({ method: 'POST', path: '/v3/chat', headers: { 'content-length': '2' }, body: Buffer.from('{}') }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof UpstreamError, String(err));
+    assert.equal(err.failure, 'reset');
+    assert.equal(connections, 1);
+    assert.equal(err.staleConnection, false);
   });
 
   it('a cut in the middle of an answer errors its body as `reset`', async () => {

@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createUsageObservers, readUsage, type TokenCounts } from '../../../src/usage/usage-observer.js';
 import { createJsonFieldScanner } from '../../../src/usage/usage-scan.js';
+import { ENDPOINTS } from '../../../src/policy/endpoints.js';
+
+/** The endpoint table's entry of that name: the usage shape comes from there. */
+const endpoint = (name: string) => ENDPOINTS.find((e) => e.name === name) ?? assert.fail(`no endpoint ${name}`);
 
 function watcher() {
   const counts: Array<{ route: string; key: string; counts: TokenCounts }> = [];
@@ -22,24 +26,24 @@ describe('usage observers', () => {
   it('counts a chat once it has ended, once per chat id, whatever the route that sees it', () => {
     const { watch, counts } = watcher();
     const chat = (status: string) => Buffer.from(JSON.stringify({ code: 0, data: { id: 'c1', status, usage: { token_count: 5, input_count: 2, output_count: 3 } } }));
-    const first = watch('chat', 'jwt:alice');
+    const first = watch(endpoint('chat'), 'jwt:alice');
     first?.onBody(chat('in_progress'), true);
     first?.end();
     assert.equal(counts.length, 0, 'a chat in progress reports more later');
-    const polled = watch('chat.retrieve', 'jwt:alice');
+    const polled = watch(endpoint('chat.retrieve'), 'jwt:alice');
     polled?.onBody(chat('completed'), true);
     polled?.end();
-    const again = watch('chat.retrieve', 'jwt:alice');
+    const again = watch(endpoint('chat.retrieve'), 'jwt:alice');
     again?.onBody(chat('completed'), true);
     assert.equal(again?.counted, undefined);
     assert.deepEqual(counts, [{ route: 'chat.retrieve', key: 'jwt:alice', counts: { input: 2, output: 3, total: 5 } }]);
     assert.deepEqual(polled?.counted, { input: 2, output: 3, total: 5 });
-    assert.equal(watch('conversation.list', 'jwt:alice'), undefined, 'routes without usage get no watcher');
+    assert.equal(watch(endpoint('conversation.list'), 'jwt:alice'), undefined, 'routes without usage get no watcher');
   });
 
   it('counts a failed chat that reports usage, and a realtime frame only when it is a chat end', () => {
     const { watch, counts } = watcher();
-    const ws = watch('ws.chat', 'jwt:bob');
+    const ws = watch(endpoint('ws.chat'), 'jwt:bob');
     ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.message.delta', data: { content: 'conversation.chat.completed' } })));
     ws?.onFrame(Buffer.from('not json conversation.chat.completed'));
     ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.chat.failed', data: { id: 'c9', status: 'failed', usage: { token_count: 3, input_count: 3, output_count: 0 } } })));
@@ -49,7 +53,7 @@ describe('usage observers', () => {
 
   it('counts the largest usage of a workflow stream once, when it ends (a cut stream counts what it saw)', () => {
     const { watch, counts } = watcher();
-    const stream = watch('workflow.stream_run', 'jwt:carol');
+    const stream = watch(endpoint('workflow.stream_run'), 'jwt:carol');
     assert.ok(stream?.sse.events.has('message'));
     stream?.sse.onData('message', JSON.stringify({ content: 'a', usage: { token_count: 4, input_count: 2, output_count: 2 } }));
     stream?.sse.onData('message', JSON.stringify({ content: 'b' }));
@@ -65,7 +69,7 @@ describe('usage observers', () => {
     const body = Buffer.from(JSON.stringify({ code: 0, data: output, execute_id: 'e1', usage: { token_count: 12, input_count: 5, output_count: 7 }, detail: { logid: 'l' } }));
     for (const size of [1, 7, 64, 1000, 16_384]) {
       const { watch, counts } = watcher();
-      const run = watch('workflow.run', 'jwt:dave');
+      const run = watch(endpoint('workflow.run'), 'jwt:dave');
       for (let i = 0; i < body.length; i += size) run?.onBody(body.subarray(i, i + size), false);
       run?.end();
       assert.deepEqual(counts.map((c) => c.counts), [{ input: 5, output: 7, total: 12 }], `chunks of ${size}`);

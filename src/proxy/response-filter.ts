@@ -1,0 +1,57 @@
+import type { Readable } from 'node:stream';
+import { GatewayError } from '../errors.js';
+import type { UpstreamResponse } from './forwarder.js';
+import type { InspectedResponse } from './rewrite-response.js';
+
+/** A bot's whole configuration is a few KiB; an answer past this is not one the gateway relays unfiltered. */
+const MAX_FILTERED_BYTES = 1024 * 1024;
+
+/**
+ * Applies an endpoint's response rule (endpoints.ts `response`, e.g. bot info reduced to display
+ * fields) to a successful JSON answer: the whole answer is read (bounded), filtered, and relayed
+ * as one complete body. Anything else passes as it came. An answer that cannot be read or
+ * filtered is never relayed unfiltered: 502.
+ */
+export async function filterResponse(upstream: UpstreamResponse, inspected: InspectedResponse, filter: (bytes: Buffer) => Buffer, options: { idleTimeoutMs: number }): Promise<InspectedResponse> {
+  const status = upstream.statusCode;
+  if (status < 200 || status >= 300) return inspected;
+  if (!/\bjson\b/i.test(upstream.headers['content-type'] ?? '')) {
+    upstream.body.destroy();
+    throw new GatewayError('upstream-bad-response', { detail: '(a bot info answer that is not JSON)' });
+  }
+  const bytes = inspected.complete ? Buffer.concat(inspected.prefix) : await readRest(upstream.body, inspected.prefix, options.idleTimeoutMs);
+  try {
+    return { ...inspected, prefix: [filter(bytes)], complete: true };
+  } catch {
+    throw new GatewayError('upstream-bad-response', { detail: '(the bot info answer could not be read)' });
+  }
+}
+
+/** The rest of the answer, bounded in size and, like every answer read before the relay, in silence. */
+function readRest(body: Readable, prefix: readonly Buffer[], idleTimeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks = [...prefix];
+    let size = chunks.reduce((n, c) => n + c.length, 0);
+    const fail = (error: GatewayError) => {
+      clearTimeout(idle);
+      body.destroy();
+      reject(error);
+    };
+    const idle = setTimeout(() => fail(new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' })), idleTimeoutMs);
+    body.on('data', (chunk: Buffer) => {
+      idle.refresh();
+      size += chunk.length;
+      if (size > MAX_FILTERED_BYTES) return fail(new GatewayError('upstream-bad-response', { detail: '(the bot info answer is too large)' }));
+      chunks.push(chunk);
+    });
+    body.on('end', () => {
+      clearTimeout(idle);
+      resolve(Buffer.concat(chunks));
+    });
+    const cut = () => fail(new GatewayError('upstream-bad-response', { detail: '(the bot info answer was cut)' }));
+    body.on('error', cut);
+    // Destroyed without an error (the client left): settle anyway, so the request's clean-up runs.
+    body.on('close', () => body.readableEnded || cut());
+    body.resume();
+  });
+}

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { request } from '../helpers/http.js';
+import { startStack, type Stack } from '../helpers/stack.js';
+
+/**
+ * Issue 15, finding 11: identity sources shared one namespace. With the default `{subject}`
+ * template, JWT subject `alice` and API key subject `alice` got the same session_name, so one
+ * Coze history, and nothing warned. Start-up now refuses several sources with a template that
+ * does not hold {source}, and says how to choose; session.sharedNamespace is the explicit opt-in.
+ */
+describe('identity-namespaces: two sources cannot share a session_name by accident', () => {
+  let dir: string;
+  let keysFile: string;
+  let stack: Stack;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'csg-namespaces-'));
+    keysFile = join(dir, 'keys.yaml');
+    writeFileSync(keysFile, `- subject: alice\n  sha256: ${createHash('sha256').update('alice-api-key-0123456789').digest('hex')}\n`);
+    stack = await startStack({ env: { IDENTITY_API_KEYS_FILE: keysFile, SESSION_NAME_TEMPLATE: '{source}:{subject}' } });
+  });
+  after(async () => {
+    await stack.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const base = () => ({ COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: stack.privateKeyPem });
+
+  for (const [what, env] of [
+    ['a JWT secret and API keys', { IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: '' }],
+    ['a JWT key set and a trusted header', { IDENTITY_JWT_JWKS_URL: 'https://idp.example/jwks.json', IDENTITY_TRUSTED_HEADER: 'x-forwarded-user' }],
+    ['API keys and a trusted header, with a template naming the issuer', { IDENTITY_API_KEYS_FILE: '', IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', SESSION_NAME_TEMPLATE: '{issuer}/{subject}' }],
+  ] as const) {
+    it(`start-up refuses ${what} without {source} in session.template, and says how to choose`, () => {
+      const full = { ...base(), ...env, ...('IDENTITY_API_KEYS_FILE' in env ? { IDENTITY_API_KEYS_FILE: keysFile } : {}) };
+      assert.throws(
+        () => loadConfig({ env: full }),
+        (err: unknown) => {
+          assert.ok(err instanceof ConfigError, String(err));
+          assert.equal(err.issues.length, 1, err.message);
+          assert.equal(err.issues[0]?.key, 'session.template');
+          assert.equal(err.issues[0]?.env, 'SESSION_NAME_TEMPLATE');
+          assert.match(err.message, /several identity sources are configured/);
+          assert.match(err.message, /put \{source\} in the template \(e\.g\. "\{source\}:\{subject\}"; existing users' histories then move/);
+          assert.match(err.message, /session\.sharedNamespace \(SESSION_SHARED_NAMESPACE\) to true if every source names the same people/);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('one source, a template with {source}, or session.sharedNamespace: true start', () => {
+    assert.ok(loadConfig({ env: { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32) } }));
+    assert.ok(loadConfig({ env: { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: keysFile, SESSION_NAME_TEMPLATE: 'tenant-{source}-{subject}' } }));
+    const shared = loadConfig({ env: { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: keysFile, SESSION_SHARED_NAMESPACE: 'true' } });
+    assert.equal(shared.session.sharedNamespace, true);
+  });
+
+  it('with {source} in the template, JWT alice and API key alice are two Coze sessions with two histories', async () => {
+    const jwt = { authorization: `Bearer ${await stack.callerToken('alice')}`, 'content-type': 'application/json' };
+    const key = { 'x-api-key': 'alice-api-key-0123456789', 'content-type': 'application/json' };
+    const created = await request(stack.url, { method: 'POST', path: '/v1/conversation/create', headers: jwt, body: '{"bot_id":"b"}' });
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, 'jwt:alice');
+    const conversationId = (JSON.parse(created.body) as { data: { id: string } }).data.id;
+    const viaKey = await request(stack.url, { method: 'POST', path: `/v1/conversation/message/list?conversation_id=${conversationId}`, headers: key, body: '{}' });
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, 'api_key:alice');
+    assert.equal((JSON.parse(viaKey.body) as { code: number }).code, 4101, "the API key's alice cannot read the JWT alice's conversation");
+  });
+});
