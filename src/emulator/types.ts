@@ -51,9 +51,10 @@ export type BotBehaviour = (typeof BOT_BEHAVIOURS)[number];
 /**
  * `echo` streams three Message events and Done; `interrupt` stops at a question node with an
  * Interrupt event (resumed with stream_resume); `error` ends with an Error event; `ping` sends
- * PING heartbeats between its messages.
+ * PING heartbeats between its messages; `large` runs like `echo` but its sync answer's output is
+ * 64 KiB (a workflow returning a document), past what the gateway inspects whole.
  */
-export const WORKFLOW_BEHAVIOURS = ['echo', 'interrupt', 'error', 'ping'] as const;
+export const WORKFLOW_BEHAVIOURS = ['echo', 'interrupt', 'error', 'ping', 'large'] as const;
 export type WorkflowBehaviour = (typeof WORKFLOW_BEHAVIOURS)[number];
 
 export interface RecordedRequest {

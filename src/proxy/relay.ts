@@ -110,7 +110,6 @@ export function relayResponse(options: RelayOptions): void {
   body.on('data', (chunk: Buffer) => {
     idleTimer?.refresh();
     options.onBytes(chunk.length);
-    bodyUsage?.onBody(chunk, false);
     if (sse && firstByte) {
       firstByte = false;
       metrics.upstreamFirstByte.labels(options.route).observe((performance.now() - options.requestStarted) / 1000);
@@ -126,6 +125,8 @@ export function relayResponse(options: RelayOptions): void {
   body.on('error', onUpstreamCut);
   if (gate && observer) relayEvents(body, res, gate, observer, () => relaying);
   else body.pipe(res);
+  // Added after pipe's own listener, so each chunk is written before its usage is looked for.
+  if (bodyUsage) body.on('data', (chunk: Buffer) => bodyUsage.onBody(chunk, false));
 
   res.on('close', () => {
     clearTimeout(idleTimer);

@@ -59,7 +59,7 @@ describe('usage counting on every framing Coze reports it in', () => {
   let stack: Stack;
 
   before(async () => {
-    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', BUDGET_TOKENS_PER_DAY: '1000000' } });
+    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', BUDGET_TOKENS_PER_DAY: '1000000' }, emulator: { workflows: { 'wf-big': 'large' } } });
   });
   after(() => stack.close());
 
@@ -120,6 +120,17 @@ describe('usage counting on every framing Coze reports it in', () => {
     const jwt = await stack.callerToken('wf-user');
     const start = await usageOf(stack.url, jwt);
     const answer = (await (await post(stack.url, '/v1/workflow/run', jwt, { workflow_id: 'wf-1', parameters: {} })).json()) as { usage: CozeUsage };
+    await assertCounted(stack, jwt, start, sum([answer.usage]), 1);
+  });
+
+  it('workflow run with a 64 KiB answer: the usage after the output is read as the bytes pass, the answer relayed whole', async () => {
+    const jwt = await stack.callerToken('wf-big-user');
+    const start = await usageOf(stack.url, jwt);
+    const res = await post(stack.url, '/v1/workflow/run', jwt, { workflow_id: 'wf-big', parameters: {} });
+    const text = await res.text();
+    assert.ok(text.length > 65_536, 'larger than what the gateway inspects whole');
+    const answer = JSON.parse(text) as { data: string; usage: CozeUsage };
+    assert.ok(answer.data.length > 65_536);
     await assertCounted(stack, jwt, start, sum([answer.usage]), 1);
   });
 
