@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient, RedisTopology } from './redis-topology.js';
 
@@ -60,6 +61,12 @@ export function withTimeout<T>(call: Promise<T>, ms: number): Promise<T> {
     );
   });
 }
+
+/**
+ * How an identity or a session_name appears in Redis keys: 128 bits of its SHA-256, never in
+ * clear. In braces it is the Cluster hash tag, so all keys of one identity share a slot.
+ */
+export const keyHash = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 32);
 
 /**
  * True while commands can be sent. A socket the peer closed stops being writable a few turns

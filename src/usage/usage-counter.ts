@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { keyHash } from '../cache/redis-client.js';
 import { LRUCache } from 'lru-cache';
 import { USAGE_WINDOWS, type UsageWindow, type UsageWindows, type WindowSpan } from './usage-windows.js';
 
@@ -92,7 +92,7 @@ const add = (a: Totals, b: Partial<Totals>): Totals => ({
 const isZero = (t: Totals) => t.requests === 0 && t.input === 0 && t.output === 0 && t.total === 0;
 
 /** The hash an identity is known by in the shared store: no user id in clear in the key space. */
-export const identityTag = (identityKey: string) => createHash('sha256').update(identityKey).digest('hex').slice(0, 32);
+export const identityTag = keyHash;
 
 /**
  * Usage per identity and window, decided locally and shared in batches (issue 18). Each
