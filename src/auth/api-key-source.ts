@@ -19,17 +19,17 @@ export function loadApiKeyFile(path: string): ApiKeyEntry[] {
   try {
     raw = parseYaml(readFileSync(path, 'utf8')) ?? [];
   } catch (err) {
-    throw new Error(`identity.apiKeys.file (${path}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new Error(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   const parsed = fileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`identity.apiKeys.file (${path}): entry ${String(issue?.path[0] ?? '?')}: ${issue?.message ?? 'invalid'}`);
+    throw new Error(`${path}: entry ${String(issue?.path[0] ?? '?')}: ${issue?.message ?? 'invalid'}`);
   }
   const seen = new Set<string>();
   return parsed.data.map((entry, index) => {
     const sha256 = entry.sha256.toLowerCase();
-    if (seen.has(sha256)) throw new Error(`identity.apiKeys.file (${path}): entry ${index} repeats a key hash`);
+    if (seen.has(sha256)) throw new Error(`${path}: entry ${index} repeats a key hash`);
     seen.add(sha256);
     return { subject: entry.subject, sha256 };
   });

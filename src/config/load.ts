@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { loadApiKeyFile } from '../auth/api-key-source.js';
 import { configuredTopology } from '../cache/redis-topology.js';
 import { forwardHeaderProblem } from '../http/headers.js';
 import { isValidCidr } from '../http/client-ip.js';
@@ -254,6 +255,13 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   }
   if ((jwt.publicKey || jwt.jwksUrl) && jwt.algorithms?.some((a) => a.startsWith('HS'))) {
     issues.push(issueFor(settings, 'identity.jwt.algorithms', 'HS algorithms cannot be used with a public key or JWKS (key confusion)'));
+  }
+  if (config.identity.apiKeys.file) {
+    try {
+      loadApiKeyFile(config.identity.apiKeys.file);
+    } catch (err) {
+      issues.push(issueFor(settings, 'identity.apiKeys.file', (err as Error).message));
+    }
   }
   // Not said when an identity setting was given but refused: that issue is already listed.
   const identityRefused = issues.some((i) => i.key.startsWith('identity.'));

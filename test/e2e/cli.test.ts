@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Emulator } from '../../src/emulator/index.js';
 import { runCli as run, startCliFixture, type CliFixture } from '../helpers/cli-process.js';
@@ -50,6 +53,25 @@ describe('command line', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('api-keys-file-is-config: a missing or malformed identity.apiKeys.file exits 2 naming the setting and the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csg-keys-'));
+    try {
+      const missing = join(dir, 'absent.yaml');
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, '- subject: alice\n  sha256: not-hex\n');
+      for (const [file, reason] of [[missing, 'ENOENT'], [bad, 'entry 0: expected 64 hex characters']] as const) {
+        for (const command of [['check-config'], ['serve']]) {
+          const res = await run(command, { ...env, IDENTITY_API_KEYS_FILE: file });
+          assert.equal(res.code, 2, `${command[0]} with ${reason}: ${res.stderr}`);
+          assert.ok(res.stderr.includes(`identity.apiKeys.file (IDENTITY_API_KEYS_FILE): ${file}: ${reason}`), res.stderr);
+          assert.ok(!res.stderr.includes('fatal') && !res.stderr.includes('    at '), 'a configuration message, no stack trace');
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 2 on an unknown command or flag', async () => {
