@@ -21,7 +21,8 @@ import { createJsonFieldScanner } from './usage-scan.js';
  */
 const ENDED_CHAT = new Set(['completed', 'failed', 'canceled']);
 const CHAT_EVENTS: ReadonlySet<string> = new Set(['conversation.chat.completed', 'conversation.chat.failed']);
-const WORKFLOW_EVENTS: ReadonlySet<string> = new Set(['message']);
+// Message events carry the usage; Done is read too, in case a run reports its total there.
+const WORKFLOW_EVENTS: ReadonlySet<string> = new Set(['message', 'done']);
 /** Bytes of a realtime frame that can only be a chat's last event. */
 const WS_MARKERS = [Buffer.from('conversation.chat.completed'), Buffer.from('conversation.chat.failed')];
 
@@ -91,10 +92,11 @@ export function createUsageObservers(options: { onCount(route: string, identityK
       counted = counted ? { input: counted.input + counts.input, output: counted.output + counts.output, total: counted.total + counts.total } : counts;
       options.onCount(route, identityKey, counts);
     };
-    const chat = (obj: unknown) => {
+    // endedByEvent: the event itself says the chat has ended, whatever its data holds.
+    const chat = (obj: unknown, endedByEvent = false) => {
       const status = field(obj, 'status');
       const id = field(obj, 'id');
-      if (typeof status === 'string' && ENDED_CHAT.has(status)) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `chat:${id}` : undefined);
+      if (endedByEvent || (typeof status === 'string' && ENDED_CHAT.has(status))) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `chat:${id}` : undefined);
     };
     const execution = (obj: unknown) => {
       const id = field(obj, 'execute_id');
@@ -115,7 +117,7 @@ export function createUsageObservers(options: { onCount(route: string, identityK
         events: shape === 'workflow' ? WORKFLOW_EVENTS : CHAT_EVENTS,
         onData(event, data) {
           if (shape === 'chat') {
-            if (CHAT_EVENTS.has(event)) chat(parse(data));
+            if (CHAT_EVENTS.has(event)) chat(parse(data), true);
             return;
           }
           // Message events stream every delta; only the ones that carry usage are parsed.
@@ -138,7 +140,7 @@ export function createUsageObservers(options: { onCount(route: string, identityK
         if (!WS_MARKERS.some((m) => frame.includes(m))) return;
         const event = parse(frame.toString('utf8'));
         const type = field(event, 'event_type');
-        if (typeof type === 'string' && CHAT_EVENTS.has(type)) chat(field(event, 'data'));
+        if (typeof type === 'string' && CHAT_EVENTS.has(type)) chat(field(event, 'data'), true);
       },
       end() {
         if (ended) return;

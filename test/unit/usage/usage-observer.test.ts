@@ -51,6 +51,22 @@ describe('usage observers', () => {
     assert.deepEqual(counts.map((c) => c.counts.total), [3]);
   });
 
+  it('parses defensively: a chat-end event without a status still counts, and a workflow Done event carrying usage is taken into account', () => {
+    const { watch, counts } = watcher();
+    const sse = watch(endpoint('chat'), 'jwt:erin');
+    sse?.sse.onData('conversation.chat.completed', JSON.stringify({ id: 'c-nostatus', usage: { token_count: 6, input_count: 1, output_count: 5 } }));
+    sse?.sse.onData('conversation.chat.completed', 'not json');
+    sse?.end();
+    const ws = watch(endpoint('ws.chat'), 'jwt:erin');
+    ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.chat.completed', data: { id: 'c-ws', usage: { token_count: 2 } } })));
+    ws?.end();
+    const wf = watch(endpoint('workflow.stream_run'), 'jwt:erin');
+    wf?.sse.onData('message', JSON.stringify({ content: 'a', usage: { token_count: 4, input_count: 2, output_count: 2 } }));
+    wf?.sse.onData('done', JSON.stringify({ debug_url: 'x', usage: { token_count: 11, input_count: 3, output_count: 8 } }));
+    wf?.end();
+    assert.deepEqual(counts.map((c) => c.counts.total), [6, 2, 11]);
+  });
+
   it('counts the largest usage of a workflow stream once, when it ends (a cut stream counts what it saw)', () => {
     const { watch, counts } = watcher();
     const stream = watch(endpoint('workflow.stream_run'), 'jwt:carol');
