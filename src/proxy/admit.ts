@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { AuthError, type Identity } from '../auth/identity.js';
+import { AuthError, identityKey, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
@@ -122,7 +122,7 @@ export async function admit(
     });
     trace.source = identity.source;
 
-    const key = `${identity.source}:${identity.subject}`;
+    const key = identityKey(identity);
     release = deps.concurrency.acquire(key);
     if (!release) {
       deps.metrics.requestLimits.labels('concurrency').inc();

@@ -1,4 +1,4 @@
-import type { Identity } from '../auth/identity.js';
+import { identityKey, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import type { Endpoint } from '../policy/endpoints.js';
 import { BUDGET_NAMES, type BudgetKind, type BudgetLimits, type BudgetName, type OverrideTable } from './budget-overrides.js';
@@ -8,9 +8,6 @@ import type { UsageWindow, UsageWindows } from './usage-windows.js';
 const WINDOW_OF: Record<BudgetName, UsageWindow> = { tokensPerDay: 'day', tokensPerMonth: 'month', requestsPerDay: 'day' };
 const KIND_OF: Record<BudgetName, BudgetKind> = { tokensPerDay: 'tokens', tokensPerMonth: 'tokens', requestsPerDay: 'requests' };
 const WORDS: Record<BudgetName, string> = { tokensPerDay: 'daily token budget', tokensPerMonth: 'monthly token budget', requestsPerDay: 'daily request budget' };
-
-/** Whom a budget belongs to: the caller's identity source and subject, as for the rate limit. */
-export const identityKey = (identity: Pick<Identity, 'source' | 'subject'>) => `${identity.source}:${identity.subject}`;
 
 export interface BudgetsOptions {
   /** budgets.tokensPerDay, tokensPerMonth, requestsPerDay: 0 is off. */

@@ -1,10 +1,10 @@
-import type { Identity } from '../auth/identity.js';
+import { identityKey, type Identity } from '../auth/identity.js';
 import type { GatewayConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../policy/endpoints.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget-overrides.js';
-import { createBudgets, identityKey, type Budgets } from './budgets.js';
+import { createBudgets, type Budgets } from './budgets.js';
 import { createUsageCounter, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
 import type { UsageReportDeps } from './usage-endpoint.js';
 import { createUsageObservers, type RequestUsage } from './usage-observer.js';
