@@ -2,12 +2,14 @@ import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 /**
- * The local origin the hot-path benchmark talks to: a small JSON answer, a paced SSE stream whose
- * events carry the time they were written, and a token endpoint (not verifying: the stampede
- * benchmark uses the real emulator for that). Prints its port on stdout.
+ * The local origin the hot-path benchmark talks to: a small JSON answer, a completed chat with
+ * its usage (GET /v3/chat/retrieve), a paced SSE stream whose events carry the time they were
+ * written, and a token endpoint (not verifying: the stampede benchmark uses the real emulator
+ * for that). Prints its port on stdout.
  */
 const BODY = JSON.stringify({ code: 0, msg: '', data: { bot_id: 'bench', name: 'Bench bot', description: 'x'.repeat(40) } });
 let exchanges = 0;
+let chats = 0;
 
 const server = http.createServer((req, res) => {
   const url = req.url ?? '/';
@@ -15,6 +17,15 @@ const server = http.createServer((req, res) => {
     exchanges += 1;
     req.resume();
     const body = JSON.stringify({ access_token: `czs_bench_${exchanges}`, expires_in: Math.floor(Date.now() / 1000) + 3600, token_type: 'Bearer' });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-tt-logid': 'bench' });
+    res.end(body);
+    return;
+  }
+  if (url.startsWith('/v3/chat/retrieve')) {
+    // A completed chat with its usage, a new chat id each time: what the usage counter reads.
+    chats += 1;
+    req.resume();
+    const body = JSON.stringify({ code: 0, msg: '', data: { id: `chat-${chats}`, conversation_id: 'c', bot_id: 'bench', status: 'completed', usage: { token_count: 30, output_count: 20, input_count: 10 } }, detail: { logid: 'bench' } });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-tt-logid': 'bench' });
     res.end(body);
     return;

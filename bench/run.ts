@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { reportBudgets } from './budgets.js';
 import { reportJwtCost, reportMemory } from './child-figures.js';
 import { reportThroughput, type Settings } from './hot-path.js';
 import { reportLatency } from './latency.js';
@@ -23,10 +24,11 @@ import { startProxyTargets } from './targets.js';
  *   npm run bench                           all sections, BENCH_ROUNDS (5) x BENCH_SECONDS (5)
  *   npm run bench -- --quick                all sections, 2 rounds of 2 s (a smoke run)
  *   npm run bench -- --only hot,latency     some sections
+ *   npm run bench -- --quick --only budgets the cost of budgets alone, as a smoke run
  * Only a full run (every section, not --quick) writes bench/RESULTS.md; the others write
  * bench/.tmp/RESULTS.partial.md.
  */
-const SECTIONS = ['hot', 'latency', 'sse', 'stampede', 'memory', 'jwt', 'leaks', 'scale'] as const;
+const SECTIONS = ['hot', 'latency', 'sse', 'stampede', 'memory', 'jwt', 'leaks', 'scale', 'budgets'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -75,6 +77,7 @@ async function main(): Promise<void> {
   if (wants('jwt')) reportJwtCost(report);
   if (wants('leaks')) await reportLeaks(report);
   if (wants('scale')) reportScaleOut(await measureScaleOut(settings.seconds, settings.rounds), report.note);
+  if (wants('budgets')) await reportBudgets(report, settings);
   report.note(`Bench time: ${((Date.now() - started) / 60_000).toFixed(1)} min; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(', ')}.`);
 
   // A smoke run or a partial one never replaces the committed results.

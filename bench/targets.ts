@@ -32,17 +32,22 @@ export const GATEWAY = 'gateway';
 export const GATEWAY_AGAIN = "gateway (A')";
 export const NGINX = 'nginx';
 
+/** The local origin on CPU 0, and a caller whose JWT the gateways started with `publicKey` accept. */
+export async function startOrigin(): Promise<{ origin: Child; publicKey: string; jwt: string }> {
+  const caller = await generateKeyPair('RS256');
+  const publicKey = await exportSPKI(caller.publicKey);
+  const jwt = await callerJwt(caller.privateKey, 'bench-user');
+  const origin = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'origin.ts')], {}, 0);
+  return { origin, publicKey, jwt };
+}
+
 /**
  * The hot path's cast, each pinned like BENCH.md says: the origin on CPU 0 (with the load
  * generator), every proxy on CPU 1. `builds` adds gateways from other checkouts (bench:compare).
  */
 export async function startProxyTargets(options: { nginx: boolean; bareUndici: boolean; builds?: Array<{ name: string; root: string }> }): Promise<ProxyTargets> {
-  const children: Child[] = [];
-  const caller = await generateKeyPair('RS256');
-  const publicKey = await exportSPKI(caller.publicKey);
-  const jwt = await callerJwt(caller.privateKey, 'bench-user');
-  const origin = await startProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'origin.ts')], {}, 0);
-  children.push(origin);
+  const { origin, publicKey, jwt } = await startOrigin();
+  const children: Child[] = [origin];
   const originUrl = `http://127.0.0.1:${origin.port}`;
   const pidsOf = (child: Child) => (child.proc.pid ? [child.proc.pid] : []);
   const targets: Target[] = [{ name: DIRECT, url: `${originUrl}${PATH}`, pids: pidsOf(origin) }];

@@ -70,6 +70,12 @@ export const ERROR_CATALOGUE = {
     code: 400009,
     message: 'An identity field (user_id, connector_uid, uid) was sent in the query string of an endpoint that does not take it there. The gateway sets the caller\'s identity itself: remove it.',
   },
+  'bad-custom-consumer': {
+    status: 400,
+    code: 400010,
+    message:
+      'The caller identity maps to an invalid custom_consumer for Coze (it must be 1 to 128 printable ASCII characters). Check the identity claims and coze.sessionContext.customConsumer.',
+  },
   'credential-missing': {
     status: 401,
     code: CREDENTIAL_FAILURE_CODE,
@@ -153,6 +159,12 @@ export const ERROR_CATALOGUE = {
     code: 429002,
     message: 'Too many requests of this identity are in flight at once (rateLimit.maxConcurrentPerIdentity). Retry after the number of seconds in Retry-After.',
   },
+  'budget-exceeded': {
+    status: 429,
+    code: 429003,
+    message:
+      'This identity has used up its usage budget. The detail names the budget and when it resets; retry after the number of seconds in Retry-After, or ask the operator for a larger budget.',
+  },
   'headers-too-large': {
     status: 431,
     code: 431001,
@@ -217,6 +229,8 @@ export interface GatewayErrorOptions {
   detail?: string;
   /** Extra response headers, e.g. Retry-After. */
   headers?: Record<string, string>;
+  /** Extra fields of the envelope's `detail`, next to logid (e.g. when a budget resets). */
+  detailFields?: Record<string, string | number>;
   cause?: unknown;
 }
 
@@ -227,6 +241,7 @@ export class GatewayError extends Error {
   readonly code: number;
   readonly detail: string | undefined;
   readonly headers: Record<string, string>;
+  readonly detailFields: Record<string, string | number> | undefined;
 
   constructor(reason: ErrorReason, options: GatewayErrorOptions = {}) {
     const spec = ERROR_CATALOGUE[reason];
@@ -237,6 +252,7 @@ export class GatewayError extends Error {
     this.code = spec.code;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
+    this.detailFields = options.detailFields;
   }
 }
 
@@ -255,7 +271,7 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
   const body = JSON.stringify({
     code: gatewayError.code,
     msg: gatewayError.message,
-    detail: { logid: requestId },
+    detail: { ...gatewayError.detailFields, logid: requestId },
   });
   const headers: Record<string, string> = {
     'content-type': 'application/json; charset=utf-8',

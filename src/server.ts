@@ -17,7 +17,7 @@ import { createCors } from './http/cors.js';
 import { createLogger, sessionHash, type Logger } from './log/logger.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createConcurrencyLimiter } from './policy/concurrency-limit.js';
-import { VENDING_ENDPOINT } from './policy/endpoints.js';
+import { USAGE_ENDPOINT, VENDING_ENDPOINT } from './policy/endpoints.js';
 import { createRateLimiter } from './policy/rate-limit.js';
 import { createRouteTable, selectEndpoints } from './policy/route-table.js';
 import { createSharedRateLimiter } from './policy/shared-rate-limit.js';
@@ -27,6 +27,9 @@ import { createProxyHandler } from './proxy/proxy-handler.js';
 import type { RelayContext } from './proxy/relay.js';
 import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket.js';
 import { createSessionNamer } from './session/session-name.js';
+import { tokenKeysFromConfig } from './coze/mint-request.js';
+import { createRedisUsageStore } from './usage/usage-store-redis.js';
+import { createUsageService, type UsageService } from './usage/usage-service.js';
 
 /** After a failed mint, new mints wait 1 s, doubling per failure in a row up to 30 s. */
 const MINT_HOLD_BASE_MS = 1000;
@@ -36,6 +39,11 @@ export interface GatewayDeps {
   logger?: Logger;
   registry?: Registry;
   now?: () => number;
+  /**
+   * The clock of the usage windows alone (days and months of the budgets), so a test can move
+   * it across midnight without expiring tokens and credentials; `now` when absent.
+   */
+  usageNow?: () => number;
 }
 
 export interface Gateway {
@@ -48,6 +56,8 @@ export interface Gateway {
   tokens: TokenCache;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Per-identity usage and budgets. */
+  usage: UsageService;
   /** Open SSE responses, so a drain can end the stragglers with a final event. */
   streams: Set<RelayContext>;
   /** Relayed WebSockets, which a drain counts as in-flight work, tells to go and, last, cuts. */
@@ -79,7 +89,13 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   });
   // The cache is built after the metrics it reports to; the gauge reads it lazily at scrape time.
   const cacheRef: { current?: TokenCache } = {};
-  const metrics = createMetrics({ registry, routeNames: routes.names, tokenCacheEntries: () => cacheRef.current?.size ?? 0 });
+  const usageRef: { current?: UsageService } = {};
+  const metrics = createMetrics({
+    registry,
+    routeNames: routes.names,
+    tokenCacheEntries: () => cacheRef.current?.size ?? 0,
+    usageUnsynced: () => usageRef.current?.counter.unsynced ?? 0,
+  });
 
   const signer = await createJwtSigner({
     appId: config.coze.appId,
@@ -104,7 +120,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
       else logger.warn(fields, 'Coze token exchange failed');
     },
   });
-  const mint = createMintBreaker((session) => tokenClient.exchange(session), {
+  const tokenKeys = tokenKeysFromConfig(config);
+  const mint = createMintBreaker((key) => tokenClient.exchange(tokenKeys.mintRequest(key)), {
     baseHoldMs: MINT_HOLD_BASE_MS,
     maxHoldMs: MINT_HOLD_MAX_MS,
     now,
@@ -121,7 +138,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     waitTimeoutMs: config.coze.mintDeadlineSeconds * 1000 + 1000,
     now,
     onLookup: (result) => metrics.tokenCacheRequests.labels(result).inc(),
-    onBackgroundRefreshError: (session) => logger.warn({ session: sessionHash(session) }, 'background token refresh failed; serving the current token until it expires'),
+    onBackgroundRefreshError: (key) => logger.warn({ session: sessionHash(tokenKeys.sessionNameOf(key)) }, 'background token refresh failed; serving the current token until it expires'),
   });
   cacheRef.current = tokens;
 
@@ -149,6 +166,14 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
         onError: () => metrics.redisErrors.labels('rate_limit').inc(),
       })
     : localRateLimiter;
+  const usage = createUsageService({
+    budgets: config.budgets,
+    store: redis ? createRedisUsageStore({ redis: redis.connection.client, namespace: redis.namespace, commandTimeoutMs: config.cache.commandTimeoutMs }) : undefined,
+    metrics,
+    logger,
+    now: deps.usageNow ?? now,
+  });
+  usageRef.current = usage;
   const admitDeps = {
     routes,
     authenticate: (req: Parameters<typeof authenticator.authenticate>[0]) => authenticator.authenticate(req),
@@ -173,7 +198,11 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     isDraining: () => draining,
     vendingEnabled: config.tokenVending.enabled,
     vendingEndpoint: routes.compile(VENDING_ENDPOINT),
+    usageEndpoint: routes.compile(USAGE_ENDPOINT),
     streams,
+    budgets: usage.budgets,
+    tokenKeys,
+    usage,
   });
 
   const wsProxy = createWebSocketProxy({
@@ -184,6 +213,9 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     forwardHeaders,
     connectTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,
     isDraining: () => draining,
+    budgets: usage.budgets,
+    tokenKeys,
+    usage,
   });
 
   const adminApp = createAdminApp({
@@ -205,6 +237,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     tokens,
     metrics,
     logger,
+    usage,
     streams,
     startDrain() {
       draining = true;
@@ -213,6 +246,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     async close() {
       await forwarder.close();
       tokenClient.close();
+      // Counts not yet in Redis are written first (bounded wait).
+      await usage.close();
       await redis?.connection.close();
     },
   };

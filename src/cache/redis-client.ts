@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient, RedisTopology } from './redis-topology.js';
 
 /** Closed set: the `operation` label of coze_gateway_redis_errors_total. */
-export const REDIS_OPERATIONS = ['read', 'lock', 'write', 'invalidate', 'rate_limit'] as const;
+export const REDIS_OPERATIONS = ['read', 'lock', 'write', 'invalidate', 'rate_limit', 'usage'] as const;
 export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
 export interface RedisConnection {
@@ -59,6 +60,20 @@ export function withTimeout<T>(call: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
+}
+
+/**
+ * How an identity or a session_name appears in Redis keys: 128 bits of its SHA-256, never in
+ * clear. In braces it is the Cluster hash tag, so all keys of one identity share a slot.
+ */
+export const keyHash = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 32);
+
+/**
+ * True while commands can be sent. A socket the peer closed stops being writable a few turns
+ * before ioredis's status changes; a Cluster client has no single socket.
+ */
+export function redisReady(client: RedisClient): boolean {
+  return client.status === 'ready' && !('stream' in client && (client.stream as { writable?: boolean } | undefined)?.writable === false);
 }
 
 /**

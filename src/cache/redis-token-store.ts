@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { SharedTokenStore } from '../coze/token-cache.js';
 import type { CozeToken } from '../coze/token-client.js';
-import { withTimeout, type RedisOperation } from './redis-client.js';
+import { keyHash, withTimeout, type RedisOperation } from './redis-client.js';
 import type { RedisClient } from './redis-topology.js';
 import { subscribeChannel } from './redis-wakeups.js';
 import type { TokenSealer } from './token-crypto.js';
@@ -114,7 +114,7 @@ export function redisNamespace(prefix: string, appId: string, baseUrl: string, a
   return `${prefix}:${appId}:${target}`;
 }
 
-const fingerprint = (accessToken: string) => createHash('sha256').update(accessToken).digest('hex').slice(0, 32);
+const fingerprint = (accessToken: string) => keyHash(accessToken);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RETRY_PAUSE_MS = 25;
 const DEFAULT_SAFETY_POLL_MS = 1000;
@@ -159,7 +159,7 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
 
   const keys = (sessionName: string) => {
     // The hash tag keeps a session's keys in one slot, so the scripts also run on Redis Cluster.
-    const tag = createHash('sha256').update(sessionName).digest('hex').slice(0, 32);
+    const tag = keyHash(sessionName);
     const base = `${options.namespace}:{${tag}}`;
     return { tag, token: `${base}:token`, lock: `${base}:lock`, fence: `${base}:fence` };
   };

@@ -42,7 +42,8 @@ export const REDIS_ACL_COMMANDS = [
   // Scripts: EVALSHA, and EVAL once per node that does not know a script yet.
   'evalsha',
   'eval',
-  // Inside the scripts (src/cache/redis-token-store.ts, src/policy/shared-rate-limit.ts).
+  // Inside the scripts (src/cache/redis-token-store.ts, src/policy/shared-rate-limit.ts,
+  // src/usage/usage-store-redis.ts).
   'get',
   'set',
   'del',
@@ -52,6 +53,7 @@ export const REDIS_ACL_COMMANDS = [
   'pttl',
   'hget',
   'hset',
+  'hincrby',
   'hmget',
   'time',
   'publish',

@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { describeMintError } from '../coze/coze-errors.js';
 import { createJwtSigner } from '../coze/jwt-signer.js';
+import { scopesFromConfig } from '../coze/mint-request.js';
 import { createTokenClient, TokenMintError } from '../coze/token-client.js';
 import type { ParsedArgs } from './args.js';
 
@@ -29,7 +30,10 @@ export async function runCheckConfig(args: ParsedArgs): Promise<number> {
     deadlineMs: config.coze.mintDeadlineSeconds * 1000,
   });
   try {
-    const token = await client.exchange(session);
+    // With coze.scope.enabled the exchange carries the proxied tokens' scope, so a channel app's
+    // binding and bot list are checked too.
+    const { proxiedScope } = scopesFromConfig(config);
+    const token = await client.exchange({ sessionName: session, ...(proxiedScope ? { scope: proxiedScope } : {}) });
     const inSeconds = token.expiresAt - Math.floor(Date.now() / 1000);
     process.stdout.write(`minted a token for session_name "${session}": expires at ${new Date(token.expiresAt * 1000).toISOString()} (in ${inSeconds} s)\n`);
     return 0;

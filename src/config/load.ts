@@ -10,6 +10,7 @@ import { forwardHeaderProblem } from '../http/headers.js';
 import { isValidCidr } from '../http/client-ip.js';
 import { selectEndpoints } from '../policy/route-table.js';
 import { createSessionNamer } from '../session/session-name.js';
+import { parseOverrides } from '../usage/budget-overrides.js';
 import { checkRedisSettings } from './redis-checks.js';
 import { configSchema, listSettings, type ParsedConfig, type SettingInfo } from './schema.js';
 
@@ -287,6 +288,20 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
   }
+  checkCozeHooks(config, settings, issues);
+  if (!isTimeZone(config.budgets.timeZone)) {
+    issues.push(issueFor(settings, 'budgets.timeZone', `"${config.budgets.timeZone}" is not an IANA time zone name such as UTC, Asia/Shanghai or Europe/Berlin`));
+  }
+  const overridesFile = config.budgets.overridesFile;
+  if (overridesFile !== undefined) {
+    // Checked here too, so check-config reports a bad file; the gateway reads it again when it starts.
+    try {
+      parseOverrides(readFileSync(overridesFile, 'utf8'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      issues.push(issueFor(settings, 'budgets.overridesFile', code ? `cannot read ${overridesFile} (${code})` : `${overridesFile}: ${(err as Error).message}`));
+    }
+  }
   for (const problem of selectEndpoints(config.policy.routes, config.policy.disabledRoutes).problems) {
     const entry = /^policy\.routes\[(\d+)\]: (.*)$/s.exec(problem);
     if (entry) issues.push(issueFor(settings, 'policy.routes', `${entry[2]} (at policy.routes.${entry[1]})`));
@@ -325,6 +340,46 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
       wsBaseUrl: coze.wsBaseUrl ?? deriveWsBaseUrl(coze.baseUrl),
     },
   };
+}
+
+/** custom_consumer and the channel scope (issue 18): refused at start-up rather than by Coze at the first mint. */
+function checkCozeHooks(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[]): void {
+  const { sessionContext, scope } = config.coze;
+  if (sessionContext.customConsumer !== undefined) {
+    try {
+      createSessionNamer({ template: sessionContext.customConsumer, prefix: '', setting: 'coze.sessionContext.customConsumer' });
+    } catch (err) {
+      issues.push(issueFor(settings, 'coze.sessionContext.customConsumer', (err as Error).message.replace(/^coze\.sessionContext\.customConsumer: /, '')));
+    }
+  }
+  if (sessionContext.customConsumerHmacSecret !== undefined) {
+    if (sessionContext.customConsumer === undefined) issues.push(issueFor(settings, 'coze.sessionContext.customConsumerHmacSecret', 'needs coze.sessionContext.customConsumer (the template it hashes)'));
+    if (Buffer.byteLength(sessionContext.customConsumerHmacSecret) < 32) issues.push(issueFor(settings, 'coze.sessionContext.customConsumerHmacSecret', 'must be at least 32 bytes'));
+  }
+  const allowed = config.policy.allowedBotIds?.length ? new Set(config.policy.allowedBotIds) : undefined;
+  const vending = config.tokenVending.permissionList;
+  if (!scope.enabled) {
+    if (vending !== undefined) issues.push(issueFor(settings, 'tokenVending.permissionList', 'narrows the scope of vended tokens: it needs coze.scope.enabled'));
+    return;
+  }
+  const bots = scope.botIdList ?? config.policy.allowedBotIds ?? [];
+  if (bots.length === 0) issues.push(issueFor(settings, 'coze.scope.botIdList', 'a scope names the bots its tokens may chat with: set coze.scope.botIdList or policy.allowedBotIds'));
+  const outside = allowed ? bots.filter((id) => !allowed.has(id)) : [];
+  if (outside.length > 0) issues.push(issueFor(settings, 'coze.scope.botIdList', `names bots policy.allowedBotIds does not allow: ${outside.join(', ')}`));
+  if (scope.permissionList.length === 0) issues.push(issueFor(settings, 'coze.scope.permissionList', 'must name at least one permission point, e.g. Connector.botChat'));
+  const broader = (vending ?? []).filter((p) => !scope.permissionList.includes(p));
+  if (broader.length > 0) issues.push(issueFor(settings, 'tokenVending.permissionList', `vended tokens are never broader than proxied ones; not in coze.scope.permissionList: ${broader.join(', ')}`));
+  if (vending !== undefined && vending.length === 0) issues.push(issueFor(settings, 'tokenVending.permissionList', 'must name at least one permission point'));
+}
+
+/** True for a time zone name Intl knows (IANA names and UTC). */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -278,6 +278,41 @@ export const configSchema = z
           min: 1,
           description: 'Deadline for one token exchange including its retries. Past it the request gets 504.',
         }),
+        sessionContext: z
+          .object({
+            customConsumer: optionalStr({
+              env: 'COZE_CUSTOM_CONSUMER',
+              description:
+                'Opt-in: put a per-user value in the JWT\'s session_context.device_info.custom_consumer, Coze\'s own per-end-user quota and billing hook (Enterprise Ultimate). A template like session.template: {subject}, {issuer}, {source}, {claims.NAME}. Unset: no session_context is sent.',
+            }),
+            customConsumerHmacSecret: optionalStr({
+              env: 'COZE_CUSTOM_CONSUMER_HMAC_SECRET',
+              secret: true,
+              description: 'If set, custom_consumer = base64url(HMAC-SHA256(rendered template)): Coze sees a stable pseudonym, never the user id (Coze asks for no sensitive identifiers there). At least 32 bytes.',
+            }),
+          })
+          .strict()
+          .prefault({}),
+        scope: z
+          .object({
+            enabled: bool({
+              env: 'COZE_SCOPE_ENABLED',
+              default: false,
+              description: 'Opt-in, for channel apps: send a scope with every token request, so each token can chat only with the listed bots and holds only the listed permission points (Coze ignores it for other app types).',
+            }),
+            permissionList: list({
+              env: 'COZE_SCOPE_PERMISSIONS',
+              default: ['Connector.botChat'],
+              description: 'account_permission.permission_list of the scope (comma list of Coze permission points).',
+            }),
+            botIdList: optionalList({
+              env: 'COZE_SCOPE_BOT_IDS',
+              defaultText: 'policy.allowedBotIds',
+              description: 'attribute_constraint.connector_bot_chat_attribute.bot_id_list of the scope (comma list). Every id must also be in policy.allowedBotIds when that is set.',
+            }),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -437,6 +472,46 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    budgets: z
+      .object({
+        tokensPerDay: int({
+          env: 'BUDGET_TOKENS_PER_DAY',
+          default: 0,
+          min: 0,
+          description: 'Coze tokens (input + output, as Coze reports them) per identity per day; 0 turns it off. Over it: 429 budget-exceeded until the day ends.',
+        }),
+        tokensPerMonth: int({
+          env: 'BUDGET_TOKENS_PER_MONTH',
+          default: 0,
+          min: 0,
+          description: 'Coze tokens per identity per calendar month; 0 turns it off.',
+        }),
+        requestsPerDay: int({
+          env: 'BUDGET_REQUESTS_PER_DAY',
+          default: 0,
+          min: 0,
+          description: 'Requests forwarded to Coze (HTTP requests and WebSocket connections) per identity per day; 0 turns it off.',
+        }),
+        timeZone: str({
+          env: 'BUDGET_TIME_ZONE',
+          default: 'UTC',
+          description: 'IANA time zone whose midnights start the days and months of the budgets, e.g. Asia/Shanghai or Europe/Berlin.',
+        }),
+        overridesFile: optionalStr({
+          env: 'BUDGET_OVERRIDES_FILE',
+          description:
+            'YAML or JSON list of per-subject budgets, {subject, source?, tokensPerDay?, tokensPerMonth?, requestsPerDay?}; reloaded when it changes (docs/usage-and-budgets.md).',
+        }),
+        syncIntervalMs: int({
+          env: 'BUDGET_SYNC_INTERVAL_MS',
+          default: 1000,
+          min: 50,
+          max: 60000,
+          description: 'With Redis: how often each replica writes its counts to Redis and reads the others\'. The accuracy bound of the budgets across replicas grows with it (docs/usage-and-budgets.md).',
+        }),
+      })
+      .strict()
+      .prefault({}),
     tokenVending: z
       .object({
         enabled: bool({
@@ -444,6 +519,12 @@ export const configSchema = z
           default: false,
           description:
             'Serve POST /gateway/token: the caller\'s own Coze token, for the Web Chat SDK\'s onRefreshToken. The browser then holds a Coze token the route allowlist does not cover: keep coze.tokenTtlSeconds short.',
+        }),
+        permissionList: optionalList({
+          env: 'TOKEN_VENDING_PERMISSIONS',
+          defaultText: 'coze.scope.permissionList',
+          description:
+            'With coze.scope.enabled: the permission points of vended tokens, narrower than those of proxied tokens (a subset of coze.scope.permissionList). Vended tokens always carry the scope, bots included.',
         }),
       })
       .strict()

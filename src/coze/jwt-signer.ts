@@ -15,7 +15,11 @@ export interface JwtSignerOptions {
 
 /** Signs the one-shot JWTs exchanged at Coze's token endpoint (https://www.coze.cn/open/docs/developer_guides/oauth_jwt). */
 export interface JwtSigner {
-  sign(sessionName: string): Promise<string>;
+  /**
+   * `customConsumer` goes into session_context.device_info.custom_consumer, Coze's own
+   * per-end-user quota and billing hook (Enterprise Ultimate; Coze's oauth_jwt page).
+   */
+  sign(sessionName: string, context?: { customConsumer?: string | undefined }): Promise<string>;
 }
 
 export async function createJwtSigner(options: JwtSignerOptions): Promise<JwtSigner> {
@@ -25,9 +29,10 @@ export async function createJwtSigner(options: JwtSignerOptions): Promise<JwtSig
   const key = await importPKCS8(pkcs8, 'RS256');
 
   return {
-    async sign(sessionName: string): Promise<string> {
+    async sign(sessionName, context = {}): Promise<string> {
       const iat = Math.floor(now() / 1000);
-      return new SignJWT({ session_name: sessionName })
+      const claims = context.customConsumer ? { session_name: sessionName, session_context: { device_info: { custom_consumer: context.customConsumer } } } : { session_name: sessionName };
+      return new SignJWT(claims)
         .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: options.keyId })
         .setIssuer(options.appId)
         .setAudience(options.audience)

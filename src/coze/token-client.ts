@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { JwtSigner } from './jwt-signer.js';
+import type { MintRequest } from './mint-request.js';
 
 /** Closed set of exchange outcomes: the `outcome` label of coze_gateway_token_mints_total. */
 export const MINT_OUTCOMES = [
@@ -78,7 +79,8 @@ export interface TokenClientOptions {
 }
 
 export interface TokenClient {
-  exchange(sessionName: string): Promise<CozeToken>;
+  /** A session_name alone, or what else the token carries (custom_consumer, scope). */
+  exchange(request: string | MintRequest): Promise<CozeToken>;
   close(): void;
 }
 
@@ -98,11 +100,14 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   const isHttps = url.protocol === 'https:';
   const ownAgent = options.agent === undefined;
   const agent = options.agent ?? (isHttps ? new https.Agent({ keepAlive: true, maxSockets: 64 }) : new http.Agent({ keepAlive: true, maxSockets: 64 }));
-  const body = JSON.stringify({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', duration_seconds: options.durationSeconds });
+  const grant = { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', duration_seconds: options.durationSeconds };
+  const plainBody = JSON.stringify(grant);
+  // The scope travels in the body, as the channel-app docs and the Python and Go SDKs send it.
+  const bodyOf = (request: MintRequest) => (request.scope ? JSON.stringify({ ...grant, scope: request.scope }) : plainBody);
 
-  async function attemptOnce(sessionName: string, timeoutMs: number): Promise<AttemptResult> {
+  async function attemptOnce(request: MintRequest, body: string, timeoutMs: number): Promise<AttemptResult> {
     // A fresh JWT per attempt: Coze accepts each jti once, and a lost answer may have used it.
-    const jwt = await options.signer.sign(sessionName);
+    const jwt = await options.signer.sign(request.sessionName, { customConsumer: request.customConsumer });
     let response: RawResponse;
     try {
       response = await postJson(url, agent, isHttps, { authorization: `Bearer ${jwt}` }, body, timeoutMs);
@@ -115,14 +120,17 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   }
 
   return {
-    async exchange(sessionName: string): Promise<CozeToken> {
+    async exchange(input): Promise<CozeToken> {
+      const request: MintRequest = typeof input === 'string' ? { sessionName: input } : input;
+      const { sessionName } = request;
+      const body = bodyOf(request);
       const started = now();
       const deadline = started + options.deadlineMs;
       let attempt = 0;
       let last: AttemptResult;
       for (;;) {
         attempt += 1;
-        last = await attemptOnce(sessionName, Math.max(1, deadline - now()));
+        last = await attemptOnce(request, body, Math.max(1, deadline - now()));
         // A timeout is not retried: each attempt already had the whole remaining deadline.
         if (!RETRYABLE.has(last.outcome)) break;
         const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1)) * (0.5 + random() / 2);

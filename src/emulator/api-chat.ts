@@ -1,4 +1,4 @@
-import { ApiError, bodyOf, messageView, ok, owned, param, type ApiContext, type Json } from './api-context.js';
+import { ApiError, bodyOf, checkBotInScope, messageView, ok, owned, param, type ApiContext, type Json } from './api-context.js';
 import type { ApiRoute } from './api.js';
 import { acceptToolOutputs, chatView, finishChat, openChat, type ChatStep } from './chat-runs.js';
 import { chatEvent, writeStream } from './sse.js';
@@ -64,6 +64,7 @@ function chatDebugId(ctx: ApiContext): string {
 
 async function runChat(ctx: ApiContext, body: Json, existing: Conversation | undefined, userId: string, done: string): Promise<void> {
   const botId = String(body.bot_id ?? '');
+  checkBotInScope(ctx.allowedBots, botId);
   const conversation = existing ?? ctx.store.createConversation(ctx.owner, botId);
   const stream = body.stream === true;
   if (!stream && body.auto_save_history === false) throw new ApiError(4007, 'stream=false requires auto_save_history=true');

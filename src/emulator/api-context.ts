@@ -13,6 +13,8 @@ export interface ApiContext {
   /** The file part of a multipart request (uploads, transcriptions). */
   upload: { fileName: string; bytes: number; head: Buffer } | undefined;
   owner: Owner;
+  /** A channel token's scope: the only bots it may chat with (undefined: any). */
+  allowedBots?: ReadonlySet<string> | undefined;
   res: ServerResponse;
   store: Store;
   pacing: Pacing;
@@ -58,6 +60,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, log
 /** `{code: 0, msg: "", data, ...extra, detail: {logid}}`: Coze's success envelope. */
 export function ok(ctx: ApiContext, data: unknown, extra: Json = {}): void {
   sendJson(ctx.res, 200, { code: 0, msg: '', ...(data === undefined ? {} : { data }), ...extra, detail: { logid: ctx.logId } }, ctx.logId);
+}
+
+/**
+ * A channel app's scoped token chats only with the scope's bots. Coze's answer to any other
+ * bot is not documented; 4101 is its code for a token without the permission (coze_error_codes),
+ * and the message is the emulator's.
+ */
+export function checkBotInScope(allowedBots: ReadonlySet<string> | undefined, botId: string): void {
+  if (allowedBots && botId !== '' && !allowedBots.has(botId)) throw new ApiError(4101, `the token's scope does not include bot ${botId}`);
 }
 
 export function bodyOf(ctx: ApiContext): Json {

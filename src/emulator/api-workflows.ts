@@ -13,9 +13,12 @@ export const WORKFLOW_ROUTES: readonly ApiRoute[] = [
     const workflowId = String(body.workflow_id ?? '');
     if (ctx.settings.workflow(workflowId) === 'error') throw new ApiError(WORKFLOW_ERROR.error_code, WORKFLOW_ERROR.error_message);
     const async = body.is_async === true;
-    const run = record(ctx, workflowId, body, async ? 2 : 0, { output: `ran ${workflowId}`, user_id: userOf(body) });
-    // An async run answers with its execute_id only; its result is read from the run history.
-    ok(ctx, async ? '' : run.output, { execute_id: run.execute_id, debug_url: debugUrl(run), usage: run.usage, token: run.usage.token_count, cost: '0' });
+    const large = ctx.settings.workflow(workflowId) === 'large';
+    const run = record(ctx, workflowId, body, async ? 2 : 0, { output: large ? `ran ${workflowId} `.padEnd(65_536, '.') : `ran ${workflowId}`, user_id: userOf(body) });
+    // An async run answers with its execute_id only; its result and usage are read from the run
+    // history (workflow_run page, both examples).
+    if (async) ok(ctx, undefined, { execute_id: run.execute_id, debug_url: debugUrl(run) });
+    else ok(ctx, run.output, { execute_id: run.execute_id, debug_url: debugUrl(run), usage: run.usage, token: run.usage.token_count, cost: '0' });
   }],
   ['POST', /^\/v1\/workflow\/stream_run$/, (ctx) => {
     const body = bodyOf(ctx);

@@ -6,11 +6,11 @@ import { readUpload } from './multipart.js';
 import { createPacer } from './sse.js';
 import { createStore } from './store.js';
 import { createTokenEndpoint } from './token-endpoint.js';
-import type { ApiFault, EmulatorOptions, RecordedRequest, StreamPacer, TokenFault } from './types.js';
+import type { ApiFault, EmulatorOptions, ExchangeRecord, IssuedToken, RecordedRequest, StreamPacer, TokenFault } from './types.js';
 import { attachWebSockets, type WebSocketRecord } from './websocket.js';
 
 export { generateEmulatorApp } from './keys.js';
-export type { ApiFault, BotBehaviour, EmulatorApp, EmulatorKey, EmulatorOptions, RecordedRequest, StreamPacer, TokenFault, WorkflowBehaviour } from './types.js';
+export type { ApiFault, BotBehaviour, EmulatorApp, EmulatorKey, EmulatorOptions, ExchangeRecord, IssuedToken, RecordedRequest, StreamPacer, TokenFault, WorkflowBehaviour } from './types.js';
 export { speechAudio } from './api-audio.js';
 export type { WebSocketFrame, WebSocketRecord } from './websocket.js';
 
@@ -21,6 +21,8 @@ export interface Emulator {
   readonly port: number;
   close(): Promise<void>;
   readonly stats: { exchanges: number; exchangesBySession: Map<string, number> };
+  /** Every successful token exchange: the session_context and scope the token was minted with. */
+  readonly exchangeLog: ExchangeRecord[];
   readonly tokenRequests: number;
   readonly requests: RecordedRequest[];
   readonly websockets: WebSocketRecord[];
@@ -35,6 +37,8 @@ export interface Emulator {
   /** Sends a frame as Coze would on the `index`th recorded WebSocket (relay tests). */
   sendOnWebSocket(index: number, data: Buffer | string, isBinary: boolean): void;
   sessionForToken(token: string): string | undefined;
+  /** What a live token is bound to (session, custom_consumer, scope); undefined when unknown or expired. */
+  tokenInfo(token: string): IssuedToken | undefined;
   revokeToken(token: string): void;
   setTokenFault(fault: TokenFault | undefined): void;
   setApiFault(fault: ApiFault | undefined): void;
@@ -84,6 +88,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   const pacing = createPacer();
   const stats = { exchanges: 0, exchangesBySession: new Map<string, number>() };
   const requests: RecordedRequest[] = [];
+  const exchangeLog: ExchangeRecord[] = [];
   const sockets = new Set<Socket>();
   let tokenRequests = 0;
   let openStreams = 0;
@@ -126,6 +131,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     const result = await tokens.exchange(req, parseJson(await readText(req)));
     if (!result.ok) return sendJson(res, options.tokenStatus ?? 400, { error_code: result.errorCode, error_message: result.errorMessage }, id);
     stats.exchanges += 1;
+    exchangeLog.push(result.record);
     stats.exchangesBySession.set(result.sessionName, (stats.exchangesBySession.get(result.sessionName) ?? 0) + 1);
     sendJson(res, 200, { access_token: result.accessToken, expires_in: result.expiresIn, token_type: 'Bearer' }, id);
   }
@@ -172,6 +178,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       body: record.body,
       upload,
       owner: { appId: issued.appId, sessionName: issued.sessionName },
+      allowedBots: issued.botIds,
       res,
       store,
       pacing,
@@ -250,6 +257,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     wsUrl: `ws://${host}:${port}`,
     port,
     stats,
+    exchangeLog,
     requests,
     get websockets() {
       return ws.records;
@@ -276,6 +284,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       ws.send(record, Buffer.from(data), isBinary);
     },
     sessionForToken: (token) => tokens.resolve(token)?.sessionName,
+    tokenInfo: (token) => tokens.resolve(token),
     revokeToken: (token) => tokens.revoke(token),
     setTokenFault(fault) {
       tokenFault = fault ? { ...fault } : undefined;
@@ -291,6 +300,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       ws.records.length = 0;
       stats.exchanges = 0;
       stats.exchangesBySession.clear();
+      exchangeLog.length = 0;
       tokenRequests = 0;
       uploadBytes = 0;
     },

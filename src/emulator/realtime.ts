@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ApiError, type ApiSettings, type Json } from './api-context.js';
+import { ApiError, checkBotInScope, type ApiSettings, type Json } from './api-context.js';
 import { speechAudio, transcribe } from './api-audio.js';
 import { acceptToolOutputs, chatView, finishChat, openChat, type ChatStep } from './chat-runs.js';
 import { sameOwner, type Chat, type Conversation, type Owner, type Store } from './store.js';
@@ -15,6 +15,8 @@ export interface RealtimeContext {
   path: string;
   query: URLSearchParams;
   owner: Owner;
+  /** A channel token's scope: the only bots it may chat with (undefined: any). */
+  allowedBots?: ReadonlySet<string> | undefined;
   store: Store;
   settings: ApiSettings;
   logId: string;
@@ -118,6 +120,7 @@ const HANDLERS: Readonly<Record<string, (ctx: RealtimeContext, reply: Reply) => 
       }
     };
     const chat = (question: Json) => {
+      checkBotInScope(ctx.allowedBots, botId);
       const c = conversationOf();
       running = openChat(ctx.store, ctx.owner, c, { botId, userId: String(chatConfig().user_id ?? ''), messages: [question], retrievesLeft: 0 });
       const inProgress = chatView(running);

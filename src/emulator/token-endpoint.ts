@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { compactVerify, decodeProtectedHeader } from 'jose';
-import type { EmulatorApp, IssuedToken } from './types.js';
+import type { EmulatorApp, ExchangeRecord, IssuedToken } from './types.js';
 
 export interface TokenEndpointOptions {
   apps: EmulatorApp[];
@@ -12,7 +12,7 @@ export interface TokenEndpointOptions {
 }
 
 export type TokenResult =
-  | { ok: true; accessToken: string; expiresIn: number; sessionName: string; appId: string }
+  | { ok: true; accessToken: string; expiresIn: number; sessionName: string; appId: string; record: ExchangeRecord }
   | { ok: false; errorCode: string; errorMessage: string };
 
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -80,19 +80,40 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
     purgeJti(now);
     if (usedJti.has(jti)) return fail('invalid_client', 'this JWT was already used (jti replay)');
     if (payload.session_name !== undefined && typeof payload.session_name !== 'string') return fail('invalid_client', 'session_name must be a string');
+    const contextProblem = sessionContextProblem(payload.session_context);
+    if (contextProblem) return fail('invalid_request', `invalid request: ${contextProblem}`);
     if (registered.app.disabled) return fail('access_deny', `app: ${registered.app.name ?? registered.app.appId} is currently deactivated by the owner`);
 
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail('invalid_request', 'invalid request: body');
-    const { grant_type: grantType, duration_seconds: duration } = body as Record<string, unknown>;
+    const { grant_type: grantType, duration_seconds: duration, scope } = body as Record<string, unknown>;
     if (grantType !== GRANT_TYPE) return fail('unsupported_grant_type', `not supported grant type: ${String(grantType)}`);
     const seconds = duration === undefined ? 900 : duration;
     if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1 || seconds > 86399) return fail('invalid_request', 'invalid request: duration_seconds');
+    const scopeProblem = scopeProblemOf(scope);
+    if (scopeProblem) return fail('invalid_request', `invalid request: ${scopeProblem}`);
 
     usedJti.set(jti, exp);
     const accessToken = `czs_${randomBytes(32).toString('base64url')}`;
     const sessionName = typeof payload.session_name === 'string' ? payload.session_name : '';
-    tokens.set(accessToken, { appId: registered.app.appId, sessionName, expiresAtMs: (now + seconds) * 1000, revoked: false });
-    return { ok: true, accessToken, expiresIn: now + seconds, sessionName, appId: registered.app.appId };
+    const consumer = (payload.session_context as { device_info?: { custom_consumer?: string } } | undefined)?.device_info?.custom_consumer;
+    const bots = registered.app.type === 'channel' ? scopeBots(scope) : undefined;
+    tokens.set(accessToken, {
+      appId: registered.app.appId,
+      sessionName,
+      expiresAtMs: (now + seconds) * 1000,
+      revoked: false,
+      ...(consumer !== undefined ? { customConsumer: consumer } : {}),
+      ...(scope !== undefined && scope !== null ? { scope } : {}),
+      ...(bots ? { botIds: bots } : {}),
+    });
+    const record: ExchangeRecord = {
+      appId: registered.app.appId,
+      sessionName,
+      ...(payload.session_context !== undefined ? { sessionContext: payload.session_context } : {}),
+      ...(scope !== undefined ? { scope } : {}),
+      accessToken,
+    };
+    return { ok: true, accessToken, expiresIn: now + seconds, sessionName, appId: registered.app.appId, record };
   }
 
   return {
@@ -108,4 +129,63 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
       if (issued) issued.revoked = true;
     },
   };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStringList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string' && x !== '');
+
+/**
+ * The JWT's session_context (Coze's oauth_jwt page): an object whose device_info holds
+ * the strings device_id and custom_consumer. Coze documents no error for a malformed one; the
+ * code follows its "invalid request: {parameter}" row, and the parameter named is the
+ * emulator's own wording.
+ */
+function sessionContextProblem(context: unknown): string | undefined {
+  if (context === undefined) return undefined;
+  if (!isObject(context)) return 'session_context';
+  const device = context.device_info;
+  if (device === undefined) return undefined;
+  if (!isObject(device)) return 'session_context.device_info';
+  for (const name of ['device_id', 'custom_consumer']) {
+    if (device[name] !== undefined && typeof device[name] !== 'string') return `session_context.device_info.${name}`;
+  }
+  return undefined;
+}
+
+/**
+ * The token request's scope (Coze's oauth_jwt_channel page): absent or null (the Python SDK sends
+ * null), or an object whose account_permission.permission_list and
+ * attribute_constraint.connector_bot_chat_attribute.bot_id_list are lists of strings. Coze
+ * answers a wrong parameter with invalid_request and "invalid request: {parameter}"
+ * (oauth_jwt_channel); which parameter path it names for a nested field is not documented, so
+ * the dotted path here is the emulator's wording. The Go SDK's workspace_permission and
+ * workflow_permission are tolerated as objects.
+ */
+function scopeProblemOf(scope: unknown): string | undefined {
+  if (scope === undefined || scope === null) return undefined;
+  if (!isObject(scope)) return 'scope';
+  const account = scope.account_permission;
+  if (account !== undefined) {
+    if (!isObject(account)) return 'scope.account_permission';
+    if (!isStringList(account.permission_list)) return 'scope.account_permission.permission_list';
+  }
+  const constraint = scope.attribute_constraint;
+  if (constraint !== undefined) {
+    if (!isObject(constraint)) return 'scope.attribute_constraint';
+    const chat = constraint.connector_bot_chat_attribute;
+    if (chat !== undefined) {
+      if (!isObject(chat)) return 'scope.attribute_constraint.connector_bot_chat_attribute';
+      if (!isStringList(chat.bot_id_list)) return 'scope.attribute_constraint.connector_bot_chat_attribute.bot_id_list';
+    }
+  }
+  for (const name of ['workspace_permission', 'workflow_permission']) {
+    if (scope[name] !== undefined && !isObject(scope[name])) return `scope.${name}`;
+  }
+  return undefined;
+}
+
+/** The bots a (valid) scope lets a channel token chat with; undefined when it names none. */
+function scopeBots(scope: unknown): ReadonlySet<string> | undefined {
+  const list = (scope as { attribute_constraint?: { connector_bot_chat_attribute?: { bot_id_list?: string[] } } } | null | undefined)?.attribute_constraint?.connector_bot_chat_attribute?.bot_id_list;
+  return list ? new Set(list) : undefined;
 }

@@ -11,6 +11,11 @@ export interface EmulatorApp {
   keys: EmulatorKey[];
   name?: string;
   disabled?: boolean;
+  /**
+   * A channel app (渠道) applies the `scope` of a token request: its tokens chat only with the
+   * scope's bots. A normal app ignores the scope (Coze: https://www.coze.cn/open/docs/developer_guides/oauth_jwt_channel).
+   */
+  type?: 'normal' | 'channel';
 }
 
 export interface EmulatorOptions {
@@ -46,9 +51,10 @@ export type BotBehaviour = (typeof BOT_BEHAVIOURS)[number];
 /**
  * `echo` streams three Message events and Done; `interrupt` stops at a question node with an
  * Interrupt event (resumed with stream_resume); `error` ends with an Error event; `ping` sends
- * PING heartbeats between its messages.
+ * PING heartbeats between its messages; `large` runs like `echo` but its sync answer's output is
+ * 64 KiB (a workflow returning a document), past what the gateway inspects whole.
  */
-export const WORKFLOW_BEHAVIOURS = ['echo', 'interrupt', 'error', 'ping'] as const;
+export const WORKFLOW_BEHAVIOURS = ['echo', 'interrupt', 'error', 'ping', 'large'] as const;
 export type WorkflowBehaviour = (typeof WORKFLOW_BEHAVIOURS)[number];
 
 export interface RecordedRequest {
@@ -101,4 +107,21 @@ export interface IssuedToken {
   sessionName: string;
   expiresAtMs: number;
   revoked: boolean;
+  /** The JWT's session_context.device_info.custom_consumer, when it had one. */
+  customConsumer?: string;
+  /** The scope of the token request, as sent (absent, or null, when none was). */
+  scope?: unknown;
+  /** A channel app's token with a scope: the only bots it may chat with. */
+  botIds?: ReadonlySet<string>;
+}
+
+/** One successful token exchange, as the token endpoint received it (tests assert on these). */
+export interface ExchangeRecord {
+  appId: string;
+  sessionName: string;
+  /** The JWT's session_context, as signed. */
+  sessionContext?: unknown;
+  /** The request body's scope, as sent. */
+  scope?: unknown;
+  accessToken: string;
 }

@@ -91,6 +91,7 @@ export function attachWebSockets(server: Server, deps: WebSocketDeps) {
             path: url.pathname,
             query: url.searchParams,
             owner: { appId: issued.appId, sessionName: issued.sessionName },
+            allowedBots: issued.botIds,
             store: deps.store,
             settings: deps.settings,
             logId,

@@ -3,6 +3,8 @@ import { AUTH_FAILURE_REASONS, IDENTITY_SOURCES } from '../auth/identity.js';
 import { REDIS_OPERATIONS } from '../cache/redis-client.js';
 import { CACHE_RESULTS } from '../coze/token-cache.js';
 import { MINT_OUTCOMES } from '../coze/token-client.js';
+import { BUDGET_KINDS } from '../usage/budget-overrides.js';
+import { USAGE_WINDOWS } from '../usage/usage-windows.js';
 
 /**
  * Every metric of SPEC section 7 on an injected Registry. Labels come from closed sets only
@@ -48,6 +50,11 @@ export interface GatewayMetrics {
   redisUp: Gauge;
   redisErrors: Counter<'operation'>;
   tokenMintsUnshared: Counter;
+  usageTokens: Counter<'route' | 'kind'>;
+  budgetRefusals: Counter<'window' | 'budget'>;
+  budgetOverrideReloads: Counter<'outcome'>;
+  /** Coze tokens an answer reported, by route: input and output. */
+  countTokens(route: string, input: number, output: number): void;
   countCozeCode(code: number | string): void;
   methodLabel(method: string | undefined): (typeof METHODS)[number];
   /** The per-request counters on the hot path, with their label children looked up once. */
@@ -60,6 +67,8 @@ export interface MetricsOptions {
   routeNames: readonly string[];
   /** Scraped, not pushed: the cache size is read when Prometheus asks. */
   tokenCacheEntries: () => number;
+  /** Scraped: identities whose usage counts have not reached Redis yet. */
+  usageUnsynced?: () => number;
   defaultMetrics?: boolean;
 }
 
@@ -135,6 +144,33 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     registers,
   });
 
+  const usageTokens = new Counter({
+    name: `${PREFIX}usage_tokens_total`,
+    help: 'Coze tokens the answers reported (chat usage, workflow usage), by route and kind (input, output). Per-user figures are in GET /gateway/usage, never in labels.',
+    labelNames: ['route', 'kind'] as const,
+    registers,
+  });
+  const budgetRefusals = new Counter({
+    name: `${PREFIX}budget_refusals_total`,
+    help: 'Requests refused with 429 budget-exceeded before reaching Coze, by window (day, month) and budget (tokens, requests).',
+    labelNames: ['window', 'budget'] as const,
+    registers,
+  });
+  const budgetOverrideReloads = new Counter({
+    name: `${PREFIX}budget_override_reloads_total`,
+    help: 'Reloads of budgets.overridesFile by outcome: ok (the new version is in force) or error (it did not parse; the last good version stays).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  new Gauge({
+    name: `${PREFIX}usage_unsynced`,
+    help: 'With Redis: identities (and past windows) whose usage counts this replica holds but Redis has not seen yet. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
+    registers,
+    collect() {
+      this.set(options.usageUnsynced?.() ?? 0);
+    },
+  });
+
   // Known label values start at zero, so rate() works from the first scrape.
   for (const operation of REDIS_OPERATIONS) redisErrors.labels(operation).inc(0);
   tokenMintsUnshared.inc(0);
@@ -148,6 +184,8 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   for (const limit of REQUEST_LIMITS) requestLimits.labels(limit).inc(0);
   for (const code of KNOWN_COZE_CODES) cozeErrorCodes.labels(code).inc(0);
   rateLimited.inc(0);
+  for (const window of USAGE_WINDOWS) for (const budget of BUDGET_KINDS) budgetRefusals.labels(window, budget).inc(0);
+  for (const outcome of ['ok', 'error']) budgetOverrideReloads.labels(outcome).inc(0);
 
   // prom-client hashes the label values on every labels() call; the label sets are closed, so
   // each child is looked up once and kept (bench/ profile).
@@ -182,6 +220,13 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     redisUp,
     redisErrors,
     tokenMintsUnshared,
+    usageTokens,
+    budgetRefusals,
+    budgetOverrideReloads,
+    countTokens(route, input, output) {
+      if (input > 0) child(`ti\0${route}`, () => usageTokens.labels(route, 'input')).inc(input);
+      if (output > 0) child(`to\0${route}`, () => usageTokens.labels(route, 'output')).inc(output);
+    },
     countCozeCode(code) {
       const text = String(code);
       if (text === '0') return;

@@ -57,6 +57,14 @@ export const TRANSPORTS = ['http', 'sse', 'websocket', 'local'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
 export const FRAMINGS = ['chat', 'workflow'] as const;
 export type Framing = (typeof FRAMINGS)[number];
+/**
+ * Where an answer reports the Coze tokens it spent (issue 18; src/usage/usage-observer.ts reads
+ * them): `chat`, a Chat object's usage once the chat has ended (JSON, chat SSE, realtime events);
+ * `workflow`, a run's top-level usage or that of its stream's Message events; `history`, an async
+ * run's usage in its run history.
+ */
+export const USAGE_SHAPES = ['chat', 'workflow', 'history'] as const;
+export type UsageShape = (typeof USAGE_SHAPES)[number];
 /** PATCH only for passthrough routes: no built-in endpoint uses it. */
 export const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
 export type Method = (typeof METHODS)[number];
@@ -77,6 +85,14 @@ export interface Endpoint {
   readonly response?: ResponseRule;
   /** An operator route the gateway knows no policy for (policy.routes with passthrough: true). */
   readonly passthrough?: boolean;
+  /** Where its answers report token usage; absent: they report none. */
+  readonly usage?: UsageShape;
+  /**
+   * It generates nothing (a read, an upload, polling or cancelling a chat under way): a caller
+   * over a token budget keeps it, so a chat started before the budget ran out can still be
+   * followed to its end. A request budget counts it like any request.
+   */
+  readonly tokenFree?: true;
   /** Its line in docs/routes.md. */
   readonly summary: string;
 }
@@ -115,48 +131,48 @@ export const BOT_DISPLAY_FIELDS = ['bot_id', 'name', 'description', 'icon_url', 
 const BOT_INFO: ResponseRule = { kind: 'display-fields', path: 'data', keep: BOT_DISPLAY_FIELDS };
 
 export const ENDPOINTS = [
-  { name: 'conversation.create', method: 'POST', path: '/v1/conversation/create', transport: 'http', body: json(false), query: QUERY, summary: 'Create a conversation.' },
-  { name: 'conversation.retrieve', method: 'GET', path: '/v1/conversation/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Read a conversation.' },
-  { name: 'conversation.list', method: 'GET', path: '/v1/conversations', transport: 'http', body: NONE, query: QUERY, summary: "List the caller's conversations with a bot." },
-  { name: 'conversation.update', method: 'PUT', path: '/v1/conversations/:conversation_id', transport: 'http', body: json(false), query: QUERY, summary: 'Rename a conversation (coze-py).' },
-  { name: 'conversation.delete', method: 'DELETE', path: '/v1/conversations/:conversation_id', transport: 'http', body: NONE, query: QUERY, summary: 'Delete a conversation (coze-py).' },
-  { name: 'conversation.clear', method: 'POST', path: '/v1/conversations/:conversation_id/clear', transport: 'http', body: json(false), query: QUERY, summary: 'Clear the context of a conversation.' },
-  { name: 'message.create', method: 'POST', path: '/v1/conversation/message/create', transport: 'http', body: json(false), query: QUERY, summary: 'Add a message to a conversation.' },
-  { name: 'message.list', method: 'POST', path: '/v1/conversation/message/list', transport: 'http', body: json(false), query: QUERY, summary: 'List the messages of a conversation.' },
-  { name: 'message.retrieve', method: 'GET', path: '/v1/conversation/message/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Read a message.' },
+  { name: 'conversation.create', method: 'POST', path: '/v1/conversation/create', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Create a conversation.' },
+  { name: 'conversation.retrieve', method: 'GET', path: '/v1/conversation/retrieve', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Read a conversation.' },
+  { name: 'conversation.list', method: 'GET', path: '/v1/conversations', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: "List the caller's conversations with a bot." },
+  { name: 'conversation.update', method: 'PUT', path: '/v1/conversations/:conversation_id', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Rename a conversation (coze-py).' },
+  { name: 'conversation.delete', method: 'DELETE', path: '/v1/conversations/:conversation_id', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Delete a conversation (coze-py).' },
+  { name: 'conversation.clear', method: 'POST', path: '/v1/conversations/:conversation_id/clear', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Clear the context of a conversation.' },
+  { name: 'message.create', method: 'POST', path: '/v1/conversation/message/create', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Add a message to a conversation.' },
+  { name: 'message.list', method: 'POST', path: '/v1/conversation/message/list', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'List the messages of a conversation.' },
+  { name: 'message.retrieve', method: 'GET', path: '/v1/conversation/message/retrieve', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Read a message.' },
   // coze-java sends POST with the ids in the query and an empty body (ConversationMessageAPI.java).
-  { name: 'message.retrieve', method: 'POST', path: '/v1/conversation/message/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Read a message (coze-java).' },
-  { name: 'message.modify', method: 'POST', path: '/v1/conversation/message/modify', transport: 'http', body: json(false), query: QUERY, summary: 'Edit a message.' },
-  { name: 'message.delete', method: 'POST', path: '/v1/conversation/message/delete', transport: 'http', body: json(false), query: QUERY, summary: 'Delete a message.' },
-  { name: 'message.feedback.create', method: 'POST', path: '/v1/conversations/:conversation_id/messages/:message_id/feedback', transport: 'http', body: json(false), query: QUERY, summary: 'Rate a message (coze-py, coze-go).' },
-  { name: 'message.feedback.delete', method: 'DELETE', path: '/v1/conversations/:conversation_id/messages/:message_id/feedback', transport: 'http', body: NONE, query: QUERY, summary: 'Remove a rating (coze-py, coze-go).' },
-  { name: 'chat', method: 'POST', path: '/v3/chat', transport: 'sse', framing: 'chat', body: json(true, ['user_id']), query: QUERY, summary: 'Chat with a bot, streamed or not.' },
-  { name: 'chat.retrieve', method: 'GET', path: '/v3/chat/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Poll a chat (coze-go, coze-java).' },
+  { name: 'message.retrieve', method: 'POST', path: '/v1/conversation/message/retrieve', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Read a message (coze-java).' },
+  { name: 'message.modify', method: 'POST', path: '/v1/conversation/message/modify', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Edit a message.' },
+  { name: 'message.delete', method: 'POST', path: '/v1/conversation/message/delete', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Delete a message.' },
+  { name: 'message.feedback.create', method: 'POST', path: '/v1/conversations/:conversation_id/messages/:message_id/feedback', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Rate a message (coze-py, coze-go).' },
+  { name: 'message.feedback.delete', method: 'DELETE', path: '/v1/conversations/:conversation_id/messages/:message_id/feedback', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Remove a rating (coze-py, coze-go).' },
+  { name: 'chat', method: 'POST', path: '/v3/chat', transport: 'sse', framing: 'chat', body: json(true, ['user_id']), query: QUERY, usage: 'chat', summary: 'Chat with a bot, streamed or not.' },
+  { name: 'chat.retrieve', method: 'GET', path: '/v3/chat/retrieve', transport: 'http', body: NONE, query: QUERY, usage: 'chat', tokenFree: true, summary: 'Poll a chat (coze-go, coze-java).' },
   // coze-js and coze-py poll with POST and no body (createAndPoll, create_and_poll).
-  { name: 'chat.retrieve', method: 'POST', path: '/v3/chat/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Poll a chat (coze-js, coze-py).' },
-  { name: 'chat.message.list', method: 'GET', path: '/v3/chat/message/list', transport: 'http', body: NONE, query: QUERY, summary: 'List the messages of a chat.' },
-  { name: 'chat.submit_tool_outputs', method: 'POST', path: '/v3/chat/submit_tool_outputs', transport: 'sse', framing: 'chat', body: json(true), query: QUERY, summary: 'Answer a tool call of a chat, streamed or not.' },
-  { name: 'chat.cancel', method: 'POST', path: '/v3/chat/cancel', transport: 'http', body: json(false), query: QUERY, summary: 'Cancel a chat.' },
-  { name: 'workflow.run', method: 'POST', path: '/v1/workflow/run', transport: 'http', body: json(true, ['ext.user_id']), query: QUERY, summary: 'Run a workflow.' },
-  { name: 'workflow.stream_run', method: 'POST', path: '/v1/workflow/stream_run', transport: 'sse', framing: 'workflow', body: json(true, ['ext.user_id']), query: QUERY, summary: 'Run a workflow, streamed.' },
-  { name: 'workflow.stream_resume', method: 'POST', path: '/v1/workflow/stream_resume', transport: 'sse', framing: 'workflow', body: json(true), query: QUERY, summary: 'Resume an interrupted workflow, streamed.' },
-  { name: 'workflow.resume', method: 'POST', path: '/v1/workflows/resume', transport: 'http', body: json(true), query: QUERY, summary: 'Resume an interrupted workflow.' },
-  { name: 'workflow.chat', method: 'POST', path: '/v1/workflows/chat', transport: 'sse', framing: 'chat', body: json(true, ['ext.user_id']), query: QUERY, summary: 'Chat with a chatflow, streamed.' },
-  { name: 'workflow.run_history', method: 'GET', path: '/v1/workflows/:workflow_id/run_histories/:execute_id', transport: 'http', body: NONE, query: QUERY, summary: 'Read the result of a workflow run.' },
-  { name: 'workflow.node_history', method: 'GET', path: '/v1/workflows/:workflow_id/run_histories/:execute_id/execute_nodes/:node_execute_uuid', transport: 'http', body: NONE, query: QUERY, summary: 'Read the output of one node of a workflow run.' },
-  { name: 'file.upload', method: 'POST', path: '/v1/files/upload', transport: 'http', body: STREAM, query: QUERY, summary: 'Upload a file (multipart, streamed, never buffered).' },
-  { name: 'file.retrieve', method: 'GET', path: '/v1/files/retrieve', transport: 'http', body: NONE, query: QUERY, summary: 'Read the metadata of a file.' },
+  { name: 'chat.retrieve', method: 'POST', path: '/v3/chat/retrieve', transport: 'http', body: NONE, query: QUERY, usage: 'chat', tokenFree: true, summary: 'Poll a chat (coze-js, coze-py).' },
+  { name: 'chat.message.list', method: 'GET', path: '/v3/chat/message/list', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'List the messages of a chat.' },
+  { name: 'chat.submit_tool_outputs', method: 'POST', path: '/v3/chat/submit_tool_outputs', transport: 'sse', framing: 'chat', body: json(true), query: QUERY, usage: 'chat', summary: 'Answer a tool call of a chat, streamed or not.' },
+  { name: 'chat.cancel', method: 'POST', path: '/v3/chat/cancel', transport: 'http', body: json(false), query: QUERY, usage: 'chat', tokenFree: true, summary: 'Cancel a chat.' },
+  { name: 'workflow.run', method: 'POST', path: '/v1/workflow/run', transport: 'http', body: json(true, ['ext.user_id']), query: QUERY, usage: 'workflow', summary: 'Run a workflow.' },
+  { name: 'workflow.stream_run', method: 'POST', path: '/v1/workflow/stream_run', transport: 'sse', framing: 'workflow', body: json(true, ['ext.user_id']), query: QUERY, usage: 'workflow', summary: 'Run a workflow, streamed.' },
+  { name: 'workflow.stream_resume', method: 'POST', path: '/v1/workflow/stream_resume', transport: 'sse', framing: 'workflow', body: json(true), query: QUERY, usage: 'workflow', summary: 'Resume an interrupted workflow, streamed.' },
+  { name: 'workflow.resume', method: 'POST', path: '/v1/workflows/resume', transport: 'http', body: json(true), query: QUERY, usage: 'workflow', summary: 'Resume an interrupted workflow.' },
+  { name: 'workflow.chat', method: 'POST', path: '/v1/workflows/chat', transport: 'sse', framing: 'chat', body: json(true, ['ext.user_id']), query: QUERY, usage: 'chat', summary: 'Chat with a chatflow, streamed.' },
+  { name: 'workflow.run_history', method: 'GET', path: '/v1/workflows/:workflow_id/run_histories/:execute_id', transport: 'http', body: NONE, query: QUERY, usage: 'history', tokenFree: true, summary: 'Read the result of a workflow run.' },
+  { name: 'workflow.node_history', method: 'GET', path: '/v1/workflows/:workflow_id/run_histories/:execute_id/execute_nodes/:node_execute_uuid', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Read the output of one node of a workflow run.' },
+  { name: 'file.upload', method: 'POST', path: '/v1/files/upload', transport: 'http', body: STREAM, query: QUERY, tokenFree: true, summary: 'Upload a file (multipart, streamed, never buffered).' },
+  { name: 'file.retrieve', method: 'GET', path: '/v1/files/retrieve', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Read the metadata of a file.' },
   { name: 'audio.speech', method: 'POST', path: '/v1/audio/speech', transport: 'http', body: json(true), query: QUERY, summary: 'Text to speech.' },
   { name: 'audio.transcriptions', method: 'POST', path: '/v1/audio/transcriptions', transport: 'http', body: STREAM, query: QUERY, summary: 'Speech to text (multipart, streamed).' },
-  { name: 'audio.voices', method: 'GET', path: '/v1/audio/voices', transport: 'http', body: NONE, query: QUERY, summary: 'List the voices.' },
+  { name: 'audio.voices', method: 'GET', path: '/v1/audio/voices', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'List the voices.' },
   { name: 'audio.rooms', method: 'POST', path: '/v1/audio/rooms', transport: 'http', body: json(true, ['uid']), query: QUERY, summary: 'Create a realtime (RTC) room.' },
   // The listener side of a simultaneous interpretation (audio.live.retrieve in JS, Python and Go).
-  { name: 'audio.live', method: 'GET', path: '/v1/audio/live/:live_id', transport: 'http', body: NONE, query: QUERY, summary: 'Listen to a simultaneous interpretation.' },
-  { name: 'variables.get', method: 'GET', path: '/v1/variables', transport: 'http', body: NONE, query: { ...QUERY, user: ['connector_uid'] }, summary: "Read the caller's variables." },
-  { name: 'variables.update', method: 'PUT', path: '/v1/variables', transport: 'http', body: json(true, ['connector_uid']), query: QUERY, summary: "Write the caller's variables." },
-  { name: 'bot.retrieve', method: 'GET', path: '/v1/bots/:bot_id', transport: 'http', body: NONE, query: QUERY, response: BOT_INFO, summary: "A bot's display information." },
-  { name: 'bot.online_info', method: 'GET', path: '/v1/bot/get_online_info', transport: 'http', body: NONE, query: QUERY, response: BOT_INFO, summary: "A bot's display information (legacy)." },
-  { name: 'ws.chat', method: 'GET', path: '/v1/chat', transport: 'websocket', body: NONE, query: QUERY, events: { 'chat.update': { user: ['data.chat_config.user_id'] } }, summary: 'Realtime voice chat.' },
+  { name: 'audio.live', method: 'GET', path: '/v1/audio/live/:live_id', transport: 'http', body: NONE, query: QUERY, tokenFree: true, summary: 'Listen to a simultaneous interpretation.' },
+  { name: 'variables.get', method: 'GET', path: '/v1/variables', transport: 'http', body: NONE, query: { ...QUERY, user: ['connector_uid'] }, tokenFree: true, summary: "Read the caller's variables." },
+  { name: 'variables.update', method: 'PUT', path: '/v1/variables', transport: 'http', body: json(true, ['connector_uid']), query: QUERY, tokenFree: true, summary: "Write the caller's variables." },
+  { name: 'bot.retrieve', method: 'GET', path: '/v1/bots/:bot_id', transport: 'http', body: NONE, query: QUERY, response: BOT_INFO, tokenFree: true, summary: "A bot's display information." },
+  { name: 'bot.online_info', method: 'GET', path: '/v1/bot/get_online_info', transport: 'http', body: NONE, query: QUERY, response: BOT_INFO, tokenFree: true, summary: "A bot's display information (legacy)." },
+  { name: 'ws.chat', method: 'GET', path: '/v1/chat', transport: 'websocket', body: NONE, query: QUERY, events: { 'chat.update': { user: ['data.chat_config.user_id'] } }, usage: 'chat', summary: 'Realtime voice chat.' },
   { name: 'ws.audio.speech', method: 'GET', path: '/v1/audio/speech', transport: 'websocket', body: NONE, query: { ...QUERY, entity: { type: 'entity_type', id: 'entity_id' } }, events: {}, summary: 'Realtime text to speech.' },
   { name: 'ws.audio.transcriptions', method: 'GET', path: '/v1/audio/transcriptions', transport: 'websocket', body: NONE, query: { ...QUERY, entity: { type: 'entity_type', id: 'entity_id' } }, events: {}, summary: 'Realtime speech to text.' },
   { name: 'ws.audio.simult_interpretation', method: 'GET', path: '/v1/audio/simult_interpretation', transport: 'websocket', body: NONE, query: QUERY, events: {}, summary: 'Realtime simultaneous interpretation.' },
@@ -173,6 +189,18 @@ export const VENDING_ENDPOINT: Endpoint = {
   body: { kind: 'json', required: false, fields: {} },
   query: QUERY,
   summary: "The caller's own Coze token, for the Web Chat SDK (only when tokenVending.enabled).",
+};
+
+/** `GET /gateway/usage`: the caller's own usage and budgets, answered by the gateway itself (issue 18). */
+export const USAGE_ENDPOINT: Endpoint = {
+  name: 'gateway.usage',
+  method: 'GET',
+  path: '/gateway/usage',
+  transport: 'local',
+  body: NONE,
+  query: QUERY,
+  tokenFree: true,
+  summary: "The caller's own usage and what is left of its budgets (docs/usage-and-budgets.md).",
 };
 
 /** The query policy of a route the gateway knows nothing about: the shared scope rules only. */

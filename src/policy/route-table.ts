@@ -1,5 +1,5 @@
 import type { RouteEntry } from '../config/schema.js';
-import { ENDPOINTS, FRAMINGS, PASSTHROUGH_QUERY, type Endpoint } from './endpoints.js';
+import { ENDPOINTS, FRAMINGS, PASSTHROUGH_QUERY, USAGE_SHAPES, type Endpoint } from './endpoints.js';
 import { createFieldRules, type FieldRules, type ScopeOptions } from './field-policy.js';
 
 /** The route label of a request that matched no endpoint. */
@@ -86,6 +86,7 @@ export function checkEndpoints(endpoints: readonly Endpoint[]): string[] {
     if (e.transport !== 'websocket' && e.events !== undefined) problems.push(`${where}: only websocket endpoints have events`);
     if (e.framing !== undefined && e.transport !== 'sse') problems.push(`${where}: framing is for sse endpoints only`);
     if (e.framing !== undefined && !(FRAMINGS as readonly string[]).includes(e.framing)) problems.push(`${where}: unknown framing ${String(e.framing)}`);
+    if (e.usage !== undefined && !(USAGE_SHAPES as readonly string[]).includes(e.usage)) problems.push(`${where}: unknown usage shape ${String(e.usage)}`);
     if (e.transport === 'websocket' && e.method !== 'GET') problems.push(`${where}: a websocket endpoint is a GET upgrade`);
     if ((e.method === 'GET' || e.method === 'DELETE') && e.body.kind !== 'none') problems.push(`${where}: a ${e.method} takes no body`);
   }

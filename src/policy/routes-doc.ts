@@ -1,12 +1,12 @@
-import { BODY_POLICY, BOT_DISPLAY_FIELDS, ENDPOINTS, QUERY_IDENTITY_FIELDS, VENDING_ENDPOINT, type BodyRule, type Endpoint, type FieldPolicy } from './endpoints.js';
+import { BODY_POLICY, BOT_DISPLAY_FIELDS, ENDPOINTS, QUERY_IDENTITY_FIELDS, USAGE_ENDPOINT, VENDING_ENDPOINT, type BodyRule, type Endpoint, type FieldPolicy } from './endpoints.js';
 
 /**
  * Renders docs/routes.md from the endpoint table (endpoints.ts). A contract test regenerates it
  * and fails when the committed file drifts (`npm run docs:routes` rewrites it).
  */
 export function renderRoutesMd(endpoints: readonly Endpoint[] = ENDPOINTS): string {
-  const rows = [...endpoints, VENDING_ENDPOINT].map(
-    (e) => `| \`${e.name}\` | ${e.method} | \`${e.path}\` | ${transport(e)} | ${body(e.body)} | ${fields(e.query, true)} | ${events(e)} | ${e.summary}${e.response ? ` Answer reduced to display fields unless \`policy.botInfo: full\`.` : ''} |`,
+  const rows = [...endpoints, VENDING_ENDPOINT, USAGE_ENDPOINT].map(
+    (e) => `| \`${e.name}\` | ${e.method} | \`${e.path}\` | ${transport(e)} | ${body(e.body)} | ${fields(e.query, true)} | ${events(e)} | ${tokens(e)} | ${e.summary}${e.response ? ` Answer reduced to display fields unless \`policy.botInfo: full\`.` : ''} |`,
   );
   const shared = ENDPOINTS[0].query;
   return `# Routes
@@ -38,11 +38,15 @@ How to read the columns:
   the forced fields change) and forwarded as \`application/json\`; **required** bodies may not be empty. Every
   JSON body is checked at its root for ${fields(BODY_POLICY, false)}.
 - **framing** names the form of the gateway's own final SSE event (a drain, an idle cut, a reset).
+- **Tokens**: where the answer reports the Coze tokens it spent, counted per caller
+  (docs/usage-and-budgets.md): \`chat\` (a chat's usage once it has ended), \`workflow\` (a run's usage),
+  \`history\` (an async run's usage in its run history). **free**: generates nothing, so a caller over a token
+  budget keeps it (a request budget still counts it).
 - Bot info answers keep only ${BOT_DISPLAY_FIELDS.map((f) => `\`${f}\``).join(', ')} of \`data\` (the
   kept fields byte for byte) unless \`policy.botInfo: full\`.
 
-| Name | Method | Path | Transport | Body | Query | Events | What it is |
-|---|---|---|---|---|---|---|---|
+| Name | Method | Path | Transport | Body | Query | Events | Tokens | What it is |
+|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
 }
@@ -72,6 +76,11 @@ function fields(policy: FieldPolicy, ownOnly: boolean): string {
   }
   if (policy.entity) parts.push(`\`${policy.entity.id}\` checked by \`${policy.entity.type}\` (bot, workflow or app)`);
   return parts.length ? parts.join('; ') : ownOnly ? 'shared rules' : 'none';
+}
+
+function tokens(e: Endpoint): string {
+  const parts = [e.usage ? `\`${e.usage}\`` : '', e.tokenFree ? 'free' : ''].filter(Boolean);
+  return parts.join(', ');
 }
 
 function events(e: Endpoint): string {

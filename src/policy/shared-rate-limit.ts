@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { withTimeout } from '../cache/redis-client.js';
+import { keyHash, redisReady, withTimeout } from '../cache/redis-client.js';
 import type { RedisClient } from '../cache/redis-topology.js';
 import { ALLOWED, denied, type LocalRateLimiter, type RateDecision, type RateLimiter } from './rate-limit.js';
 
@@ -88,14 +87,12 @@ export function createSharedRateLimiter(options: {
   const largest = maxLease(capacity);
   const leases = new LRUCache<string, Lease>({ max: options.maxKeys ?? 100_000 });
   // Identities are hashed: user ids never appear in the keyspace.
-  const bucketOf = (key: string) => `${options.namespace}:rate:{${createHash('sha256').update(key).digest('hex').slice(0, 32)}}`;
+  const bucketOf = (key: string) => `${options.namespace}:rate:{${keyHash(key)}}`;
 
   function tryTakeLocal(key: string): RateDecision | undefined {
     if (capacity <= 0) return ALLOWED;
     // Redis down: this replica's own bucket, at once, rather than a failing call per request.
-    // (A socket the peer closed stops being writable a few turns before ioredis's status changes;
-    // a Cluster client has no single socket.)
-    if (redis.status !== 'ready' || ('stream' in redis && (redis.stream as { writable?: boolean } | undefined)?.writable === false)) return options.local.take(key);
+    if (!redisReady(redis)) return options.local.take(key);
     const lease = leases.get(key);
     if (!lease) return undefined;
     const t = now();

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { AuthError, type Identity } from '../auth/identity.js';
+import { AuthError, identityKey, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
@@ -8,6 +8,8 @@ import type { ConcurrencyLimiter } from '../policy/concurrency-limit.js';
 import { parseQuery } from '../policy/query-policy.js';
 import type { RateLimiter } from '../policy/rate-limit.js';
 import type { CompiledEndpoint, Params, RouteTable } from '../policy/route-table.js';
+import type { TokenKeys } from '../coze/mint-request.js';
+import type { Budgets } from '../usage/budgets.js';
 
 export interface Admission {
   /** The matched endpoint: its policy travels with it, nothing is looked up by name. */
@@ -20,6 +22,8 @@ export interface Admission {
   params: Params;
   identity: Identity;
   sessionName: string;
+  /** The token cache key of this request's token: the session_name, or more (mint-request.ts). */
+  tokenKey: string;
   /** Frees the identity's concurrency slot; call it once the request (or socket) is over. */
   release(): void;
 }
@@ -31,6 +35,10 @@ export interface AdmitDeps {
   concurrency: ConcurrencyLimiter;
   sessionName(identity: Identity): string;
   metrics: GatewayMetrics;
+  /** The budget step (issue 18); absent: no budgets and nothing counted. */
+  budgets?: Pick<Budgets, 'admit'>;
+  /** How a token key is made when a token carries more than its session_name. */
+  tokenKeys?: Pick<TokenKeys, 'proxied'>;
   /** server.maxHeadersCount: the main server keeps one header more than this, so an excess shows. */
   maxHeadersCount: number;
 }
@@ -65,7 +73,7 @@ const CONCURRENCY_RETRY_SECONDS = 1;
  * Steps 2 to 4 of SPEC section 1, shared by HTTP requests, WebSocket upgrades and token vending:
  * the header count and the path are checked before anything else, then the endpoint, the query's
  * controlled names, then the caller, the identity's concurrency and rate limits, then the session
- * and the endpoint's query rules. Nothing here reaches Coze.
+ * and the endpoint's query rules, then the budgets. Nothing here reaches Coze.
  */
 export async function admit(
   deps: AdmitDeps,
@@ -114,7 +122,7 @@ export async function admit(
     });
     trace.source = identity.source;
 
-    const key = `${identity.source}:${identity.subject}`;
+    const key = identityKey(identity);
     release = deps.concurrency.acquire(key);
     if (!release) {
       deps.metrics.requestLimits.labels('concurrency').inc();
@@ -129,7 +137,10 @@ export async function admit(
     const sessionName = deps.sessionName(identity);
     trace.sessionName = sessionName;
     const forwardedQuery = endpoint.rules.rewriteQuery(query, params, sessionName);
-    return { endpoint, route: endpoint.name, path, query: forwardedQuery, params, identity, sessionName, release };
+    const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
+    // Last, so that only a request the gateway will forward is counted against the budgets.
+    deps.budgets?.admit(endpoint, identity);
+    return { endpoint, route: endpoint.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release };
   } catch (err) {
     release?.();
     recordDenial(deps.metrics, err);

@@ -18,6 +18,10 @@ import { relayResponse, type RelayContext } from './relay.js';
 import { filterResponse } from './response-filter.js';
 import { InspectionIdle, inspectResponse } from './rewrite-response.js';
 import { VENDING_PATH, vendToken } from '../vending/token-vending.js';
+import type { TokenKeys } from '../coze/mint-request.js';
+import { serveUsage } from '../usage/usage-endpoint.js';
+import type { RequestUsage } from '../usage/usage-observer.js';
+import type { UsageService } from '../usage/usage-service.js';
 
 export interface ProxyHandlerDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -38,6 +42,19 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   vendingEndpoint: CompiledEndpoint;
   /** Open SSE responses register here so a drain can end them with a final event. */
   streams: Set<RelayContext>;
+  /** Usage counting and GET /gateway/usage (issue 18). */
+  usage?: Pick<UsageService, 'track' | 'report'>;
+  /** `GET /gateway/usage`, admitted like any request (src/policy/endpoints.ts USAGE_ENDPOINT). */
+  usageEndpoint?: CompiledEndpoint;
+  /** The keys of proxied and vended tokens, when tokens carry more than a session_name. */
+  tokenKeys?: Pick<TokenKeys, 'proxied' | 'vended'>;
+}
+
+interface RequestLog {
+  logId: string | undefined;
+  bytesIn: number;
+  bytesOut: number;
+  usage?: RequestUsage | undefined;
 }
 
 class ClientGone extends Error {}
@@ -53,7 +70,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const started = performance.now();
     const requestId = randomUUID();
     const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
-    const log = { logId: undefined as string | undefined, bytesIn: 0, bytesOut: 0 };
+    const log: RequestLog = { logId: undefined, bytesIn: 0, bytesOut: 0 };
     const method = deps.metrics.methodLabel(req.method);
 
     res.setHeader('x-request-id', requestId);
@@ -61,6 +78,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
 
     res.on('close', () => {
+      log.usage?.end();
       const status = res.writableFinished ? res.statusCode : 499;
       const seconds = (performance.now() - started) / 1000;
       deps.metrics.recordRequest(trace.route, method, status, seconds);
@@ -77,6 +95,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         cozeLogId: log.logId,
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,
+        tokens: log.usage?.counted,
       });
     });
 
@@ -96,17 +115,25 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       .finally(wait.release);
   };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: { logId: string | undefined; bytesIn: number; bytesOut: number }, wait: Wait): Promise<void> {
-    if ((req.url ?? '').split('?')[0] === VENDING_PATH) {
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: RequestLog, wait: Wait): Promise<void> {
+    const target = (req.url ?? '').split('?')[0];
+    if (target === VENDING_PATH) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
       const vending = await admit(deps, req, trace, { endpoint: deps.vendingEndpoint });
       res.once('close', vending.release);
-      await vendToken(req, res, vending, deps.tokens);
+      await vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey);
+      return;
+    }
+    if (target === deps.usageEndpoint?.path && deps.usage) {
+      if (req.method !== 'GET') throw new GatewayError('not-found');
+      const asking = await admit(deps, req, trace, { endpoint: deps.usageEndpoint });
+      res.once('close', asking.release);
+      await serveUsage(res, asking.identity, deps.usage.report);
       return;
     }
     const admission = await admit(deps, req, trace);
     res.once('close', admission.release);
-    const { endpoint, route, sessionName } = admission;
+    const { endpoint, route, sessionName, tokenKey } = admission;
     if (endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
 
     let body: BodyPlan;
@@ -132,7 +159,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
     const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
 
-    let token = await lookupToken(deps.tokens, sessionName);
+    let token = await lookupToken(deps.tokens, tokenKey);
     let retriedToken = false;
     let retriedReset = false;
     for (;;) {
@@ -185,15 +212,16 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         const retry = body.replayable && !retriedToken;
         // Let go of the upstream connection before anything else can throw.
         if (retry && !inspected.complete) upstream.body.destroy();
-        await deps.tokens.invalidateIfSame(sessionName, token.accessToken);
+        await deps.tokens.invalidateIfSame(tokenKey, token.accessToken);
         if (retry) {
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(deps.tokens, sessionName);
+          token = await lookupToken(deps.tokens, tokenKey);
           continue;
         }
       }
       log.bytesIn = body.bytesIn();
+      log.usage = deps.usage?.track(endpoint, admission.identity);
       relayResponse({
         upstream,
         res,
@@ -207,6 +235,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         onBytes: (n) => {
           log.bytesOut += n;
         },
+        usage: log.usage,
       });
       return;
     }

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { scrubResponseHeaders } from '../http/headers.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { Framing } from '../policy/endpoints.js';
+import type { RequestUsage } from '../usage/usage-observer.js';
 import type { UpstreamResponse } from './forwarder.js';
 import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 import { createEventGate, finalEvent } from './sse-framing.js';
@@ -26,6 +27,8 @@ export interface RelayOptions {
   idleTimeoutMs: number;
   requestStarted: number;
   onBytes(n: number): void;
+  /** Reads the usage Coze reports as the bytes pass (issue 18); ended by the caller. */
+  usage?: RequestUsage | undefined;
 }
 
 /** Codes of the final events the gateway itself writes into a stream (docs/errors.md). */
@@ -53,6 +56,7 @@ export function relayResponse(options: RelayOptions): void {
     headers['x-accel-buffering'] = 'no';
     headers['cache-control'] ??= 'no-cache';
   }
+  const { usage } = options;
   if (inspected.complete) {
     const bytes = Buffer.concat(inspected.prefix);
     // The body may have been filtered (response-filter.ts): its own length, never Coze's.
@@ -61,12 +65,14 @@ export function relayResponse(options: RelayOptions): void {
     res.writeHead(upstream.statusCode, headers);
     options.onBytes(bytes.length);
     res.end(bytes);
+    usage?.onBody(bytes, true);
     return;
   }
   res.writeHead(upstream.statusCode, headers);
 
   const workflowFraming = options.framing === 'workflow';
-  const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code)) : undefined;
+  const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code), usage?.sse) : undefined;
+  const bodyUsage = sse ? undefined : usage;
   const gate = sse ? createEventGate() : undefined;
   let idleTimer: NodeJS.Timeout | undefined;
   let firstByte = true;
@@ -99,6 +105,7 @@ export function relayResponse(options: RelayOptions): void {
   for (const chunk of inspected.prefix) {
     options.onBytes(chunk.length);
     res.write(chunk);
+    bodyUsage?.onBody(chunk, false);
   }
   body.on('data', (chunk: Buffer) => {
     idleTimer?.refresh();
@@ -118,6 +125,8 @@ export function relayResponse(options: RelayOptions): void {
   body.on('error', onUpstreamCut);
   if (gate && observer) relayEvents(body, res, gate, observer, () => relaying);
   else body.pipe(res);
+  // Added after pipe's own listener, so each chunk is written before its usage is looked for.
+  if (bodyUsage) body.on('data', (chunk: Buffer) => bodyUsage.onBody(chunk, false));
 
   res.on('close', () => {
     clearTimeout(idleTimer);
@@ -138,8 +147,10 @@ export function relayResponse(options: RelayOptions): void {
 function relayEvents(body: Readable, res: ServerResponse, gate: ReturnType<typeof createEventGate>, observer: { observe(chunk: Buffer): void }, relaying: () => boolean): void {
   const send = (bytes: Buffer) => {
     if (bytes.length === 0 || !relaying()) return;
+    // Written first: what the observer reads (error codes, usage) never holds a byte back.
+    const flowing = res.write(bytes);
     observer.observe(bytes);
-    if (!res.write(bytes)) {
+    if (!flowing) {
       body.pause();
       res.once('drain', () => body.resume());
     }

@@ -121,10 +121,11 @@ export interface SseObserver {
 /**
  * Watches an SSE byte stream for `error` events (chat framing `event:error`, workflow framing
  * `event: Error`) and reports their codes, and remembers the last event `id:`, which the
- * gateway's own final event continues. It only observes the bytes: the stream itself is relayed
- * untouched and undelayed.
+ * gateway's own final event continues. `data` gets the data lines of the events it names
+ * (lower-cased), e.g. the usage of `conversation.chat.completed`. It only observes the bytes:
+ * the stream itself is relayed untouched and undelayed.
  */
-export function createSseObserver(onCode: (code: number | string) => void): SseObserver {
+export function createSseObserver(onCode: (code: number | string) => void, data?: { events: ReadonlySet<string>; onData(event: string, data: string): void }): SseObserver {
   let carry = '';
   let currentEvent = '';
   let lastId: number | undefined;
@@ -150,6 +151,8 @@ export function createSseObserver(onCode: (code: number | string) => void): SseO
         } else if (line.startsWith('data:') && currentEvent === 'error') {
           const code = errorCodeOf(line.slice(5).trim());
           if (code !== undefined) onCode(code);
+        } else if (data && line.startsWith('data:') && data.events.has(currentEvent)) {
+          data.onData(currentEvent, line.slice(5).trim());
         }
       }
     },

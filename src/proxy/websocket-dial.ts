@@ -27,7 +27,8 @@ export interface DialDeps {
 }
 
 export interface DialRequest {
-  sessionName: string;
+  /** The token cache key of the session's token (admit.ts). */
+  tokenKey: string;
   /** The upstream URL and handshake headers for one token. */
   target(accessToken: string): { url: string; headers: Record<string, string> };
   /** Frames Coze sends before the client is accepted (Coze speaks first): attached at once. */
@@ -54,12 +55,12 @@ const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authenticati
  * (SPEC section 1, step 8). Any other refusal is 502 upstream-bad-response.
  */
 export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<DialedCoze> {
-  let token = (await lookupToken(deps.tokens, request.sessionName)).accessToken;
+  let token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
   let dialed = await dialOnce(deps, request, token);
   if ('refused' in dialed && dialed.inspected.tokenRejected && !request.client.destroyed) {
-    await deps.tokens.invalidateIfSame(request.sessionName, token);
+    await deps.tokens.invalidateIfSame(request.tokenKey, token);
     deps.metrics.upstreamErrors.labels('retried_token').inc();
-    token = (await lookupToken(deps.tokens, request.sessionName)).accessToken;
+    token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
     dialed = await dialOnce(deps, request, token);
   }
   if ('upstream' in dialed) return dialed;

@@ -10,6 +10,7 @@ import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 import { checkHandshake } from './websocket-handshake.js';
+import type { UsageService } from '../usage/usage-service.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
   tokens: TokenCache;
@@ -20,6 +21,8 @@ export interface WebSocketProxyDeps extends AdmitDeps {
   forwardHeaders: readonly string[];
   connectTimeoutMs: number;
   isDraining(): boolean;
+  /** Reads the usage of realtime chats from Coze's events (issue 18). */
+  usage?: Pick<UsageService, 'track'>;
 }
 
 export interface WebSocketProxy {
@@ -131,8 +134,9 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
+    const usage = deps.usage?.track(admission.endpoint, admission.identity);
     const { upstream, logId } = await dialCoze(deps, {
-      sessionName: admission.sessionName,
+      tokenKey: admission.tokenKey,
       target(accessToken) {
         const query = new URLSearchParams(admission.query);
         query.set('authorization', `Bearer ${accessToken}`);
@@ -141,6 +145,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       onMessage(from, data, isBinary) {
         if (client) relayFrame(from, client, data, isBinary);
         else pending.push({ data, isBinary });
+        if (usage && Buffer.isBuffer(data)) usage.onFrame(data);
       },
       client: socket,
     });
@@ -197,7 +202,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
           accepted.terminate();
           upstream.terminate();
         }, 2000).unref();
-        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy, cozeLogId: logId });
+        usage?.end();
+        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy, cozeLogId: logId, tokens: usage?.counted });
       };
       accepted.on('close', (code, reason) => finish('client', code, reason));
       upstream.on('close', (code, reason) => finish('coze', code, reason));

@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.js';
 import { parseJsonObject } from '../policy/json-body.js';
 import type { Admission } from '../proxy/admit.js';
 import { readJsonBody } from '../proxy/request-body.js';
+import { sendPrivateJson } from '../http/private-json.js';
 
 export const VENDING_PATH = '/gateway/token';
 export const VENDING_ROUTE = 'gateway.token';
@@ -14,25 +15,19 @@ const MAX_VENDING_BODY_BYTES = 8 * 1024;
  * `POST /gateway/token`: hands the caller the Coze token of their own session, for the Web Chat
  * SDK's `auth.onRefreshToken` (https://www.coze.cn/open/docs/developer_guides/install_web_sdk). The session always comes from the
  * authenticated identity, never from the client. If the SDK reports the token it holds as bad
- * (`old_token` equal to the cached one), a fresh one is minted.
+ * (`old_token` equal to the cached one), a fresh one is minted. `tokenKey` names the vended
+ * token, which may carry a narrower scope than proxied ones (mint-request.ts).
  */
-export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache): Promise<void> {
+export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache, tokenKey: string = admission.tokenKey): Promise<void> {
   const oldToken = await readOldToken(req);
-  if (oldToken !== undefined) await tokens.invalidateIfSame(admission.sessionName, oldToken);
-  const token = await lookupToken(tokens, admission.sessionName);
-  const body = JSON.stringify({
+  if (oldToken !== undefined) await tokens.invalidateIfSame(tokenKey, oldToken);
+  const token = await lookupToken(tokens, tokenKey);
+  sendPrivateJson(res, {
     access_token: token.accessToken,
     expires_in: token.expiresAt,
     token_type: 'Bearer',
     session_name: admission.sessionName,
   });
-  res.writeHead(200, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    pragma: 'no-cache',
-  });
-  res.end(body);
 }
 
 async function readOldToken(req: IncomingMessage): Promise<string | undefined> {

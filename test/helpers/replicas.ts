@@ -138,10 +138,20 @@ export function threeReplicaChecks(ctx: () => Pick<ReplicaSet, 'stack' | 'replic
     }
   });
 
+  it('usage counts are shared: one request on each replica adds up to 3 in one count, read back through Redis', async () => {
+    const { stack, agent, replicas } = ctx();
+    const jwt = await stack.callerToken(`${label}-usage`);
+    for (let i = 0; i < 3; i++) assert.equal(await getStatus(agent, on(i).url, jwt), 200);
+    for (const r of replicas) await r.gateway.usage.counter.flush();
+    const res = await fetch(`${on(0).url}/gateway/usage`, { headers: { authorization: `Bearer ${jwt}` } });
+    const usage = (await res.json()) as { shared: boolean; day: { requests: number }; month: { requests: number } };
+    assert.deepEqual([usage.shared, usage.day.requests, usage.month.requests], [true, 3, 3]);
+  });
+
   it('no Redis command failed and no mint went around Redis: the topology (and its ACL) served every step', async () => {
     for (const r of ctx().replicas) {
       assert.equal(await metric(r.gateway, 'redis_up'), 1);
-      assert.equal(await metric(r.gateway, 'redis_errors_total'), 0, 'a refused command (NOPERM, CROSSSLOT, MOVED...) is counted here');
+      assert.equal(await metric(r.gateway, 'redis_errors_total'), 0, 'a refused command (NOPERM, CROSSSLOT, MOVED...), the usage script\'s included, is counted here');
       assert.equal(await metric(r.gateway, 'token_mints_unshared_total'), 0);
     }
   });

@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { loadConfig, type GatewayConfig } from '../../src/config/load.js';
 import { createEmulator, generateEmulatorApp, type Emulator, type EmulatorOptions } from '../../src/emulator/index.js';
 import { createLogger } from '../../src/log/logger.js';
-import { createGateway, createMainServer, type Gateway } from '../../src/server.js';
+import { createGateway, createMainServer, type Gateway, type GatewayDeps } from '../../src/server.js';
 import { addressPort, listen } from '../../src/cli/serve.js';
 
 export const CALLER_ISSUER = 'https://idp.example.test';
@@ -46,6 +46,10 @@ export interface StackOptions {
   env?: Record<string, string>;
   flags?: Record<string, string>;
   emulator?: Partial<EmulatorOptions>;
+  /** Clocks given to every replica's gateway (e.g. usageNow, to move the budgets' day). */
+  gatewayDeps?: Pick<GatewayDeps, 'usageNow'>;
+  /** The Coze app is a channel app (its tokens apply the scope of their request). */
+  channelApp?: boolean;
 }
 
 /** The emulator saw no API request, no token request and no WebSocket. */
@@ -57,6 +61,7 @@ export function assertNothingReachedCoze(stack: Pick<Stack, 'emulator'>): void {
 /** The real gateway in front of the real emulator, both on 127.0.0.1 port 0. */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const { app, privateKeyPem } = await generateEmulatorApp('1127900106117');
+  if (options.channelApp) app.type = 'channel';
   const emulator = await createEmulator({ apps: [app], audience: 'api.coze.cn', ...options.emulator });
   const caller = await generateKeyPair('RS256', { extractable: true });
   const baseEnv: Record<string, string> = {
@@ -83,7 +88,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         cb();
       },
     });
-    const gateway = await createGateway(config, { logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
+    const gateway = await createGateway(config, { ...options.gatewayDeps, logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
     const server = createMainServer(gateway.handler, config.server);
     server.on('upgrade', gateway.onUpgrade);
     await listen(server, 0, '127.0.0.1', 'server.port');

@@ -152,3 +152,51 @@ describe('config loading', () => {
 function generateEcPem(): string {
   return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
+
+describe('config: budgets and Coze hooks (issue 18)', () => {
+  const one = (env: Record<string, string>) => issuesOf(() => loadConfig({ env: { ...baseEnv, ...env } }));
+
+  it('loads budgets off by default, in UTC', () => {
+    const config = loadConfig({ env: baseEnv });
+    assert.deepEqual(config.budgets, { tokensPerDay: 0, tokensPerMonth: 0, requestsPerDay: 0, timeZone: 'UTC', syncIntervalMs: 1000 });
+    assert.equal(config.coze.scope.enabled, false);
+  });
+
+  it('names the setting of an unknown time zone and of a bad overrides file', () => {
+    assert.deepEqual(one({ BUDGET_TIME_ZONE: 'Mars/Olympus' }), [
+      { key: 'budgets.timeZone', env: 'BUDGET_TIME_ZONE', message: '"Mars/Olympus" is not an IANA time zone name such as UTC, Asia/Shanghai or Europe/Berlin' },
+    ]);
+    const missing = join(dir, 'no-budgets.yaml');
+    assert.deepEqual(one({ BUDGET_OVERRIDES_FILE: missing }), [{ key: 'budgets.overridesFile', env: 'BUDGET_OVERRIDES_FILE', message: `cannot read ${missing} (ENOENT)` }]);
+    const bad = join(dir, 'bad-budgets.yaml');
+    writeFileSync(bad, '- subject: alice\n  tokensPerDay: -1\n');
+    const [issue] = one({ BUDGET_OVERRIDES_FILE: bad });
+    assert.equal(issue?.key, 'budgets.overridesFile');
+    assert.match(issue?.message ?? '', /bad-budgets\.yaml: entry 0\.tokensPerDay: .*expected a list of \{subject, source\?, tokensPerDay\?, tokensPerMonth\?, requestsPerDay\?\}/);
+    const twice = join(dir, 'twice-budgets.yaml');
+    writeFileSync(twice, '- subject: alice\n- subject: alice\n');
+    assert.match(one({ BUDGET_OVERRIDES_FILE: twice })[0]?.message ?? '', /entry 1 repeats subject "alice"/);
+  });
+
+  it('names the setting of a bad custom_consumer template or a short HMAC secret', () => {
+    assert.deepEqual(one({ COZE_CUSTOM_CONSUMER: '{email}' }), [
+      { key: 'coze.sessionContext.customConsumer', env: 'COZE_CUSTOM_CONSUMER', message: 'unknown placeholder {email} (use {subject}, {issuer}, {source} or {claims.NAME})' },
+    ]);
+    assert.deepEqual(one({ COZE_CUSTOM_CONSUMER: '{subject}', COZE_CUSTOM_CONSUMER_HMAC_SECRET: 'short' }), [
+      { key: 'coze.sessionContext.customConsumerHmacSecret', env: 'COZE_CUSTOM_CONSUMER_HMAC_SECRET', message: 'must be at least 32 bytes' },
+    ]);
+  });
+
+  it('refuses a scope without bots, with bots outside the allowlist, or vended permissions broader than proxied ones', () => {
+    assert.equal(one({ COZE_SCOPE_ENABLED: 'true' })[0]?.key, 'coze.scope.botIdList');
+    assert.deepEqual(one({ COZE_SCOPE_ENABLED: 'true', ALLOWED_BOT_IDS: 'b1', COZE_SCOPE_BOT_IDS: 'b1,b2' }), [
+      { key: 'coze.scope.botIdList', env: 'COZE_SCOPE_BOT_IDS', message: 'names bots policy.allowedBotIds does not allow: b2' },
+    ]);
+    assert.deepEqual(one({ COZE_SCOPE_ENABLED: 'true', ALLOWED_BOT_IDS: 'b1', TOKEN_VENDING_PERMISSIONS: 'Connector.botChat,Workspace.all' }), [
+      { key: 'tokenVending.permissionList', env: 'TOKEN_VENDING_PERMISSIONS', message: 'vended tokens are never broader than proxied ones; not in coze.scope.permissionList: Workspace.all' },
+    ]);
+    assert.equal(one({ TOKEN_VENDING_PERMISSIONS: 'Connector.botChat' })[0]?.message, 'narrows the scope of vended tokens: it needs coze.scope.enabled');
+    const config = loadConfig({ env: { ...baseEnv, COZE_SCOPE_ENABLED: 'true', ALLOWED_BOT_IDS: 'b1,b2' } });
+    assert.equal(config.coze.scope.botIdList, undefined, 'defaults to policy.allowedBotIds at use');
+  });
+});

@@ -28,6 +28,16 @@ describe('jwt-signer', () => {
     assert.match(String(payload.jti), /^[0-9a-f]{64}$/, 'jti carries 32 random bytes');
   });
 
+  it('puts a custom_consumer in session_context.device_info, and nothing there without one', async () => {
+    const signer = await createJwtSigner({ appId: 'a', keyId: 'k', privateKeyPem: key.privatePkcs8, audience: 'api.coze.cn', ttlSeconds: 60 });
+    const publicKey = await importSPKI(key.publicSpki, 'RS256');
+    const { payload } = await jwtVerify(await signer.sign('s1', { customConsumer: 'tenant-acme:alice' }), publicKey);
+    assert.deepEqual(payload.session_context, { device_info: { custom_consumer: 'tenant-acme:alice' } });
+    assert.equal(payload.session_name, 's1');
+    const plain = await jwtVerify(await signer.sign('s1', { customConsumer: undefined }), publicKey);
+    assert.equal(plain.payload.session_context, undefined);
+  });
+
   it('accepts a PKCS#1 private key', async () => {
     const signer = await createJwtSigner({ appId: 'a', keyId: 'k', privateKeyPem: key.privatePkcs1, audience: 'api.coze.com', ttlSeconds: 60 });
     const { payload } = await jwtVerify(await signer.sign('s'), await importSPKI(key.publicSpki, 'RS256'));

@@ -82,6 +82,36 @@ describe('emulator token endpoint', () => {
     assert.ok(Math.abs((defaulted.body.expires_in as number) - (now() + 900)) <= 2, 'duration_seconds defaults to 900');
   });
 
+  it('records the scope and session_context a token was minted with, and refuses malformed ones as invalid_request', async () => {
+    const scope = { account_permission: { permission_list: ['Connector.botChat'] }, attribute_constraint: { connector_bot_chat_attribute: { bot_id_list: ['b1'] } } };
+    const good = await exchange(await sign(claims({ session_name: 'scoped', session_context: { device_info: { custom_consumer: 'c-1' } } })), { grant_type: GRANT, scope });
+    assert.equal(good.status, 200);
+    const record = emulator.exchangeLog.find((r) => r.accessToken === good.body.access_token);
+    assert.deepEqual(record?.scope, scope);
+    assert.deepEqual(record?.sessionContext, { device_info: { custom_consumer: 'c-1' } });
+    assert.equal(emulator.tokenInfo(String(good.body.access_token))?.customConsumer, 'c-1');
+    // A normal app records the scope but does not apply it (Coze applies it to channel apps only).
+    assert.equal(emulator.tokenInfo(String(good.body.access_token))?.botIds, undefined);
+
+    const malformed: Array<[unknown, string]> = [
+      ['Connector.botChat', 'scope'],
+      [{ account_permission: ['Connector.botChat'] }, 'scope.account_permission'],
+      [{ account_permission: { permission_list: 'Connector.botChat' } }, 'scope.account_permission.permission_list'],
+      [{ account_permission: { permission_list: [''] } }, 'scope.account_permission.permission_list'],
+      [{ attribute_constraint: { connector_bot_chat_attribute: { bot_id_list: [42] } } }, 'scope.attribute_constraint.connector_bot_chat_attribute.bot_id_list'],
+    ];
+    for (const [bad, parameter] of malformed) {
+      const before = emulator.stats.exchanges;
+      const res = await exchange(await sign(claims()), { grant_type: GRANT, scope: bad });
+      assert.equal(res.body.error_code, 'invalid_request', JSON.stringify(bad));
+      assert.equal(res.body.error_message, `invalid request: ${parameter}`);
+      assert.equal(emulator.stats.exchanges, before, 'no token for a malformed scope');
+    }
+    const badContext = await exchange(await sign(claims({ session_context: { device_info: { custom_consumer: 7 } } })));
+    assert.equal(badContext.body.error_code, 'invalid_request');
+    assert.equal(badContext.body.error_message, 'invalid request: session_context.device_info.custom_consumer');
+  });
+
   it('answers access_deny for a deactivated app', async () => {
     const jwt = await new SignJWT(claims({ iss: '222' })).setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: disabledKid }).sign(await importPKCS8(disabledKey, 'RS256'));
     const res = await exchange(jwt);

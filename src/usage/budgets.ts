@@ -1,0 +1,82 @@
+import { identityKey, type Identity } from '../auth/identity.js';
+import { GatewayError } from '../errors.js';
+import type { Endpoint } from '../policy/endpoints.js';
+import { BUDGET_NAMES, type BudgetKind, type BudgetLimits, type BudgetName, type OverrideTable } from './budget-overrides.js';
+import type { UsageCounter, UsageView } from './usage-counter.js';
+import type { UsageWindow, UsageWindows } from './usage-windows.js';
+
+const WINDOW_OF: Record<BudgetName, UsageWindow> = { tokensPerDay: 'day', tokensPerMonth: 'month', requestsPerDay: 'day' };
+const KIND_OF: Record<BudgetName, BudgetKind> = { tokensPerDay: 'tokens', tokensPerMonth: 'tokens', requestsPerDay: 'requests' };
+const WORDS: Record<BudgetName, string> = { tokensPerDay: 'daily token budget', tokensPerMonth: 'monthly token budget', requestsPerDay: 'daily request budget' };
+
+export interface BudgetsOptions {
+  /** budgets.tokensPerDay, tokensPerMonth, requestsPerDay: 0 is off. */
+  limits: Record<BudgetName, number>;
+  overrides: () => OverrideTable;
+  counter: UsageCounter;
+  windows: UsageWindows;
+  now: () => number;
+  onRefused?: (window: UsageWindow, kind: BudgetKind) => void;
+}
+
+export interface Budgets {
+  /**
+   * The budget step of admission, decided synchronously from this replica's view (never a
+   * Redis round trip): refuses a caller over a budget with 429 budget-exceeded, else counts the
+   * request. Token budgets spare the endpoint table's token-free endpoints (reads, polls,
+   * uploads). The gateway's own endpoints are never counted: POST /gateway/token is checked
+   * (a vended token spends tokens where the gateway cannot see them), GET /gateway/usage
+   * (local and token-free) never refused.
+   */
+  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity): void;
+  /** The limits in force for an identity, its override applied. */
+  limitsOf(identity: Identity): BudgetLimits;
+}
+
+export function createBudgets(options: BudgetsOptions): Budgets {
+  const global: BudgetLimits = {
+    tokensPerDay: options.limits.tokensPerDay || null,
+    tokensPerMonth: options.limits.tokensPerMonth || null,
+    requestsPerDay: options.limits.requestsPerDay || null,
+  };
+  const globalOff = BUDGET_NAMES.every((name) => global[name] === null);
+
+  function limitsOf(identity: Identity): BudgetLimits {
+    const table = options.overrides();
+    const override = table.size > 0 ? table.lookup(identity.source, identity.subject) : undefined;
+    return override ? { ...global, ...override } : global;
+  }
+
+  function refuse(name: BudgetName, limit: number, view: UsageView): never {
+    const window = WINDOW_OF[name];
+    const kind = KIND_OF[name];
+    options.onRefused?.(window, kind);
+    const { endsAtMs } = view[window];
+    const resetAt = options.windows.localIso(endsAtMs);
+    const seconds = Math.max(1, Math.ceil((endsAtMs - options.now()) / 1000));
+    throw new GatewayError('budget-exceeded', {
+      detail: `The ${WORDS[name]} of this identity (${limit} ${kind}) is used up; it resets at ${resetAt} (${options.windows.timeZone}).`,
+      headers: { 'retry-after': String(seconds) },
+      detailFields: { budget: name, limit, reset_at: resetAt, reset_at_unix: Math.floor(endsAtMs / 1000) },
+    });
+  }
+
+  return {
+    limitsOf,
+    admit(endpoint, identity) {
+      const local = endpoint.transport === 'local';
+      if (local && endpoint.tokenFree) return;
+      const key = identityKey(identity);
+      const limits = globalOff && options.overrides().size === 0 ? global : limitsOf(identity);
+      if (limits.requestsPerDay !== null || limits.tokensPerDay !== null || limits.tokensPerMonth !== null) {
+        const view = options.counter.view(key);
+        if (limits.requestsPerDay !== null && view.day.requests >= limits.requestsPerDay) refuse('requestsPerDay', limits.requestsPerDay, view);
+        if (!endpoint.tokenFree) {
+          if (limits.tokensPerDay !== null && view.day.total >= limits.tokensPerDay) refuse('tokensPerDay', limits.tokensPerDay, view);
+          if (limits.tokensPerMonth !== null && view.month.total >= limits.tokensPerMonth) refuse('tokensPerMonth', limits.tokensPerMonth, view);
+        }
+      }
+      if (!local) options.counter.record(key, { requests: 1 });
+    },
+  };
+}

@@ -1,0 +1,161 @@
+import { LRUCache } from 'lru-cache';
+import type { Totals } from './usage-counter.js';
+import type { Endpoint } from '../policy/endpoints.js';
+import { createJsonFieldScanner } from './usage-scan.js';
+
+/**
+ * Reads the usage Coze reports, in the shape the endpoint table names (src/policy/endpoints.ts
+ * `usage`; Coze's chat_v3, retrieve_chat, workflow_run, workflow_stream_run and workflow_history
+ * pages, and coze-js websockets/types.ts for the realtime chat events):
+ * - `chat`: a Chat object with `usage {token_count, output_count, input_count}`: the `data` of a
+ *   JSON answer, the data of `conversation.chat.completed` / `failed` in chat-framed SSE, or of
+ *   the same events on the realtime socket. Counted once it has ended (a chat in progress or
+ *   waiting for tool outputs reports more later), once per chat id.
+ * - `workflow`: a run's top-level `usage` (workflow/run, workflows/resume), or the `usage` of
+ *   its stream's Message events (the call's total so far: the largest one is counted when the
+ *   stream ends).
+ * - `history`: the run history of an execution; only an async run's (run_mode 2) is counted,
+ *   once it has ended, once per execute_id: a sync or streamed run was counted as it ran.
+ * Where Coze's framing is not documented the parse is defensive: anything that is not a usage
+ * object counts nothing, and nothing here can fail the relay.
+ */
+const ENDED_CHAT = new Set(['completed', 'failed', 'canceled']);
+const CHAT_EVENTS: ReadonlySet<string> = new Set(['conversation.chat.completed', 'conversation.chat.failed']);
+// Message events carry the usage; Done is read too, in case a run reports its total there.
+const WORKFLOW_EVENTS: ReadonlySet<string> = new Set(['message', 'done']);
+/** Bytes of a realtime frame that can only be a chat's last event. */
+const WS_MARKERS = [Buffer.from('conversation.chat.completed'), Buffer.from('conversation.chat.failed')];
+
+export type TokenCounts = Pick<Totals, 'input' | 'output' | 'total'>;
+
+/** One answer (or one socket) being watched for usage. */
+export interface RequestUsage {
+  /** For the SSE observer: the events whose data lines it hands over, lower-cased. */
+  readonly sse: { events: ReadonlySet<string>; onData(event: string, data: string): void };
+  /** A non-SSE body's bytes as they pass; `complete` when this is the whole (small) body. */
+  onBody(chunk: Buffer, complete: boolean): void;
+  /** A realtime downlink frame (server to client). */
+  onFrame(frame: Buffer): void;
+  /** The answer ended or was cut: counts what a stream reported. Idempotent. */
+  end(): void;
+  /** The tokens counted for this request, for its log line; undefined when none were reported. */
+  readonly counted: TokenCounts | undefined;
+}
+
+/** Coze's usage object as counts, or undefined when it is not one. */
+export function readUsage(value: unknown): TokenCounts | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const u = value as Record<string, unknown>;
+  const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
+  const input = count(u.input_count);
+  const output = count(u.output_count);
+  const total = count(u.token_count) ?? (input !== undefined || output !== undefined ? (input ?? 0) + (output ?? 0) : undefined);
+  if (total === undefined) return undefined;
+  return { input: input ?? 0, output: output ?? 0, total };
+}
+
+const parse = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
+const field = (value: unknown, name: string): unknown => (typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined);
+
+/**
+ * Makes the per-request watchers. `onCount` receives each report once (the counter and the
+ * metrics hang there). Ids already counted are remembered (bounded) on this replica, so a chat
+ * polled to its end and then retrieved again, or streamed and then retrieved, counts once.
+ */
+export function createUsageObservers(options: { onCount(route: string, identityKey: string, counts: TokenCounts): void; maxRememberedIds?: number }) {
+  const seen = new LRUCache<string, true>({ max: options.maxRememberedIds ?? 100_000 });
+  const firstTime = (id: string | undefined) => {
+    if (id === undefined) return true;
+    if (seen.has(id)) return false;
+    seen.set(id, true);
+    return true;
+  };
+
+  return function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, identityKey: string): RequestUsage | undefined {
+    const shape = endpoint.usage;
+    if (!shape) return undefined;
+    const route = endpoint.name;
+    let counted: TokenCounts | undefined;
+    let best: TokenCounts | undefined;
+    let ended = false;
+    let scanner: ReturnType<typeof createJsonFieldScanner> | undefined;
+    let scanned = false;
+
+    const count = (counts: TokenCounts | undefined, id: string | undefined) => {
+      if (!counts || !firstTime(id)) return;
+      counted = counted ? { input: counted.input + counts.input, output: counted.output + counts.output, total: counted.total + counts.total } : counts;
+      options.onCount(route, identityKey, counts);
+    };
+    // endedByEvent: the event itself says the chat has ended, whatever its data holds.
+    const chat = (obj: unknown, endedByEvent = false) => {
+      const status = field(obj, 'status');
+      const id = field(obj, 'id');
+      if (endedByEvent || (typeof status === 'string' && ENDED_CHAT.has(status))) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `chat:${id}` : undefined);
+    };
+    const execution = (obj: unknown) => {
+      const id = field(obj, 'execute_id');
+      const status = field(obj, 'execute_status');
+      if (field(obj, 'run_mode') === 2 && (status === 'Success' || status === 'Fail')) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `exec:${id}` : undefined);
+    };
+    const answer = (body: unknown) => {
+      if (shape === 'chat') chat(field(body, 'data'));
+      else if (shape === 'workflow') count(readUsage(field(body, 'usage')), undefined);
+      else {
+        const data = field(body, 'data');
+        if (Array.isArray(data)) for (const run of data) execution(run);
+      }
+    };
+
+    return {
+      sse: {
+        events: shape === 'workflow' ? WORKFLOW_EVENTS : CHAT_EVENTS,
+        onData(event, data) {
+          if (shape === 'chat') {
+            if (CHAT_EVENTS.has(event)) chat(parse(data), true);
+            return;
+          }
+          // Message events stream every delta; only the ones that carry usage are parsed.
+          if (!data.includes('"usage"')) return;
+          const usage = readUsage(field(parse(data), 'usage'));
+          if (usage && (!best || usage.total >= best.total)) best = usage;
+        },
+      },
+      onBody(chunk, complete) {
+        if (complete) {
+          // Most answers have no usage at all: a byte search saves their parse.
+          if (chunk.includes('"usage"')) answer(parse(chunk.toString('utf8')));
+          return;
+        }
+        scanner ??= createJsonFieldScanner();
+        scanner.push(chunk);
+        scanned = true;
+      },
+      onFrame(frame) {
+        if (!WS_MARKERS.some((m) => frame.includes(m))) return;
+        const event = parse(frame.toString('utf8'));
+        const type = field(event, 'event_type');
+        if (typeof type === 'string' && CHAT_EVENTS.has(type)) chat(field(event, 'data'), true);
+      },
+      end() {
+        if (ended) return;
+        ended = true;
+        if (best) count(best, undefined);
+        if (scanned && scanner) {
+          const f = scanner.fields;
+          if (shape === 'workflow') count(readUsage(f.usage), undefined);
+          else if (shape === 'history') execution(f);
+          else if (f.usage !== undefined) count(readUsage(f.usage), undefined);
+        }
+      },
+      get counted() {
+        return counted;
+      },
+    };
+  };
+}

@@ -1,0 +1,106 @@
+import { identityKey, type Identity } from '../auth/identity.js';
+import type { GatewayConfig } from '../config/load.js';
+import type { Logger } from '../log/logger.js';
+import type { Endpoint } from '../policy/endpoints.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget-overrides.js';
+import { createBudgets, type Budgets } from './budgets.js';
+import { createUsageCounter, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
+import type { UsageReportDeps } from './usage-endpoint.js';
+import { createUsageObservers, type RequestUsage } from './usage-observer.js';
+import { createUsageWindows } from './usage-windows.js';
+
+export interface UsageService {
+  /** The budget step of admission (synchronous). */
+  budgets: Budgets;
+  /** A watcher for one answer or socket of `endpoint`; undefined for endpoints that report no usage. */
+  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, identity: Identity): RequestUsage | undefined;
+  /** What GET /gateway/usage reads. */
+  report: UsageReportDeps;
+  counter: UsageCounter;
+  /** Writes what is not in Redis yet (bounded wait) and stops the timers. */
+  close(): Promise<void>;
+}
+
+export interface UsageServiceOptions {
+  budgets: GatewayConfig['budgets'];
+  store?: SharedUsageStore | undefined;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  /** The clock of the windows (days, months) and of the sync timing; tests move it across midnight. */
+  now?: () => number;
+}
+
+/** How long GET /gateway/usage waits for Redis before it answers from this replica's view. */
+const REPORT_SYNC_TIMEOUT_MS = 1000;
+
+/**
+ * Per-identity usage and budgets (issue 18), wired: the windows in the configured time zone,
+ * the counter (Redis-shared when a store is given), the overrides file, the budget gate of
+ * admission, the per-request usage watchers, and what the usage endpoint reports.
+ */
+export function createUsageService(options: UsageServiceOptions): UsageService {
+  const now = options.now ?? Date.now;
+  const { metrics, logger } = options;
+  const windows = createUsageWindows(options.budgets.timeZone);
+  const counter = createUsageCounter({
+    windows,
+    store: options.store,
+    syncIntervalMs: options.budgets.syncIntervalMs,
+    now,
+    onSyncError: () => metrics.redisErrors.labels('usage').inc(),
+  });
+  let overrides: OverridesWatcher | undefined;
+  const path = options.budgets.overridesFile;
+  if (path !== undefined) {
+    try {
+      overrides = watchOverrides({
+        path,
+        onReload(outcome, detail) {
+          metrics.budgetOverrideReloads.labels(outcome).inc();
+          if (outcome === 'ok') logger.info({ entries: detail.entries }, 'budgets.overridesFile reloaded');
+          else logger.error({ error: detail.error }, 'budgets.overridesFile is invalid: the last good version stays in force until it is fixed');
+        },
+      });
+    } catch (err) {
+      // At start-up a bad file is a misconfiguration, named like any other.
+      throw new Error(`budgets.overridesFile (BUDGET_OVERRIDES_FILE) ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  }
+  const budgets = createBudgets({
+    limits: options.budgets,
+    overrides: () => overrides?.current ?? EMPTY_OVERRIDES,
+    counter,
+    windows,
+    now,
+    onRefused: (window, kind) => metrics.budgetRefusals.labels(window, kind).inc(),
+  });
+  const watch = createUsageObservers({
+    onCount(route, key, counts) {
+      counter.record(key, counts);
+      metrics.countTokens(route, counts.input, counts.output);
+    },
+  });
+
+  return {
+    budgets,
+    counter,
+    track: (endpoint, identity) => watch(endpoint, identityKey(identity)),
+    report: {
+      windows,
+      limitsOf: (identity) => budgets.limitsOf(identity),
+      async read(identity) {
+        const key = identityKey(identity);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, REPORT_SYNC_TIMEOUT_MS, false)));
+        const shared = options.store ? await Promise.race([counter.sync(key), timeout]) : false;
+        clearTimeout(timer);
+        return { view: counter.view(key), shared };
+      },
+    },
+    async close() {
+      overrides?.close();
+      await counter.close();
+    },
+  };
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createFakeClock } from '../../helpers/clock.js';
+import { createUsageCounter, identityTag, ZERO, type SharedUsageStore, type Totals, type WindowDelta } from '../../../src/usage/usage-counter.js';
+import { createUsageWindows } from '../../../src/usage/usage-windows.js';
+
+/** A store in memory that can be taken down, standing in for Redis. */
+function fakeStore() {
+  const data = new Map<string, Totals>();
+  const store = {
+    up: true,
+    calls: 0,
+    data,
+    get available() {
+      return store.up;
+    },
+    async add(tag: string, windows: readonly WindowDelta[]): Promise<Totals[]> {
+      store.calls += 1;
+      if (!store.up) throw new Error('down');
+      return windows.map((w) => {
+        const key = `${tag}:${w.kind}:${w.label}`;
+        const old = data.get(key) ?? ZERO;
+        const next = { requests: old.requests + w.delta.requests, input: old.input + w.delta.input, output: old.output + w.delta.output, total: old.total + w.delta.total };
+        data.set(key, next);
+        return next;
+      });
+    },
+  };
+  return store satisfies SharedUsageStore;
+}
+
+describe('usage counter', () => {
+  const windows = createUsageWindows('UTC');
+
+  it('counts locally without a store: requests and tokens per day and month', () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 31, 23, 0));
+    const counter = createUsageCounter({ windows, syncIntervalMs: 1000, now: clock.now });
+    counter.record('jwt:a', { requests: 1 });
+    counter.record('jwt:a', { input: 3, output: 4, total: 7 });
+    assert.deepEqual({ ...counter.view('jwt:a').day, label: undefined, endsAtMs: undefined }, { requests: 1, input: 3, output: 4, total: 7, label: undefined, endsAtMs: undefined });
+    clock.advance(3_600_000);
+    const june = counter.view('jwt:a');
+    assert.equal(june.day.label, '2026-06-01');
+    assert.equal(june.day.total, 0, 'a new day starts at zero');
+    assert.equal(june.month.total, 0, 'and so does a new month');
+    assert.equal(counter.view('jwt:b').day.total, 0, 'identities are apart');
+    assert.equal(counter.unsynced, 0);
+  });
+
+  it('writes counts to the shared store and reads the other replicas\' counts back', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const store = fakeStore();
+    const one = createUsageCounter({ windows, store, syncIntervalMs: 1000, now: clock.now });
+    const two = createUsageCounter({ windows, store, syncIntervalMs: 1000, now: clock.now });
+    one.record('jwt:a', { total: 10, input: 4, output: 6 });
+    two.record('jwt:a', { total: 5, input: 2, output: 3 });
+    assert.equal(one.unsynced, 1);
+    await one.flush();
+    await two.flush();
+    assert.equal(one.unsynced, 0);
+    assert.equal(await one.sync('jwt:a'), true);
+    assert.equal(one.view('jwt:a').day.total, 15);
+    assert.equal(two.view('jwt:a').day.total, 15, "the store's answer to its own write carries the other's counts");
+    assert.ok([...store.data.keys()].every((k) => k.startsWith(identityTag('jwt:a'))) && ![...store.data.keys()].some((k) => k.includes('jwt:a')), 'only the hash leaves the process');
+    await one.close();
+    await two.close();
+  });
+
+  it('keeps the counts while the store is down and writes them once it is back; a failed write loses nothing', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const store = fakeStore();
+    const errors: unknown[] = [];
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 1000, now: clock.now, onSyncError: (e) => errors.push(e) });
+    counter.record('jwt:a', { total: 10 });
+    store.up = false;
+    await counter.flush();
+    assert.equal(store.calls, 0, 'no call while the store is known to be down');
+    counter.record('jwt:a', { total: 5 });
+    assert.equal(counter.view('jwt:a').day.total, 15, 'the local view counts on');
+    assert.equal(counter.unsynced, 1);
+
+    // The store answers as available but the write fails: the counts go back to pending.
+    store.up = true;
+    const failing = store.add;
+    store.add = async () => {
+      store.calls += 1;
+      throw new Error('timeout');
+    };
+    await counter.flush();
+    assert.equal(errors.length, 1);
+    assert.equal(counter.view('jwt:a').day.total, 15);
+    assert.equal(counter.unsynced, 1);
+    store.add = failing;
+    await counter.flush();
+    assert.equal(counter.unsynced, 0);
+    assert.deepEqual([...store.data.values()].map((t) => t.total), [15, 15], 'day and month got every count once');
+    await counter.close();
+  });
+
+  it('writes a window the identity has left (a new day) to its own key', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 23, 59));
+    const store = fakeStore();
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 1000, now: clock.now });
+    counter.record('jwt:a', { total: 7 });
+    clock.advance(120_000);
+    counter.record('jwt:a', { total: 2 });
+    await counter.flush();
+    const tag = identityTag('jwt:a');
+    assert.equal(store.data.get(`${tag}:day:2026-05-10`)?.total, 7);
+    assert.equal(store.data.get(`${tag}:day:2026-05-11`)?.total, 2);
+    assert.equal(store.data.get(`${tag}:month:2026-05`)?.total, 9);
+    await counter.close();
+  });
+});

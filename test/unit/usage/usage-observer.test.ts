@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createUsageObservers, readUsage, type TokenCounts } from '../../../src/usage/usage-observer.js';
+import { createJsonFieldScanner } from '../../../src/usage/usage-scan.js';
+import { ENDPOINTS } from '../../../src/policy/endpoints.js';
+
+/** The endpoint table's entry of that name: the usage shape comes from there. */
+const endpoint = (name: string) => ENDPOINTS.find((e) => e.name === name) ?? assert.fail(`no endpoint ${name}`);
+
+function watcher() {
+  const counts: Array<{ route: string; key: string; counts: TokenCounts }> = [];
+  const watch = createUsageObservers({ onCount: (route, key, c) => counts.push({ route, key, counts: c }) });
+  return { watch, counts };
+}
+
+describe('usage observers', () => {
+  it("reads Coze's usage object defensively", () => {
+    assert.deepEqual(readUsage({ token_count: 10, output_count: 6, input_count: 4 }), { input: 4, output: 6, total: 10 });
+    assert.deepEqual(readUsage({ input_count: 4, output_count: 6 }), { input: 4, output: 6, total: 10 }, 'a missing token_count is their sum');
+    assert.deepEqual(readUsage({ token_count: 7 }), { input: 0, output: 0, total: 7 });
+    for (const junk of [undefined, null, 'x', {}, { token_count: -1 }, { token_count: '10' }, { token_count: 1.5 }, { token_count: Number.MAX_SAFE_INTEGER + 2 }]) {
+      assert.equal(readUsage(junk), undefined, JSON.stringify(junk));
+    }
+  });
+
+  it('counts a chat once it has ended, once per chat id, whatever the route that sees it', () => {
+    const { watch, counts } = watcher();
+    const chat = (status: string) => Buffer.from(JSON.stringify({ code: 0, data: { id: 'c1', status, usage: { token_count: 5, input_count: 2, output_count: 3 } } }));
+    const first = watch(endpoint('chat'), 'jwt:alice');
+    first?.onBody(chat('in_progress'), true);
+    first?.end();
+    assert.equal(counts.length, 0, 'a chat in progress reports more later');
+    const polled = watch(endpoint('chat.retrieve'), 'jwt:alice');
+    polled?.onBody(chat('completed'), true);
+    polled?.end();
+    const again = watch(endpoint('chat.retrieve'), 'jwt:alice');
+    again?.onBody(chat('completed'), true);
+    assert.equal(again?.counted, undefined);
+    assert.deepEqual(counts, [{ route: 'chat.retrieve', key: 'jwt:alice', counts: { input: 2, output: 3, total: 5 } }]);
+    assert.deepEqual(polled?.counted, { input: 2, output: 3, total: 5 });
+    assert.equal(watch(endpoint('conversation.list'), 'jwt:alice'), undefined, 'routes without usage get no watcher');
+  });
+
+  it('counts a failed chat that reports usage, and a realtime frame only when it is a chat end', () => {
+    const { watch, counts } = watcher();
+    const ws = watch(endpoint('ws.chat'), 'jwt:bob');
+    ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.message.delta', data: { content: 'conversation.chat.completed' } })));
+    ws?.onFrame(Buffer.from('not json conversation.chat.completed'));
+    ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.chat.failed', data: { id: 'c9', status: 'failed', usage: { token_count: 3, input_count: 3, output_count: 0 } } })));
+    ws?.end();
+    assert.deepEqual(counts.map((c) => c.counts.total), [3]);
+  });
+
+  it('parses defensively: a chat-end event without a status still counts, and a workflow Done event carrying usage is taken into account', () => {
+    const { watch, counts } = watcher();
+    const sse = watch(endpoint('chat'), 'jwt:erin');
+    sse?.sse.onData('conversation.chat.completed', JSON.stringify({ id: 'c-nostatus', usage: { token_count: 6, input_count: 1, output_count: 5 } }));
+    sse?.sse.onData('conversation.chat.completed', 'not json');
+    sse?.end();
+    const ws = watch(endpoint('ws.chat'), 'jwt:erin');
+    ws?.onFrame(Buffer.from(JSON.stringify({ event_type: 'conversation.chat.completed', data: { id: 'c-ws', usage: { token_count: 2 } } })));
+    ws?.end();
+    const wf = watch(endpoint('workflow.stream_run'), 'jwt:erin');
+    wf?.sse.onData('message', JSON.stringify({ content: 'a', usage: { token_count: 4, input_count: 2, output_count: 2 } }));
+    wf?.sse.onData('done', JSON.stringify({ debug_url: 'x', usage: { token_count: 11, input_count: 3, output_count: 8 } }));
+    wf?.end();
+    assert.deepEqual(counts.map((c) => c.counts.total), [6, 2, 11]);
+  });
+
+  it('counts the largest usage of a workflow stream once, when it ends (a cut stream counts what it saw)', () => {
+    const { watch, counts } = watcher();
+    const stream = watch(endpoint('workflow.stream_run'), 'jwt:carol');
+    assert.ok(stream?.sse.events.has('message'));
+    stream?.sse.onData('message', JSON.stringify({ content: 'a', usage: { token_count: 4, input_count: 2, output_count: 2 } }));
+    stream?.sse.onData('message', JSON.stringify({ content: 'b' }));
+    stream?.sse.onData('message', JSON.stringify({ content: 'c', usage: { token_count: 9, input_count: 2, output_count: 7 } }));
+    assert.equal(counts.length, 0, 'nothing before the end');
+    stream?.end();
+    stream?.end();
+    assert.deepEqual(counts.map((c) => c.counts), [{ input: 2, output: 7, total: 9 }]);
+  });
+
+  it('reads the usage of a large workflow answer chunk by chunk, however it is cut', () => {
+    const output = JSON.stringify({ text: 'x'.repeat(40_000), tricky: '"usage": {"token_count": 999}' });
+    const body = Buffer.from(JSON.stringify({ code: 0, data: output, execute_id: 'e1', usage: { token_count: 12, input_count: 5, output_count: 7 }, detail: { logid: 'l' } }));
+    for (const size of [1, 7, 64, 1000, 16_384]) {
+      const { watch, counts } = watcher();
+      const run = watch(endpoint('workflow.run'), 'jwt:dave');
+      for (let i = 0; i < body.length; i += size) run?.onBody(body.subarray(i, i + size), false);
+      run?.end();
+      assert.deepEqual(counts.map((c) => c.counts), [{ input: 5, output: 7, total: 12 }], `chunks of ${size}`);
+    }
+  });
+
+  it('the scanner ignores keys inside strings and takes the first occurrence', () => {
+    const scanner = createJsonFieldScanner();
+    scanner.push(Buffer.from('{"data":"{\\"usage\\":{\\"token_count\\":1}}","run_mode":2,"execute_status":"Success","execute_id":"e\\"1","usage":{"token_count":2},"usage":{"token_count":3}}'));
+    assert.deepEqual(scanner.fields, { run_mode: 2, execute_status: 'Success', execute_id: 'e"1', usage: { token_count: 2 } });
+  });
+});
