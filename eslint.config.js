@@ -19,4 +19,16 @@ export default tseslint.config(
     files: ['src/auth/**', 'src/session/**', 'src/coze/**', 'src/policy/**', 'src/metrics/**', 'src/proxy/**', 'src/http/**'],
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'express', message: 'express lives at the edges (server, admin, vending).' }] }] },
   },
+  {
+    // One request path (issue 17, item 2): its steps chain through src/maybe.ts, so a cached
+    // request creates no promise. An async function or an await here would make one per call.
+    files: ['src/proxy/proxy-handler.ts', 'src/proxy/admit.ts', 'src/maybe.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: ':function[async=true]', message: 'The request path is chained with Steps (src/maybe.ts): return a Maybe, not a promise.' },
+        { selector: 'AwaitExpression', message: 'The request path is chained with Steps (src/maybe.ts): no await.' },
+      ],
+    },
+  },
 );

@@ -46,7 +46,7 @@ for (const alg of ['RS256', 'ES256', 'HS256'] as const) {
   results[alg] = {
     serial: await opsPerSecond(verify, 1),
     parallel: await opsPerSecond(verify, 32),
-    cached: await opsPerSecond(() => source.authenticate(req), 1),
+    cached: await opsPerSecond(async () => source.authenticate(req), 1),
   };
 }
 console.log(JSON.stringify(results));

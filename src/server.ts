@@ -15,6 +15,7 @@ import { createTokenClient } from './coze/token-client.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { createCors } from './http/cors.js';
 import { createLogger, sessionHash, type Logger } from './log/logger.js';
+import type { Steps } from './maybe.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createConcurrencyLimiter } from './policy/concurrency-limit.js';
 import { USAGE_ENDPOINT, VENDING_ENDPOINT } from './policy/endpoints.js';
@@ -44,6 +45,8 @@ export interface GatewayDeps {
    * it across midnight without expiring tokens and credentials; `now` when absent.
    */
   usageNow?: () => number;
+  /** How request steps are chained (src/maybe.ts); tests pass DEFERRED_STEPS to run every step later. */
+  steps?: Steps;
 }
 
 export interface Gateway {
@@ -182,6 +185,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     sessionName,
     metrics,
     maxHeadersCount: config.server.maxHeadersCount,
+    ...(deps.steps ? { steps: deps.steps } : {}),
   };
   const proxyHandler = createProxyHandler({
     ...admitDeps,

@@ -43,7 +43,7 @@ export function createApiKeySource(options: { entries: ApiKeyEntry[] }): Identit
   const entries = options.entries.map((e) => ({ subject: e.subject, digest: Buffer.from(e.sha256, 'hex') }));
   return {
     name: 'api_key',
-    async authenticate(req) {
+    authenticate(req) {
       const header = req.headers['x-api-key'];
       let key: string | undefined;
       if (header !== undefined) {

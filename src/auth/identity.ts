@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayConfig } from '../config/load.js';
 import { GatewayError, type ErrorReason } from '../errors.js';
+import type { Maybe } from '../maybe.js';
 import { createApiKeySource, loadApiKeyFile } from './api-key-source.js';
 import { createJwtSource } from './jwt-source.js';
 import { createTrustedHeaderSource } from './trusted-header-source.js';
@@ -56,8 +57,11 @@ export class AuthError extends GatewayError {
 
 export interface IdentitySourceImpl {
   readonly name: IdentitySource;
-  /** undefined: this source's credential is absent. Throws AuthError when present but invalid. */
-  authenticate(req: CredentialRequest): Promise<Identity | undefined>;
+  /**
+   * undefined: this source's credential is absent. Throws (or rejects with) AuthError when present
+   * but invalid. A plain value when no I/O is needed (a JWT already verified, an API key).
+   */
+  authenticate(req: CredentialRequest): Maybe<Identity | undefined>;
   /** For /readyz: false while a remote key set has never been fetched. */
   ready?(): Promise<boolean>;
   /** How a caller sends this source's credential, for the 401 a caller without one gets. */
@@ -86,7 +90,8 @@ export function configuredSources(config: GatewayConfig['identity']): IdentitySo
 }
 
 export interface Authenticator {
-  authenticate(req: CredentialRequest): Promise<Identity>;
+  /** The caller's identity: a plain value when every source asked could answer without I/O. */
+  authenticate(req: CredentialRequest): Maybe<Identity>;
   ready(): Promise<boolean>;
 }
 
@@ -99,14 +104,19 @@ export interface Authenticator {
 export function createAuthenticator(sources: IdentitySourceImpl[], credentialHeaders: readonly string[] = ['authorization', 'x-api-key']): Authenticator {
   const singletons = new Set(credentialHeaders.map((h) => h.toLowerCase()));
   const missing = missingCredentialDetail(sources);
+  /** Asks the sources from `first` on; waits only for a source that has to. */
+  function fromSource(req: CredentialRequest, first: number): Maybe<Identity> {
+    for (let i = first; i < sources.length; i++) {
+      const found = (sources[i] as IdentitySourceImpl).authenticate(req);
+      if (found instanceof Promise) return found.then((identity) => identity ?? fromSource(req, i + 1));
+      if (found) return found;
+    }
+    throw new AuthError('none', 'missing', missing);
+  }
   return {
-    async authenticate(req) {
+    authenticate(req) {
       if (req.rawHeaders) assertSentOnce(req.rawHeaders, singletons);
-      for (const source of sources) {
-        const identity = await source.authenticate(req);
-        if (identity) return identity;
-      }
-      throw new AuthError('none', 'missing', missing);
+      return fromSource(req, 0);
     },
     async ready() {
       const states = await Promise.all(sources.map((s) => (s.ready ? s.ready() : Promise.resolve(true))));

@@ -10,6 +10,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { LRUCache } from 'lru-cache';
+import type { Maybe } from '../maybe.js';
 import { AuthError, bearerCredential, looksLikeJwt, type Identity, type IdentitySourceImpl } from './identity.js';
 
 export interface JwtSourceOptions {
@@ -94,11 +95,12 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
   const verifying = new Map<string, Promise<Identity>>();
   let jwksFetched = false;
 
-  function verify(token: string): Promise<Identity> {
+  function verify(token: string): Maybe<Identity> {
     // Keyed by the token itself: it is already in memory, and hashing it cost more than the
-    // lookup (bench/). The cache is bounded and entries die with the token's exp.
+    // lookup (bench/). The cache is bounded and entries die with the token's exp. A hit is
+    // answered at once: the cached request path creates no promise (src/maybe.ts).
     const cached = verified.get(token);
-    if (cached && now() < cached.expiresAtMs) return Promise.resolve(cached.identity);
+    if (cached && now() < cached.expiresAtMs) return cached.identity;
     let pending = verifying.get(token);
     if (!pending) {
       // Without this, 1,000 concurrent first requests made 1,000 identical WebCrypto
@@ -140,7 +142,7 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
 
   return {
     name: 'jwt',
-    async authenticate(req) {
+    authenticate(req) {
       const credential = bearerCredential(req, 'jwt');
       if (credential === undefined) return undefined;
       if (!looksLikeJwt(credential)) {

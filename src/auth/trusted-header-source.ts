@@ -14,7 +14,7 @@ export function createTrustedHeaderSource(options: { name: string; allowFrom: re
     // Never the header's name: that would tell anyone without a credential which header to forge
     // should allowFrom be wider than meant. Operators find it in the `listening` log line.
     credentialHint: 'the request through the trusted proxy (or app) that authenticates its caller',
-    async authenticate(req) {
+    authenticate(req) {
       const value = req.headers[header];
       if (value === undefined) return undefined;
       if (!trusted(req.remoteAddress)) {

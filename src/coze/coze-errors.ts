@@ -1,14 +1,26 @@
 import { GatewayError } from '../errors.js';
-import type { TokenCache } from './token-cache.js';
+import type { Maybe } from '../maybe.js';
+import type { TokenCache, TokenLookup } from './token-cache.js';
 import { TokenMintError, type CozeToken } from './token-client.js';
 
-/** The session's Coze token, cached or minted; a failed mint is the error the client gets. */
-export async function lookupToken(tokens: TokenCache, sessionName: string): Promise<CozeToken> {
+/**
+ * The session's Coze token, cached or minted; a failed mint is the error the client gets. A
+ * plain value when the cached token is fresh (src/maybe.ts).
+ */
+export function lookupToken(tokens: TokenCache, sessionName: string): Maybe<CozeToken> {
+  let found: Maybe<TokenLookup>;
   try {
-    return (await tokens.get(sessionName)).token;
+    found = tokens.lookup(sessionName);
   } catch (err) {
     throw mintErrorToGatewayError(err);
   }
+  if (!(found instanceof Promise)) return found.token;
+  return found.then(
+    (lookup) => lookup.token,
+    (err: unknown) => {
+      throw mintErrorToGatewayError(err);
+    },
+  );
 }
 
 /**

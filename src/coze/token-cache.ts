@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import type { Maybe } from '../maybe.js';
 import type { CozeToken } from './token-client.js';
 import { TokenMintError } from './token-client.js';
 
@@ -39,6 +40,9 @@ export interface TokenCacheOptions {
 }
 
 export interface TokenCache {
+  /** The session's token: a plain value when a fresh (or stale but usable) one is cached, a promise when it must wait for a mint. */
+  lookup(sessionName: string): Maybe<TokenLookup>;
+  /** `lookup`, always as a promise. */
   get(sessionName: string): Promise<TokenLookup>;
   /**
    * Drops the entry only if it still holds `accessToken`, so a racer never drops a newer token;
@@ -118,28 +122,42 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     options.onLookup?.(result);
   }
 
+  /** A hit keeps one frozen lookup per token, so the cached path allocates nothing here. */
+  const hits = new WeakMap<CozeToken, TokenLookup>();
+  function hit(token: CozeToken): TokenLookup {
+    let found = hits.get(token);
+    if (!found) hits.set(token, (found = Object.freeze({ token, result: 'hit' as const })));
+    return found;
+  }
+
+  function lookup(sessionName: string): Maybe<TokenLookup> {
+    const entry = entries.get(sessionName);
+    const t = now();
+    if (entry && t < entry.refreshAtMs && t < entry.expiresAtMs - MIN_REMAINING_MS) {
+      report('hit');
+      return hit(entry.token);
+    }
+    const pending = inflight.get(sessionName);
+    if (entry && t < entry.expiresAtMs - MIN_REMAINING_MS) {
+      if (!pending) {
+        startMint(sessionName).catch((err: unknown) => options.onBackgroundRefreshError?.(sessionName, err));
+      }
+      report('stale');
+      return { token: entry.token, result: 'stale' };
+    }
+    if (pending) {
+      report('coalesced');
+      return waitFor(pending).then((token) => ({ token, result: 'coalesced' }));
+    }
+    report('miss');
+    return waitFor(startMint(sessionName)).then((token) => ({ token, result: 'miss' }));
+  }
+
   return {
+    lookup,
+
     async get(sessionName: string): Promise<TokenLookup> {
-      const entry = entries.get(sessionName);
-      const t = now();
-      if (entry && t < entry.refreshAtMs && t < entry.expiresAtMs - MIN_REMAINING_MS) {
-        report('hit');
-        return { token: entry.token, result: 'hit' };
-      }
-      const pending = inflight.get(sessionName);
-      if (entry && t < entry.expiresAtMs - MIN_REMAINING_MS) {
-        if (!pending) {
-          startMint(sessionName).catch((err: unknown) => options.onBackgroundRefreshError?.(sessionName, err));
-        }
-        report('stale');
-        return { token: entry.token, result: 'stale' };
-      }
-      if (pending) {
-        report('coalesced');
-        return { token: await waitFor(pending), result: 'coalesced' };
-      }
-      report('miss');
-      return { token: await waitFor(startMint(sessionName)), result: 'miss' };
+      return lookup(sessionName);
     },
 
     async invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean> {

@@ -188,11 +188,24 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   for (const outcome of ['ok', 'error']) budgetOverrideReloads.labels(outcome).inc(0);
 
   // prom-client hashes the label values on every labels() call; the label sets are closed, so
-  // each child is looked up once and kept (bench/ profile).
-  const children = new Map<string, unknown>();
-  function child<T>(key: string, make: () => T): T {
-    if (!children.has(key)) children.set(key, make());
-    return children.get(key) as T;
+  // each child is looked up once and kept, reached through maps keyed by the values themselves
+  // (no key string is built per request: bench/README.md).
+  interface RouteChildren {
+    upstream: ReturnType<typeof upstreamResponse.labels>;
+    byMethod: Map<string, { duration: ReturnType<typeof httpDuration.labels>; byStatus: Map<number, ReturnType<typeof httpRequests.labels>> }>;
+    tokens?: { input: ReturnType<typeof usageTokens.labels>; output: ReturnType<typeof usageTokens.labels> };
+  }
+  const byRoute = new Map<string, RouteChildren>();
+  function routeChildren(route: string): RouteChildren {
+    let found = byRoute.get(route);
+    if (!found) byRoute.set(route, (found = { upstream: upstreamResponse.labels(route), byMethod: new Map() }));
+    return found;
+  }
+  function methodChildren(route: string, method: string) {
+    const { byMethod } = routeChildren(route);
+    let found = byMethod.get(method);
+    if (!found) byMethod.set(method, (found = { duration: httpDuration.labels(route, method), byStatus: new Map() }));
+    return found;
   }
 
   const knownCodes = new Set<string>(KNOWN_COZE_CODES);
@@ -224,8 +237,10 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     budgetRefusals,
     budgetOverrideReloads,
     countTokens(route, input, output) {
-      if (input > 0) child(`ti\0${route}`, () => usageTokens.labels(route, 'input')).inc(input);
-      if (output > 0) child(`to\0${route}`, () => usageTokens.labels(route, 'output')).inc(output);
+      const children = routeChildren(route);
+      const tokens = (children.tokens ??= { input: usageTokens.labels(route, 'input'), output: usageTokens.labels(route, 'output') });
+      if (input > 0) tokens.input.inc(input);
+      if (output > 0) tokens.output.inc(output);
     },
     countCozeCode(code) {
       const text = String(code);
@@ -233,11 +248,14 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
       cozeErrorCodes.labels(knownCodes.has(text) ? text : 'other').inc();
     },
     recordRequest(route, method, status, seconds) {
-      child(`r\0${route}\0${method}\0${status}`, () => httpRequests.labels(route, method, String(status))).inc();
-      child(`d\0${route}\0${method}`, () => httpDuration.labels(route, method)).observe(seconds);
+      const children = methodChildren(route, method);
+      let counter = children.byStatus.get(status);
+      if (!counter) children.byStatus.set(status, (counter = httpRequests.labels(route, method, String(status))));
+      counter.inc();
+      children.duration.observe(seconds);
     },
     observeUpstream(route, seconds) {
-      child(`u\0${route}`, () => upstreamResponse.labels(route)).observe(seconds);
+      routeChildren(route).upstream.observe(seconds);
     },
     methodLabel(method) {
       return method && knownMethods.has(method) ? (method as (typeof METHODS)[number]) : 'OTHER';

@@ -3,10 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import { AuthError, identityKey, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
+import { STEPS, type Maybe, type Steps } from '../maybe.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
 import type { ConcurrencyLimiter } from '../policy/concurrency-limit.js';
 import { parseQuery } from '../policy/query-policy.js';
-import type { RateLimiter } from '../policy/rate-limit.js';
+import type { RateDecision, RateLimiter } from '../policy/rate-limit.js';
 import type { CompiledEndpoint, Params, RouteTable } from '../policy/route-table.js';
 import type { TokenKeys } from '../coze/mint-request.js';
 import type { Budgets } from '../usage/budgets.js';
@@ -30,7 +31,7 @@ export interface Admission {
 
 export interface AdmitDeps {
   routes: RouteTable;
-  authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; rawHeaders?: readonly string[]; queryAuthorization?: string }): Promise<Identity>;
+  authenticate(req: { headers: IncomingMessage['headers']; remoteAddress: string | undefined; rawHeaders?: readonly string[]; queryAuthorization?: string }): Maybe<Identity>;
   rateLimiter: RateLimiter;
   concurrency: ConcurrencyLimiter;
   sessionName(identity: Identity): string;
@@ -41,6 +42,8 @@ export interface AdmitDeps {
   tokenKeys?: Pick<TokenKeys, 'proxied'>;
   /** server.maxHeadersCount: the main server keeps one header more than this, so an excess shows. */
   maxHeadersCount: number;
+  /** How the steps are chained: STEPS, or (tests only) DEFERRED_STEPS to run every step later. */
+  steps?: Steps;
 }
 
 /** What the request log records as the admission goes: filled in step by step. */
@@ -74,14 +77,24 @@ const CONCURRENCY_RETRY_SECONDS = 1;
  * the header count and the path are checked before anything else, then the endpoint, the query's
  * controlled names, then the caller, the identity's concurrency and rate limits, then the session
  * and the endpoint's query rules, then the budgets. Nothing here reaches Coze.
+ *
+ * The admission is a plain value when the caller's JWT is already verified, the rate limit is
+ * decided locally and the budgets are known locally, a promise otherwise (src/maybe.ts); a
+ * refusal is thrown, or rejected.
  */
-export async function admit(
+export function admit(
   deps: AdmitDeps,
   req: IncomingMessage,
   trace: AdmissionTrace,
   options: { endpoint?: CompiledEndpoint; acceptQueryCredential?: boolean } = {},
-): Promise<Admission> {
+): Maybe<Admission> {
+  const steps = deps.steps ?? STEPS;
   let release: (() => void) | undefined;
+  const refuse = (err: unknown): never => {
+    release?.();
+    recordDenial(deps.metrics, err);
+    throw err;
+  };
   try {
     // The server keeps maxHeadersCount + 1 headers (createMainServer): more than the limit means
     // some were dropped unseen, and a second credential may be among them (issue 15, finding 8).
@@ -114,37 +127,44 @@ export async function admit(
       }
       queryAuthorization = undefined;
     }
-    const identity = await deps.authenticate({
+    const matched = endpoint;
+    let caller: Identity | undefined;
+    const identified = deps.authenticate({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       remoteAddress: req.socket.remoteAddress,
       ...(queryAuthorization !== undefined ? { queryAuthorization } : {}),
     });
-    trace.source = identity.source;
-
-    const key = identityKey(identity);
-    release = deps.concurrency.acquire(key);
-    if (!release) {
-      deps.metrics.requestLimits.labels('concurrency').inc();
-      throw new GatewayError('too-many-concurrent', { headers: { 'retry-after': String(CONCURRENCY_RETRY_SECONDS) } });
-    }
-    const limit = await deps.rateLimiter.take(key);
-    if (!limit.allowed) {
-      deps.metrics.rateLimited.inc();
-      throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });
-    }
-
-    const sessionName = deps.sessionName(identity);
-    trace.sessionName = sessionName;
-    const forwardedQuery = endpoint.rules.rewriteQuery(query, params, sessionName);
-    const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
-    // Last, so that only a request the gateway will forward is counted against the budgets.
-    deps.budgets?.admit(endpoint, identity);
-    return { endpoint, route: endpoint.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release };
+    const admitted = steps.chain(
+      steps.chain(identified, (identity): Maybe<RateDecision> => {
+        caller = identity;
+        trace.source = identity.source;
+        const key = identityKey(identity);
+        release = deps.concurrency.acquire(key);
+        if (!release) {
+          deps.metrics.requestLimits.labels('concurrency').inc();
+          throw new GatewayError('too-many-concurrent', { headers: { 'retry-after': String(CONCURRENCY_RETRY_SECONDS) } });
+        }
+        return deps.rateLimiter.take(key);
+      }),
+      (limit): Admission => {
+        if (!limit.allowed) {
+          deps.metrics.rateLimited.inc();
+          throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });
+        }
+        const identity = caller as Identity;
+        const sessionName = deps.sessionName(identity);
+        trace.sessionName = sessionName;
+        const forwardedQuery = matched.rules.rewriteQuery(query, params, sessionName);
+        const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
+        // Last, so that only a request the gateway will forward is counted against the budgets.
+        deps.budgets?.admit(matched, identity);
+        return { endpoint: matched, route: matched.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release: release as () => void };
+      },
+    );
+    return admitted instanceof Promise ? admitted.catch(refuse) : admitted;
   } catch (err) {
-    release?.();
-    recordDenial(deps.metrics, err);
-    throw err;
+    return refuse(err);
   }
 }
 

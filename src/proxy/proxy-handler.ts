@@ -4,11 +4,14 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
+import type { CozeToken } from '../coze/token-client.js';
 import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
-import { admit, recordDenial, type AdmissionTrace, type AdmitDeps } from './admit.js';
+import { createRequestLog } from '../log/request-log.js';
+import { STEPS, type Maybe } from '../maybe.js';
+import { admit, recordDenial, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
 import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
 import type { CompiledEndpoint } from '../policy/route-table.js';
@@ -16,7 +19,7 @@ import type { BodyBudget } from './body-budget.js';
 import { planBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
 import { filterResponse } from './response-filter.js';
-import { InspectionIdle, inspectResponse } from './rewrite-response.js';
+import { InspectionIdle, inspectResponse, type InspectedResponse } from './rewrite-response.js';
 import { VENDING_PATH, vendToken } from '../vending/token-vending.js';
 import type { TokenKeys } from '../coze/mint-request.js';
 import { serveUsage } from '../usage/usage-endpoint.js';
@@ -50,32 +53,42 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   tokenKeys?: Pick<TokenKeys, 'proxied' | 'vended'>;
 }
 
-interface RequestLog {
-  logId: string | undefined;
-  bytesIn: number;
-  bytesOut: number;
-  usage?: RequestUsage | undefined;
-}
-
 class ClientGone extends Error {}
 class UpstreamDeadline extends Error {}
+
+type LogState = { logId: string | undefined; bytesIn: number; bytesOut: number; usage?: RequestUsage | undefined };
 
 /**
  * The proxied path, on plain node:http (express costs ~40% of throughput here, SPEC section 10).
  * One request walks: CORS preflight, admission (path, route, identity, rate limit, session),
  * body policy, token, forward with one retry on a revoked token, relay.
+ *
+ * The walk is written once, as named continuations chained through `Steps` (src/maybe.ts): a
+ * step that can answer at once (a verified JWT, a local rate-limit decision, a fresh token, no
+ * body) calls the next directly, so a cached request reaches the forwarder with no promise; a
+ * step that waits (JWKS, Redis, a mint, a body) goes through the same continuations later.
+ * `fail` is the only way out with an error: it alone answers with an error and logs it.
  */
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const steps = deps.steps ?? STEPS;
+  const readOptions = { idleTimeoutMs: deps.streamIdleTimeoutMs };
+  const onLimit = (limit: 'body_budget' | 'body_timeout') => deps.metrics.requestLimits.labels(limit).inc();
+  const requestLog = createRequestLog(deps.logger);
+  const usagePath = deps.usage ? deps.usageEndpoint?.path : undefined;
+  const usageQuery = `${usagePath}?`;
+
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
     const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
-    const log: RequestLog = { logId: undefined, bytesIn: 0, bytesOut: 0 };
+    const log: LogState = { logId: undefined, bytesIn: 0, bytesOut: 0 };
     const method = deps.metrics.methodLabel(req.method);
 
     res.setHeader('x-request-id', requestId);
     if (deps.isDraining()) res.setHeader('connection', 'close');
-    for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
+    if (req.headers.origin !== undefined) {
+      for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
+    }
 
     res.on('close', () => {
       log.usage?.end();
@@ -83,7 +96,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       const seconds = (performance.now() - started) / 1000;
       deps.metrics.recordRequest(trace.route, method, status, seconds);
       // One line per request; no query string, no header, no body, no raw session_name.
-      deps.logger.info({
+      requestLog({
         requestId,
         method: req.method,
         route: trace.route,
@@ -106,128 +119,199 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     }
 
     const wait = watchTheWait(req, res);
-    handle(req, res, requestId, trace, log, wait)
-      .catch((err: unknown) => {
-        if (err instanceof ClientGone) return;
+    const fail = (err: unknown): void => {
+      if (!(err instanceof ClientGone)) {
         if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
         sendError(req, res, err, requestId);
-      })
-      .finally(wait.release);
+      }
+      wait.release();
+    };
+    try {
+      handle(req, res, requestId, trace, log, wait, fail);
+    } catch (err) {
+      fail(err);
+    }
   };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: RequestLog, wait: Wait): Promise<void> {
-    const target = (req.url ?? '').split('?')[0];
-    if (target === VENDING_PATH) {
+  function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: LogState, wait: Wait, fail: (err: unknown) => void): void {
+    const url = req.url ?? '';
+    if (url === VENDING_PATH || url.startsWith(VENDING_QUERY)) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
-      const vending = await admit(deps, req, trace, { endpoint: deps.vendingEndpoint });
-      res.once('close', vending.release);
-      await vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey);
+      steps.after(
+        admit(deps, req, trace, { endpoint: deps.vendingEndpoint }),
+        (vending) => {
+          res.once('close', vending.release);
+          steps.after(vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey), wait.release, fail);
+        },
+        fail,
+      );
       return;
     }
-    if (target === deps.usageEndpoint?.path && deps.usage) {
+    if (usagePath !== undefined && deps.usage && (url === usagePath || url.startsWith(usageQuery))) {
       if (req.method !== 'GET') throw new GatewayError('not-found');
-      const asking = await admit(deps, req, trace, { endpoint: deps.usageEndpoint });
-      res.once('close', asking.release);
-      await serveUsage(res, asking.identity, deps.usage.report);
+      const usage = deps.usage;
+      steps.after(
+        admit(deps, req, trace, { endpoint: deps.usageEndpoint }),
+        (asking) => {
+          res.once('close', asking.release);
+          steps.after(serveUsage(res, asking.identity, usage.report), wait.release, fail);
+        },
+        fail,
+      );
       return;
     }
-    const admission = await admit(deps, req, trace);
-    res.once('close', admission.release);
-    const { endpoint, route, sessionName, tokenKey } = admission;
-    if (endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
 
+    // The request's state, filled in as the steps go.
+    let admission: Admission;
     let body: BodyPlan;
-    try {
-      body = await planBody(req, endpoint, sessionName, {
-        maxBytes: deps.maxBodyBytes,
-        budget: deps.bodyBudget,
-        deadlineMs: deps.bodyReadTimeoutMs,
-        // The bytes stay reserved while the body is kept for a replay: until the request ends.
-        onReserved: (bytes) => res.once('close', () => deps.bodyBudget.give(bytes)),
-        onLimit: (limit) => deps.metrics.requestLimits.labels(limit).inc(),
-      });
-    } catch (err) {
-      recordDenial(deps.metrics, err);
-      throw err;
-    }
-
-    const headers: OutgoingHttpHeaders = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
-    if (body.contentType) headers['content-type'] = body.contentType;
-    headers['x-request-id'] = requestId;
-    // Identity keeps the bytes inspectable (401/4100 detection, SSE error codes) and SSE unbuffered.
-    headers['accept-encoding'] = 'identity';
-    if (body.length !== undefined && (body.length > 0 || req.method !== 'GET')) headers['content-length'] = String(body.length);
-    const path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
-
-    let token = await lookupToken(deps.tokens, tokenKey);
+    let headers: OutgoingHttpHeaders;
+    let path: string;
+    let token: CozeToken;
+    let upstream: UpstreamResponse;
+    let attemptStarted = 0;
     let retriedToken = false;
     let retriedReset = false;
-    for (;;) {
-      // The forwarder copies the headers when it sends them, so one object serves every attempt.
-      headers.authorization = `Bearer ${token.accessToken}`;
-      const attemptStarted = performance.now();
-      let upstream: UpstreamResponse;
-      try {
-        upstream = await sendOnce(res, req.method ?? 'GET', path, headers, body);
-      } catch (err) {
-        if (err instanceof ClientGone) throw err;
-        if (err instanceof GatewayError) throw err;
-        const failure = err instanceof UpstreamDeadline ? undefined : toUpstreamError(err as Error);
-        if (!failure || failure.failure === 'timeout') {
-          deps.metrics.upstreamErrors.labels('timeout').inc();
-          throw new GatewayError('upstream-timeout');
-        }
-        // A kept-alive connection that failed before any byte of the answer: the race where Coze
-        // closes an idle connection just as it is reused, so the request is sent once more
-        // (SPEC section 10). A reset on a fresh connection, or after part of an answer, may come
-        // after Coze acted on the request (a chat created and billed): never replayed.
-        if (failure.staleConnection && body.replayable && !retriedReset) {
-          retriedReset = true;
-          deps.metrics.upstreamErrors.labels('reset').inc();
-          continue;
-        }
-        deps.metrics.upstreamErrors.labels(failure.failure === 'reset' ? 'reset' : 'connect').inc();
-        throw new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined });
-      }
-      wait.answer = upstream;
-      deps.metrics.observeUpstream(route, (performance.now() - attemptStarted) / 1000);
-      const logIdHeader = upstream.headers['x-tt-logid'];
-      log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
 
-      let inspected;
+    steps.after(admit(deps, req, trace), admitted, fail);
+
+    function admitted(granted: Admission): void {
+      admission = granted;
+      res.once('close', granted.release);
+      if (granted.endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
+      let plan: Maybe<BodyPlan>;
       try {
-        inspected = await inspectResponse(upstream, { idleTimeoutMs: deps.streamIdleTimeoutMs });
+        plan = planBody(req, granted.endpoint, granted.sessionName, {
+          maxBytes: deps.maxBodyBytes,
+          budget: deps.bodyBudget,
+          deadlineMs: deps.bodyReadTimeoutMs,
+          // The bytes stay reserved while the body is kept for a replay: until the request ends.
+          onReserved: (bytes) => res.once('close', () => deps.bodyBudget.give(bytes)),
+          onLimit,
+        });
       } catch (err) {
-        if (res.destroyed) throw new ClientGone();
-        if (err instanceof InspectionIdle) {
-          deps.metrics.upstreamErrors.labels('idle_timeout').inc();
-          throw new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' });
-        }
-        deps.metrics.upstreamErrors.labels('reset').inc();
-        throw new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
+        refuseBody(err);
+        return;
       }
-      if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
-      if (endpoint.rules.filterResponse && !inspected.tokenRejected) inspected = await filterResponse(upstream, inspected, endpoint.rules.filterResponse, { idleTimeoutMs: deps.streamIdleTimeoutMs });
-      if (inspected.tokenRejected) {
-        const retry = body.replayable && !retriedToken;
-        // Let go of the upstream connection before anything else can throw.
-        if (retry && !inspected.complete) upstream.body.destroy();
-        await deps.tokens.invalidateIfSame(tokenKey, token.accessToken);
-        if (retry) {
+      steps.after(plan, bodyPlanned, refuseBody);
+    }
+
+    function refuseBody(err: unknown): void {
+      recordDenial(deps.metrics, err);
+      fail(err);
+    }
+
+    function bodyPlanned(plan: BodyPlan): void {
+      body = plan;
+      headers = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });
+      if (plan.contentType) headers['content-type'] = plan.contentType;
+      headers['x-request-id'] = requestId;
+      // Identity keeps the bytes inspectable (401/4100 detection, SSE error codes) and SSE unbuffered.
+      headers['accept-encoding'] = 'identity';
+      if (plan.length !== undefined && (plan.length > 0 || req.method !== 'GET')) headers['content-length'] = String(plan.length);
+      path = admission.query ? `${admission.path}?${admission.query}` : admission.path;
+      steps.after(lookupToken(deps.tokens, admission.tokenKey), send, fail);
+    }
+
+    /** One upstream attempt with `current`; the first, or a retry after a reset or a revoked token. */
+    function send(current: CozeToken): void {
+      token = current;
+      // The forwarder copies the headers when it sends them, so one object serves every attempt.
+      headers.authorization = `Bearer ${current.accessToken}`;
+      attemptStarted = performance.now();
+      sendOnce(res, req.method ?? 'GET', path, headers, body, answered);
+    }
+
+    function answered(err: Error | null, answer?: UpstreamResponse): void {
+      try {
+        if (!answer) {
+          upstreamFailed(err as Error);
+          return;
+        }
+        upstream = answer;
+        wait.answer = answer;
+        deps.metrics.observeUpstream(admission.route, (performance.now() - attemptStarted) / 1000);
+        const logIdHeader = answer.headers['x-tt-logid'];
+        log.logId = typeof logIdHeader === 'string' ? logIdHeader : undefined;
+        inspectResponse(answer, readOptions, inspected);
+      } catch (thrown) {
+        fail(thrown);
+      }
+    }
+
+    function upstreamFailed(err: Error): void {
+      if (err instanceof ClientGone || err instanceof GatewayError) throw err;
+      const failure = err instanceof UpstreamDeadline ? undefined : toUpstreamError(err);
+      if (!failure || failure.failure === 'timeout') {
+        deps.metrics.upstreamErrors.labels('timeout').inc();
+        throw new GatewayError('upstream-timeout');
+      }
+      // A kept-alive connection that failed before any byte of the answer: the race where Coze
+      // closes an idle connection just as it is reused, so the request is sent once more
+      // (SPEC section 10). A reset on a fresh connection, or after part of an answer, may come
+      // after Coze acted on the request (a chat created and billed): never replayed.
+      if (failure.staleConnection && body.replayable && !retriedReset) {
+        retriedReset = true;
+        deps.metrics.upstreamErrors.labels('reset').inc();
+        send(token);
+        return;
+      }
+      deps.metrics.upstreamErrors.labels(failure.failure === 'reset' ? 'reset' : 'connect').inc();
+      throw new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined });
+    }
+
+    function inspected(err: Error | null, result?: InspectedResponse): void {
+      try {
+        if (!result) throw inspectionFailure(err as Error);
+        if (result.cozeCode !== undefined) deps.metrics.countCozeCode(result.cozeCode);
+        const filter = admission.endpoint.rules.filterResponse;
+        steps.after(filter && !result.tokenRejected ? filterResponse(upstream, result, filter, readOptions) : result, checked, fail);
+      } catch (thrown) {
+        fail(thrown);
+      }
+    }
+
+    function inspectionFailure(err: Error): Error {
+      if (res.destroyed) return new ClientGone();
+      if (err instanceof InspectionIdle) {
+        deps.metrics.upstreamErrors.labels('idle_timeout').inc();
+        return new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' });
+      }
+      deps.metrics.upstreamErrors.labels('reset').inc();
+      return new GatewayError('upstream-unavailable', { detail: '(the response was cut)' });
+    }
+
+    function checked(result: InspectedResponse): void {
+      if (!result.tokenRejected) {
+        relay(result);
+        return;
+      }
+      const retry = body.replayable && !retriedToken;
+      // Let go of the upstream connection before anything else can throw.
+      if (retry && !result.complete) upstream.body.destroy();
+      steps.after(
+        deps.tokens.invalidateIfSame(admission.tokenKey, token.accessToken),
+        () => {
+          if (!retry) {
+            relay(result);
+            return;
+          }
           retriedToken = true;
           deps.metrics.upstreamErrors.labels('retried_token').inc();
-          token = await lookupToken(deps.tokens, tokenKey);
-          continue;
-        }
-      }
+          steps.after(lookupToken(deps.tokens, admission.tokenKey), send, fail);
+        },
+        fail,
+      );
+    }
+
+    function relay(result: InspectedResponse): void {
       log.bytesIn = body.bytesIn();
-      log.usage = deps.usage?.track(endpoint, admission.identity);
+      log.usage = deps.usage?.track(admission.endpoint, admission.identity);
       relayResponse({
         upstream,
         res,
-        route,
-        framing: endpoint.framing,
-        inspected,
+        route: admission.route,
+        framing: admission.endpoint.framing,
+        inspected: result,
         metrics: deps.metrics,
         streams: deps.streams,
         idleTimeoutMs: deps.streamIdleTimeoutMs,
@@ -237,7 +321,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         },
         usage: log.usage,
       });
-      return;
+      wait.release();
     }
   }
 
@@ -245,23 +329,25 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
    * One upstream attempt, bounded by the time-to-headers deadline and the client's presence.
    * The forwarder calls back only after send() returns, so the timer and listener are armed.
    */
-  function sendOnce(res: ServerResponse, method: string, path: string, headers: OutgoingHttpHeaders, body: BodyPlan): Promise<UpstreamResponse> {
-    if (res.destroyed) return Promise.reject(new ClientGone());
-    return new Promise((resolve, reject) => {
-      const upstream = deps.forwarder.send({ method, path, headers, body: body.open((err) => upstream.abort(err)) }, (err, answer) => {
-        clearTimeout(timer);
-        res.off('close', onClose);
-        if (answer) resolve(answer);
-        else reject(err);
-      });
-      const timer = setTimeout(() => upstream.abort(new UpstreamDeadline()), deps.upstreamTimeoutMs);
-      const onClose = () => {
-        if (!res.writableFinished) upstream.abort(new ClientGone());
-      };
-      res.on('close', onClose);
+  function sendOnce(res: ServerResponse, method: string, path: string, headers: OutgoingHttpHeaders, body: BodyPlan, done: (err: Error | null, answer?: UpstreamResponse) => void): void {
+    if (res.destroyed) {
+      done(new ClientGone());
+      return;
+    }
+    const upstream = deps.forwarder.send({ method, path, headers, body: body.open((err) => upstream.abort(err)) }, (err, answer) => {
+      clearTimeout(timer);
+      res.off('close', onClose);
+      done(err, answer);
     });
+    const timer = setTimeout(() => upstream.abort(new UpstreamDeadline()), deps.upstreamTimeoutMs);
+    const onClose = () => {
+      if (!res.writableFinished) upstream.abort(new ClientGone());
+    };
+    res.on('close', onClose);
   }
 }
+
+const VENDING_QUERY = `${VENDING_PATH}?`;
 
 /** The client's side of a request while the gateway works for it, until the relay takes over. */
 interface Wait {

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
+import type { Maybe } from '../maybe.js';
 import type { CompiledEndpoint } from '../policy/route-table.js';
 import type { BodyBudget } from './body-budget.js';
 
@@ -191,31 +192,40 @@ export interface BodyPlanOptions extends Omit<BufferedReadOptions, 'deadlineMs'>
  * is expected, streamed unread (uploads, passthrough routes), or read, checked and rewritten.
  * Everything is decided before a byte goes to Coze.
  */
-export async function planBody(req: IncomingMessage, endpoint: CompiledEndpoint, sessionName: string, options: BodyPlanOptions): Promise<BodyPlan> {
+export function planBody(req: IncomingMessage, endpoint: CompiledEndpoint, sessionName: string, options: BodyPlanOptions): Maybe<BodyPlan> {
   const rule = endpoint.body;
   const present = hasBody(req);
   if (rule.kind === 'none') {
-    if (!present) return bufferedBody(Buffer.alloc(0));
+    // No body, the common GET: decided at once, with no promise (src/maybe.ts).
+    if (!present) return NO_BODY;
     // A declared length says it; a chunked body may still turn out empty (some clients frame every POST so).
     if (req.headers['transfer-encoding'] === undefined) throw new GatewayError('unexpected-body');
-    const bytes = await readBufferedBody(req, { ...options, maxBytes: 0 }).catch((err: unknown) => {
-      throw err instanceof GatewayError && err.reason === 'body-too-large' ? new GatewayError('unexpected-body') : err;
-    });
-    if (bytes.length > 0) throw new GatewayError('unexpected-body');
-    return bufferedBody(bytes);
+    return readBufferedBody(req, { ...options, maxBytes: 0 }).then(
+      (bytes) => {
+        if (bytes.length > 0) throw new GatewayError('unexpected-body');
+        return bufferedBody(bytes);
+      },
+      (err: unknown) => {
+        throw err instanceof GatewayError && err.reason === 'body-too-large' ? new GatewayError('unexpected-body') : err;
+      },
+    );
   }
   checkDeclaredLength(req, options.maxBytes);
-  if (rule.kind === 'stream') return present ? streamedBody(req, options.maxBytes) : bufferedBody(Buffer.alloc(0));
+  if (rule.kind === 'stream') return present ? streamedBody(req, options.maxBytes) : NO_BODY;
   if (!present) {
     if (rule.required) throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
-    return bufferedBody(Buffer.alloc(0));
+    return NO_BODY;
   }
   checkJsonMediaType(req.headers);
-  const bytes = await readBufferedBody(req, options);
-  if (isBlank(bytes)) {
-    if (rule.required) throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
-    return bufferedBody(Buffer.alloc(0));
-  }
-  const rewritten = endpoint.rules.rewriteBody ? endpoint.rules.rewriteBody(bytes, sessionName) : bytes;
-  return { ...bufferedBody(rewritten), contentType: 'application/json' };
+  return readBufferedBody(req, options).then((bytes): BodyPlan => {
+    if (isBlank(bytes)) {
+      if (rule.required) throw new GatewayError('bad-json-body', { detail: 'The body is empty.' });
+      return NO_BODY;
+    }
+    const rewritten = endpoint.rules.rewriteBody ? endpoint.rules.rewriteBody(bytes, sessionName) : bytes;
+    return { ...bufferedBody(rewritten), contentType: 'application/json' };
+  });
 }
+
+/** The plan of every request without a body: it holds no state, so one serves them all. */
+const NO_BODY: BodyPlan = Object.freeze(bufferedBody(Buffer.alloc(0)));

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
+import type { Maybe } from '../maybe.js';
 import type { UpstreamResponse } from './forwarder.js';
 import type { InspectedResponse } from './rewrite-response.js';
 
@@ -12,14 +13,19 @@ const MAX_FILTERED_BYTES = 1024 * 1024;
  * as one complete body. Anything else passes as it came. An answer that cannot be read or
  * filtered is never relayed unfiltered: 502.
  */
-export async function filterResponse(upstream: UpstreamResponse, inspected: InspectedResponse, filter: (bytes: Buffer) => Buffer, options: { idleTimeoutMs: number }): Promise<InspectedResponse> {
+export function filterResponse(upstream: UpstreamResponse, inspected: InspectedResponse, filter: (bytes: Buffer) => Buffer, options: { idleTimeoutMs: number }): Maybe<InspectedResponse> {
   const status = upstream.statusCode;
   if (status < 200 || status >= 300) return inspected;
   if (!/\bjson\b/i.test(upstream.headers['content-type'] ?? '')) {
     upstream.body.destroy();
     throw new GatewayError('upstream-bad-response', { detail: '(a bot info answer that is not JSON)' });
   }
-  const bytes = inspected.complete ? Buffer.concat(inspected.prefix) : await readRest(upstream.body, inspected.prefix, options.idleTimeoutMs);
+  // A small answer was read whole by the inspection: filtered at once, with no promise.
+  if (inspected.complete) return filtered(inspected, Buffer.concat(inspected.prefix), filter);
+  return readRest(upstream.body, inspected.prefix, options.idleTimeoutMs).then((bytes) => filtered(inspected, bytes, filter));
+}
+
+function filtered(inspected: InspectedResponse, bytes: Buffer, filter: (bytes: Buffer) => Buffer): InspectedResponse {
   try {
     return { ...inspected, prefix: [filter(bytes)], complete: true };
   } catch {

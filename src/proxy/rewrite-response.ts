@@ -37,68 +37,88 @@ export class InspectionIdle extends Error {
 /**
  * Reads just enough of a non-streaming answer to tell whether Coze rejected the token, before
  * any byte reaches the client (SPEC section 1, step 8). Streams and large bodies pass at once.
- * An answer that sends no byte for `idleTimeoutMs` is destroyed and rejects with InspectionIdle;
- * one destroyed from outside (the client left) rejects too, so the caller is never left waiting.
+ * An answer that sends no byte for `idleTimeoutMs` is destroyed and fails with InspectionIdle;
+ * one destroyed from outside (the client left) fails too, so the caller is never left waiting.
+ * `done` runs exactly once: at once when nothing needs reading, else from the body's events.
+ * A callback and not a promise: the cached request path creates none (src/maybe.ts).
  */
-export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs: number }): Promise<InspectedResponse> {
+export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs: number }, done: (err: Error | null, inspected?: InspectedResponse) => void): void {
   const status = res.statusCode;
   if (isEventStream(res) || (!isJson(res) && status !== 401)) {
-    return Promise.resolve({ tokenRejected: false, cozeCode: undefined, prefix: [], complete: false });
+    done(null, { tokenRejected: false, cozeCode: undefined, prefix: [], complete: false });
+    return;
   }
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > INSPECT_LIMIT_BYTES) {
-    return Promise.resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix: [], complete: false });
+    done(null, { tokenRejected: status === 401, cozeCode: undefined, prefix: [], complete: false });
+    return;
   }
   const body = res.body;
-  return new Promise((resolve, reject) => {
-    const prefix: Buffer[] = [];
-    let size = 0;
-    const idle = setTimeout(() => {
+  const prefix: Buffer[] = [];
+  let size = 0;
+  const idle = setTimeout(() => {
+    cleanup();
+    body.destroy();
+    done(new InspectionIdle());
+  }, options.idleTimeoutMs);
+  const cleanup = () => {
+    clearTimeout(idle);
+    body.off('data', onData);
+    body.off('end', onEnd);
+    body.off('error', onError);
+    body.off('close', onClose);
+  };
+  const onData = (chunk: Buffer) => {
+    idle.refresh();
+    prefix.push(chunk);
+    size += chunk.length;
+    if (size > INSPECT_LIMIT_BYTES) {
+      body.pause();
       cleanup();
-      body.destroy();
-      reject(new InspectionIdle());
-    }, options.idleTimeoutMs);
-    const cleanup = () => {
-      clearTimeout(idle);
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-      body.off('close', onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      idle.refresh();
-      prefix.push(chunk);
-      size += chunk.length;
-      if (size > INSPECT_LIMIT_BYTES) {
-        body.pause();
-        cleanup();
-        resolve({ tokenRejected: status === 401, cozeCode: undefined, prefix, complete: false });
-      }
-    };
-    const onEnd = () => {
-      cleanup();
-      const cozeCode = readCode(Buffer.concat(prefix));
-      const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
-      resolve({ tokenRejected, cozeCode, prefix, complete: true });
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    // A cut answer errors its body (the forwarder's contract); one destroyed without an error
-    // (the client left) only closes.
-    const onClose = () => {
-      cleanup();
-      reject(new Error('the Coze answer was closed before it ended'));
-    };
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('error', onError);
-    body.on('close', onClose);
-  });
+      done(null, { tokenRejected: status === 401, cozeCode: undefined, prefix, complete: false });
+    }
+  };
+  const onEnd = () => {
+    cleanup();
+    const cozeCode = readCode(prefix.length === 1 ? (prefix[0] as Buffer) : Buffer.concat(prefix, size));
+    const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
+    done(null, { tokenRejected, cozeCode, prefix, complete: true });
+  };
+  const onError = (err: Error) => {
+    cleanup();
+    done(err);
+  };
+  // A cut answer errors its body (the forwarder's contract); one destroyed without an error
+  // (the client left) only closes.
+  const onClose = () => {
+    cleanup();
+    done(new Error('the Coze answer was closed before it ended'));
+  };
+  body.on('data', onData);
+  body.on('end', onEnd);
+  body.on('error', onError);
+  body.on('close', onClose);
 }
 
-function readCode(body: Buffer): number | undefined {
+/** The bytes a successful Coze answer starts with: `{"code":0,"msg":"",...}` (Coze's success envelope, as the emulator sends it). */
+const SUCCESS_PREFIX = Buffer.from('{"code":0,');
+const SUCCESS_WHOLE = Buffer.from('{"code":0}');
+const CODE_KEY = Buffer.from('"code"');
+const ESCAPE = Buffer.from('\\u');
+
+/**
+ * The `code` of a small JSON answer. The common success is recognised from its first bytes,
+ * without JSON.parse, when no other key could be `code`: JSON.parse keeps the last of a repeated
+ * key, so a body with `"code"` further on, or any `\u` escape (a key may be spelt with one), is
+ * parsed the full way, like every other answer. (Invalid JSON after that prefix also reads as 0,
+ * where JSON.parse would learn nothing: either way the answer is neither a rejection nor counted.)
+ */
+export function readCode(body: Buffer): number | undefined {
+  const success =
+    body.length > SUCCESS_PREFIX.length
+      ? body.subarray(0, SUCCESS_PREFIX.length).equals(SUCCESS_PREFIX) && body.indexOf(CODE_KEY, SUCCESS_PREFIX.length) === -1 && body.indexOf(ESCAPE) === -1
+      : body.equals(SUCCESS_WHOLE);
+  if (success) return 0;
   try {
     const parsed: unknown = JSON.parse(body.toString('utf8'));
     if (typeof parsed === 'object' && parsed !== null && 'code' in parsed) {

@@ -93,16 +93,11 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
       upstream.on('error', () => undefined);
       // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
       // A refusal that stalls is bounded by the handshake's own deadline.
-      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }, { idleTimeoutMs: deps.connectTimeoutMs }).then(
-        (inspected) => {
-          handshake.destroy();
-          resolve({ refused: response, inspected });
-        },
-        () => {
-          handshake.destroy();
-          reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));
-        },
-      );
+      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }, { idleTimeoutMs: deps.connectTimeoutMs }, (_err, inspected) => {
+        handshake.destroy();
+        if (inspected) resolve({ refused: response, inspected });
+        else reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));
+      });
     });
     upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
   }).finally(() => request.client.off('close', onClientGone));

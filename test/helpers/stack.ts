@@ -5,8 +5,19 @@ import { Registry } from 'prom-client';
 import { loadConfig, type GatewayConfig } from '../../src/config/load.js';
 import { createEmulator, generateEmulatorApp, type Emulator, type EmulatorOptions } from '../../src/emulator/index.js';
 import { createLogger } from '../../src/log/logger.js';
+import { DEFERRED_STEPS, type Steps } from '../../src/maybe.js';
 import { createGateway, createMainServer, type Gateway, type GatewayDeps } from '../../src/server.js';
 import { addressPort, listen } from '../../src/cli/serve.js';
+
+let steps: Steps | undefined;
+
+/**
+ * From now on, stacks started in this process chain every request step later, as if each had
+ * waited for I/O (src/maybe.ts): test/e2e/async-steps.test.ts runs the e2e cases this way too.
+ */
+export function deferEveryStep(): void {
+  steps = DEFERRED_STEPS;
+}
 
 export const CALLER_ISSUER = 'https://idp.example.test';
 export const CALLER_AUDIENCE = 'coze-gateway';
@@ -43,6 +54,8 @@ export interface Replica {
 }
 
 export interface StackOptions {
+  /** How request steps are chained; by default STEPS, or DEFERRED_STEPS after deferEveryStep(). */
+  steps?: Steps;
   env?: Record<string, string>;
   flags?: Record<string, string>;
   emulator?: Partial<EmulatorOptions>;
@@ -88,7 +101,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         cb();
       },
     });
-    const gateway = await createGateway(config, { ...options.gatewayDeps, logger: createLogger({ level: 'debug', destination }), registry: new Registry() });
+    const gateway = await createGateway(config, { ...options.gatewayDeps, logger: createLogger({ level: 'debug', destination }), registry: new Registry(), ...((options.steps ?? steps) ? { steps: options.steps ?? steps } : {}) });
     const server = createMainServer(gateway.handler, config.server);
     server.on('upgrade', gateway.onUpgrade);
     await listen(server, 0, '127.0.0.1', 'server.port');

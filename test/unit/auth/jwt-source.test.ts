@@ -60,6 +60,6 @@ describe('jwt source: one verification per token', () => {
       assert.match(outcome.reason.message, /iss/);
     }
     assert.ok(counter.count - before <= 1, `${counter.count - before} signature checks for 20 concurrent requests`);
-    await assert.rejects(jwt.authenticate(request(token)), AuthError);
+    await assert.rejects(async () => jwt.authenticate(request(token)), AuthError);
   });
 });
