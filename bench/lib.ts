@@ -184,7 +184,11 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
-/** The env of a gateway child process for the bench: caller JWTs from a static key, no rate limit in the way. */
+/**
+ * The env of a gateway child process for the bench: caller JWTs from a static key, no rate limit
+ * in the way, and no cap on one identity's requests in flight (the stampede is 1,000 concurrent
+ * first requests of one user, which the default cap of 64 would answer 429 beyond the 64th).
+ */
 export function gatewayEnv(cozeUrl: string, publicKey: string, port: number, adminPort: number, extra: Record<string, string> = {}): Record<string, string> {
   return {
     COZE_BASE_URL: cozeUrl,
@@ -196,6 +200,7 @@ export function gatewayEnv(cozeUrl: string, publicKey: string, port: number, adm
     IDENTITY_JWT_AUDIENCE: 'bench',
     ALLOWED_BOT_IDS: 'bench,b',
     RATE_LIMIT_RPM: '100000000',
+    RATE_LIMIT_MAX_CONCURRENT: '0',
     LOG_LEVEL: 'info',
     PORT: String(port),
     HOST: '127.0.0.1',
