@@ -8,7 +8,6 @@ import { readJsonBody } from '../proxy/request-body.js';
 import { sendPrivateJson } from '../http/private-json.js';
 
 export const VENDING_PATH = '/gateway/token';
-export const VENDING_ROUTE = 'gateway.token';
 const MAX_VENDING_BODY_BYTES = 8 * 1024;
 
 /**
