@@ -99,7 +99,8 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
   const setUp = (value: boolean) => {
     if (up === value) return;
     up = value;
-    if (!value) downSince = Date.now();
+    if (value) lastError = '';
+    else downSince = Date.now();
     options.onStateChange?.(value);
     if (!value) return;
     for (const onUp of waiting) onUp();
@@ -110,9 +111,6 @@ export function connectRedis(topology: RedisTopology, options: { commandTimeoutM
   client.on('ready', () => (client instanceof Cluster ? void mastersConnected(client, failFast.connectTimeoutMs).then(() => client.status === 'ready' && setUp(true)) : setUp(true)));
   // A master that goes away cleanly (shut down, failed over) closes without an error event:
   // the reason shown is then the close itself, not the start-up placeholder.
-  client.on('ready', () => {
-    lastError = '';
-  });
   client.on('close', () => {
     if (!lastError) lastError = 'CONNECTION_CLOSED';
     setUp(false);

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import type { Maybe } from '../maybe.js';
 import type { UpstreamResponse } from './forwarder.js';
-import type { InspectedResponse } from './rewrite-response.js';
+import { isJson, type InspectedResponse } from './rewrite-response.js';
 
 /** A bot's whole configuration is a few KiB; an answer past this is not one the gateway relays unfiltered. */
 const MAX_FILTERED_BYTES = 1024 * 1024;
@@ -16,7 +16,7 @@ const MAX_FILTERED_BYTES = 1024 * 1024;
 export function filterResponse(upstream: UpstreamResponse, inspected: InspectedResponse, filter: (bytes: Buffer) => Buffer, options: { idleTimeoutMs: number }): Maybe<InspectedResponse> {
   const status = upstream.statusCode;
   if (status < 200 || status >= 300) return inspected;
-  if (!/\bjson\b/i.test(upstream.headers['content-type'] ?? '')) {
+  if (!isJson(upstream)) {
     upstream.body.destroy();
     throw new GatewayError('upstream-bad-response', { detail: '(a bot info answer that is not JSON)' });
   }

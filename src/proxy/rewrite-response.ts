@@ -22,7 +22,7 @@ export function isEventStream(res: { headers: IncomingHttpHeaders }): boolean {
   return /^text\/event-stream\b/i.test(res.headers['content-type'] ?? '');
 }
 
-function isJson(res: { headers: IncomingHttpHeaders }): boolean {
+export function isJson(res: { headers: IncomingHttpHeaders }): boolean {
   return /\bjson\b/i.test(res.headers['content-type'] ?? '');
 }
 
