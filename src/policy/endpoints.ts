@@ -46,10 +46,10 @@ export interface FieldPolicy {
  */
 export type BodyRule = { readonly kind: 'none' } | { readonly kind: 'stream' } | { readonly kind: 'json'; readonly required: boolean; readonly fields: FieldPolicy };
 
-/** What the caller gets of a successful JSON answer: only `keep` of the object at `path`. */
+/** What the caller gets of a successful JSON answer: only `keep` of the object at the root member `key`. */
 export interface ResponseRule {
   readonly kind: 'display-fields';
-  readonly path: string;
+  readonly key: string;
   readonly keep: readonly string[];
 }
 
@@ -128,7 +128,7 @@ const json = (required: boolean, user: readonly string[] = []): BodyRule => ({ k
  * (prompt_info, model_info, plugins, knowledge, variables, owner_user_id) is the operator's.
  */
 export const BOT_DISPLAY_FIELDS = ['bot_id', 'name', 'description', 'icon_url', 'onboarding_info', 'voice_info_list'] as const;
-const BOT_INFO: ResponseRule = { kind: 'display-fields', path: 'data', keep: BOT_DISPLAY_FIELDS };
+const BOT_INFO: ResponseRule = { kind: 'display-fields', key: 'data', keep: BOT_DISPLAY_FIELDS };
 
 export const ENDPOINTS = [
   { name: 'conversation.create', method: 'POST', path: '/v1/conversation/create', transport: 'http', body: json(false), query: QUERY, tokenFree: true, summary: 'Create a conversation.' },

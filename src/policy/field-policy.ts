@@ -2,6 +2,7 @@ import { GatewayError } from '../errors.js';
 import type { Endpoint, FieldPolicy } from './endpoints.js';
 import { parseJsonObject, type JsonBody, type JsonField } from './json-body.js';
 import { allowlists, checkDrafts, checkScopes, type ScopeOptions, type ScopeValue } from './scope-check.js';
+import { keepMembers, objectText, rootMembers } from './json-members.js';
 import { createQueryRule, type QueryRule } from './query-policy.js';
 
 export type { ScopeOptions } from './scope-check.js';
@@ -112,7 +113,7 @@ export function createFieldRules(endpoint: Endpoint, options: ScopeOptions): Fie
     rewriteBody: endpoint.body.kind === 'json' ? bodyRule(endpoint.body.fields, options, lists) : null,
     rewriteQuery: createQueryRule(endpoint.query, options, lists),
     rewriteEvent: endpoint.events ? eventRule(endpoint.events, options, lists) : null,
-    filterResponse: endpoint.response && options.botInfo !== 'full' ? responseRule(endpoint.response.path, endpoint.response.keep) : null,
+    filterResponse: endpoint.response && options.botInfo !== 'full' ? responseRule(endpoint.response.key, endpoint.response.keep) : null,
   };
 }
 
@@ -185,13 +186,21 @@ function looseJson(frame: Buffer): boolean {
   }
 }
 
-function responseRule(path: string, keep: readonly string[]): (bytes: Buffer) => Buffer {
+function responseRule(key: string, keep: readonly string[]): (bytes: Buffer) => Buffer {
+  const kept = new Set(keep);
   return (bytes) => {
-    const answer = parseJsonObject(bytes);
-    // A Coze error answer (code != 0) carries no bot: it passes as Coze wrote it.
-    const code = valueAt(answer, 'code');
-    if (code !== undefined && !(code.kind === 'number' && Number(code.value) === 0)) return bytes;
-    answer.keepOnly(path, keep);
-    return answer.toBuffer();
+    const text = objectText(bytes);
+    const root = rootMembers(text);
+    // A Coze error answer (code != 0) carries no bot: it passes as Coze wrote it. The first
+    // `code`, as the lossless parser reads a repeated key.
+    const code = root.find((m) => m.key === 'code');
+    if (code && !isZero(text.slice(code.valueStart, code.end))) return bytes;
+    const reduced = keepMembers(text, root, key, kept);
+    return reduced === undefined ? bytes : Buffer.from(reduced, 'utf8');
   };
+}
+
+/** A JSON number (not a string) equal to 0: `0`, `-0`, `0.0`, `0e5`. */
+function isZero(value: string): boolean {
+  return /^-?\d/.test(value) && Number(value) === 0;
 }

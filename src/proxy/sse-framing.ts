@@ -29,8 +29,14 @@ export function createEventGate(maxHeldBytes = MAX_HELD_EVENT_BYTES): EventGate 
   const note = (passed: Buffer) => {
     if (passed.length === 0) return;
     tail = (tail + passed.subarray(-2).toString('latin1')).slice(-2);
+    gate.atBoundary = tail === '\n\n';
+    gate.atLineStart = tail.endsWith('\n');
   };
-  return {
+  // Plain fields kept up to date, not getters: an object literal holding a getter is built
+  // through V8's slow runtime path (bench/README.md).
+  const gate: { -readonly [K in keyof EventGate]: EventGate[K] } = {
+    atBoundary: true,
+    atLineStart: true,
     pass(chunk) {
       const bytes = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
       const end = eventsEnd(bytes);
@@ -51,13 +57,8 @@ export function createEventGate(maxHeldBytes = MAX_HELD_EVENT_BYTES): EventGate 
       note(rest);
       return rest;
     },
-    get atBoundary() {
-      return tail === '\n\n';
-    },
-    get atLineStart() {
-      return tail.endsWith('\n');
-    },
   };
+  return gate;
 }
 
 /** Offset just past the last blank line (`\n\n` or `\n\r\n`); 0 when there is none. */
