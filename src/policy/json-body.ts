@@ -120,7 +120,7 @@ function parseStrict(text: string): Node {
  * Counts nesting outside strings before the recursive parser runs, so a hostile
  * `[[[[...` body is a 400 rather than a stack overflow.
  */
-export function checkDepth(text: string): void {
+function checkDepth(text: string): void {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
