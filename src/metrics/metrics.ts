@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { BoundHistogram, type BoundObserver } from './bound-histogram.js';
 import { AUTH_FAILURE_REASONS, IDENTITY_SOURCES } from '../auth/identity.js';
 import { REDIS_OPERATIONS } from '../cache/redis-client.js';
 import { CACHE_RESULTS } from '../coze/token-cache.js';
@@ -79,14 +80,14 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: options.registry, prefix: PREFIX });
 
   const httpRequests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered, by route rule name, method and status.', labelNames: ['route', 'method', 'status'] as const, registers });
-  const httpDuration = new Histogram({
+  const httpDuration = new BoundHistogram({
     name: `${PREFIX}http_request_duration_seconds`,
     help: 'Time from the request to the end of the response, by route.',
     labelNames: ['route', 'method'] as const,
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers,
   });
-  const upstreamResponse = new Histogram({
+  const upstreamResponse = new BoundHistogram({
     name: `${PREFIX}upstream_response_seconds`,
     help: 'Time for Coze to send response headers, by route.',
     labelNames: ['route'] as const,
@@ -187,24 +188,25 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   for (const window of USAGE_WINDOWS) for (const budget of BUDGET_KINDS) budgetRefusals.labels(window, budget).inc(0);
   for (const outcome of ['ok', 'error']) budgetOverrideReloads.labels(outcome).inc(0);
 
-  // prom-client hashes the label values on every labels() call; the label sets are closed, so
-  // each child is looked up once and kept, reached through maps keyed by the values themselves
-  // (no key string is built per request: bench/README.md).
+  // prom-client hashes the label values on every labels() call, and a histogram child's observe
+  // hashes them again; the label sets are closed, so each counter child is looked up once and
+  // each histogram set bound once (bound-histogram.ts), reached through maps keyed by the values
+  // themselves (no key string is built per request: bench/README.md).
   interface RouteChildren {
-    upstream: ReturnType<typeof upstreamResponse.labels>;
-    byMethod: Map<string, { duration: ReturnType<typeof httpDuration.labels>; byStatus: Map<number, ReturnType<typeof httpRequests.labels>> }>;
+    upstream: BoundObserver;
+    byMethod: Map<string, { duration: BoundObserver; byStatus: Map<number, ReturnType<typeof httpRequests.labels>> }>;
     tokens?: { input: ReturnType<typeof usageTokens.labels>; output: ReturnType<typeof usageTokens.labels> };
   }
   const byRoute = new Map<string, RouteChildren>();
   function routeChildren(route: string): RouteChildren {
     let found = byRoute.get(route);
-    if (!found) byRoute.set(route, (found = { upstream: upstreamResponse.labels(route), byMethod: new Map() }));
+    if (!found) byRoute.set(route, (found = { upstream: upstreamResponse.bind({ route }), byMethod: new Map() }));
     return found;
   }
   function methodChildren(route: string, method: string) {
     const { byMethod } = routeChildren(route);
     let found = byMethod.get(method);
-    if (!found) byMethod.set(method, (found = { duration: httpDuration.labels(route, method), byStatus: new Map() }));
+    if (!found) byMethod.set(method, (found = { duration: httpDuration.bind({ route, method }), byStatus: new Map() }));
     return found;
   }
 
