@@ -84,14 +84,19 @@ const LOG_ID = /^[A-Za-z0-9]{1,64}$/;
  */
 export function scrubRequestHeaders(headers: IncomingHttpHeaders, options: { forward?: readonly string[] } = {}): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const name of [...FORWARDED_REQUEST_HEADERS, ...(options.forward ?? [])]) {
+  copyAllowed(headers, FORWARDED_REQUEST_HEADERS, out);
+  if (options.forward) copyAllowed(headers, options.forward, out);
+  if (headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) out['content-length'] = headers['content-length'];
+  return out;
+}
+
+function copyAllowed(headers: IncomingHttpHeaders, names: readonly string[], out: OutgoingHttpHeaders): void {
+  for (const name of names) {
     const value = headers[name];
     if (value === undefined) continue;
     if (name === 'x-tt-logid' && (typeof value !== 'string' || !LOG_ID.test(value))) continue;
     out[name] = value;
   }
-  if (headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) out['content-length'] = headers['content-length'];
-  return out;
 }
 
 function named(headers: IncomingHttpHeaders): Set<string> {
@@ -109,7 +114,7 @@ function named(headers: IncomingHttpHeaders): Set<string> {
  * would let Coze set policy for the gateway's own origin (HSTS, Alt-Svc, Clear-Site-Data,
  * reporting endpoints), besides hop-by-hop headers and the gateway's own X-Request-Id.
  */
-const DROPPED_RESPONSE_HEADERS: readonly string[] = [
+const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
   ...HOP_BY_HOP,
   'set-cookie',
   'set-cookie2',
@@ -123,14 +128,16 @@ const DROPPED_RESPONSE_HEADERS: readonly string[] = [
   'reporting-endpoints',
   'nel',
   'timing-allow-origin',
-];
+]);
 
 /** Coze's answer minus the headers above and any header named in its Connection. */
 export function scrubResponseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const drop = new Set([...DROPPED_RESPONSE_HEADERS, ...named(headers)]);
+  // The names Coze's Connection header lists, read only when it sent one.
+  const listed = headers.connection === undefined ? undefined : named(headers);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || drop.has(name) || name.startsWith('access-control-')) continue;
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || listed?.has(name) || name.startsWith('access-control-')) continue;
     out[name] = value;
   }
   return out;

@@ -21,7 +21,7 @@ export function guardRequestTarget(method: string, rawUrl: string): { path: stri
   if (path.includes(';')) throw new GatewayError('bad-path');
   // Every escape must be well-formed, and none may encode a separator, a dot, a backslash, a
   // NUL, or a percent sign (double encoding).
-  for (const match of path.matchAll(/%(..)?/g)) {
+  if (path.includes('%')) for (const match of path.matchAll(/%(..)?/g)) {
     const hex = match[1];
     if (!hex || !/^[0-9A-Fa-f]{2}$/.test(hex)) throw new GatewayError('bad-path');
     if (['2e', '2f', '5c', '00', '25'].includes(hex.toLowerCase()) || parseInt(hex, 16) < 0x20) throw new GatewayError('bad-path');
