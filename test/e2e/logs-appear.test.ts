@@ -36,7 +36,7 @@ describe('logs appear', () => {
     assert.equal(line.sharedCache, 'none');
     assert.equal(gateway.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('listening')).length, 1, 'one line');
 
-    // A single request's line shows up too, long before 4 KiB of lines have gathered.
+    // A single request's line shows up too, long before a batch of lines has gathered.
     const res = await fetch(`http://127.0.0.1:${gateway.port}/v1/bots/b`, { headers: { 'x-api-key': 'logs-key-0123456789' } });
     const requestId = res.headers.get('x-request-id');
     await gateway.waitForLog((l) => l.requestId === requestId, `for request ${requestId}`);
