@@ -47,17 +47,21 @@ export interface JsonBody {
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** The text of a JSON body; bytes that are not UTF-8 are bad-json-body, never replaced. */
+export function decodeUtf8(bytes: Buffer): string {
+  try {
+    return fatalUtf8.decode(bytes);
+  } catch {
+    throw new GatewayError('bad-json-body', { detail: 'The body is not valid UTF-8.' });
+  }
+}
+
 /**
  * Parses a JSON object strictly (RFC 8259: UTF-8, no comments, no trailing commas, nothing after
  * the value, at most MAX_JSON_DEPTH levels). Anything else is 400 bad-json-body, never a 500.
  */
 export function parseJsonObject(bytes: Buffer): JsonBody {
-  let text: string;
-  try {
-    text = fatalUtf8.decode(bytes);
-  } catch {
-    throw new GatewayError('bad-json-body', { detail: 'The body is not valid UTF-8.' });
-  }
+  const text = decodeUtf8(bytes);
   checkDepth(text);
   const root = parseStrict(text);
   if (root.type !== 'object') throw new GatewayError('bad-json-body', { detail: 'Expected a JSON object.' });

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import { decodeUtf8 } from './json-body.js';
 
 /**
  * Keeps only some members of the objects under one root key of a JSON answer (bot info reduced
@@ -19,20 +20,13 @@ export interface MemberSpan {
   readonly end: number;
 }
 
-const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 /**
  * The text of a JSON object, checked as strictly as parseJsonObject checks a body (UTF-8, RFC
  * 8259); anything else is bad-json-body. No depth limit is needed: V8's JSON.parse and the walks
  * below are iterative, so a deeply nested answer cannot overflow the stack.
  */
 export function objectText(bytes: Buffer): string {
-  let text: string;
-  try {
-    text = fatalUtf8.decode(bytes);
-  } catch {
-    throw new GatewayError('bad-json-body', { detail: 'The body is not valid UTF-8.' });
-  }
+  const text = decodeUtf8(bytes);
   let value: unknown;
   try {
     value = JSON.parse(text);
