@@ -86,6 +86,12 @@ export interface TokenClient {
 
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 2000;
+/**
+ * A retry is made only if it would still have this long before the deadline: an attempt given a
+ * few milliseconds can only time out, and would report a timeout where Coze's own error was the
+ * cause (a test saw it on a loaded machine).
+ */
+const MIN_ATTEMPT_MS = 100;
 const MAX_TOKEN_BODY_BYTES = 64 * 1024;
 
 export function createTokenClient(options: TokenClientOptions): TokenClient {
@@ -134,7 +140,7 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
         // A timeout is not retried: each attempt already had the whole remaining deadline.
         if (!RETRYABLE.has(last.outcome)) break;
         const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1)) * (0.5 + random() / 2);
-        if (now() + backoff >= deadline) {
+        if (now() + backoff + MIN_ATTEMPT_MS > deadline) {
           last = { ...last, message: `${last.message}; gave up after ${attempt} attempts within the ${options.deadlineMs} ms deadline` };
           break;
         }

@@ -119,6 +119,15 @@ describe('token client against the emulator', () => {
     assert.equal(reports.length, 1);
   });
 
+  it('retry-keeps-a-useful-deadline: no retry is made with under 100 ms left, so Coze\'s own error is what is reported', async () => {
+    emulator.setTokenFault({ kind: 'status', status: 500 });
+    let clock = 0;
+    // Backoffs of 100 then 200 ms (no jitter): a third attempt would start at 300 ms with 50 left.
+    const c = client({ deadlineMs: 350, now: () => clock, sleep: async (ms) => void (clock += ms), random: () => 1 });
+    await assert.rejects(c.exchange('ivy'), (err: unknown) => err instanceof TokenMintError && err.outcome === 'server_error' && /gave up after 2 attempts/.test(err.message));
+    assert.equal(emulator.tokenRequests, 2);
+  });
+
   it('times out a slow endpoint as a timeout', async () => {
     emulator.setTokenFault({ kind: 'hang' });
     await assert.rejects(client({ deadlineMs: 150 }).exchange('hal'), (err: unknown) => err instanceof TokenMintError && err.outcome === 'timeout');
