@@ -13,7 +13,7 @@ import { createRequestLog } from '../log/request-log.js';
 import { STEPS, type Maybe } from '../maybe.js';
 import { admit, recordDenial, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
-import { toUpstreamError, type Forwarder, type UpstreamResponse } from './forwarder.js';
+import { toUpstreamError, type Forwarder, type UpstreamCall, type UpstreamResponse } from './forwarder.js';
 import type { CompiledEndpoint } from '../policy/route-table.js';
 import type { BodyBudget } from './body-budget.js';
 import { planBody, type BodyPlan } from './request-body.js';
@@ -90,6 +90,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
     }
 
+    const wait = watchTheWait(req, res);
     res.on('close', () => {
       log.usage?.end();
       const status = res.writableFinished ? res.statusCode : 499;
@@ -110,6 +111,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         bytesOut: log.bytesOut,
         tokens: log.usage?.counted,
       });
+      wait.closed();
     });
 
     const preflight = deps.cors.preflight(req.headers);
@@ -118,7 +120,6 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       return;
     }
 
-    const wait = watchTheWait(req, res);
     const fail = (err: unknown): void => {
       if (!(err instanceof ClientGone)) {
         if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
@@ -140,7 +141,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       steps.after(
         admit(deps, req, trace, { endpoint: deps.vendingEndpoint }),
         (vending) => {
-          res.once('close', vending.release);
+          wait.hold(vending.release);
           steps.after(vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey), wait.release, fail);
         },
         fail,
@@ -153,7 +154,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       steps.after(
         admit(deps, req, trace, { endpoint: deps.usageEndpoint }),
         (asking) => {
-          res.once('close', asking.release);
+          wait.hold(asking.release);
           steps.after(serveUsage(res, asking.identity, usage.report), wait.release, fail);
         },
         fail,
@@ -176,7 +177,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     function admitted(granted: Admission): void {
       admission = granted;
-      res.once('close', granted.release);
+      wait.hold(granted.release);
       if (granted.endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
       let plan: Maybe<BodyPlan>;
       try {
@@ -218,7 +219,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       // The forwarder copies the headers when it sends them, so one object serves every attempt.
       headers.authorization = `Bearer ${current.accessToken}`;
       attemptStarted = performance.now();
-      sendOnce(res, req.method ?? 'GET', path, headers, body, answered);
+      sendOnce(res, wait, req.method ?? 'GET', path, headers, body, answered);
     }
 
     function answered(err: Error | null, answer?: UpstreamResponse): void {
@@ -329,57 +330,82 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
    * One upstream attempt, bounded by the time-to-headers deadline and the client's presence.
    * The forwarder calls back only after send() returns, so the timer and listener are armed.
    */
-  function sendOnce(res: ServerResponse, method: string, path: string, headers: OutgoingHttpHeaders, body: BodyPlan, done: (err: Error | null, answer?: UpstreamResponse) => void): void {
+  function sendOnce(res: ServerResponse, wait: Wait, method: string, path: string, headers: OutgoingHttpHeaders, body: BodyPlan, done: (err: Error | null, answer?: UpstreamResponse) => void): void {
     if (res.destroyed) {
       done(new ClientGone());
       return;
     }
     const upstream = deps.forwarder.send({ method, path, headers, body: body.open((err) => upstream.abort(err)) }, (err, answer) => {
       clearTimeout(timer);
-      res.off('close', onClose);
+      wait.attempt = undefined;
       done(err, answer);
     });
     const timer = setTimeout(() => upstream.abort(new UpstreamDeadline()), deps.upstreamTimeoutMs);
-    const onClose = () => {
-      if (!res.writableFinished) upstream.abort(new ClientGone());
-    };
-    res.on('close', onClose);
+    wait.attempt = upstream;
   }
 }
 
 const VENDING_QUERY = `${VENDING_PATH}?`;
 
-/** The client's side of a request while the gateway works for it, until the relay takes over. */
+/**
+ * The client's side of a request while the gateway works for it. One `close` listener per
+ * request (the handler's) reaches all of it through `closed()`: listeners added and removed per
+ * step were a measurable share of a cached request (bench/README.md).
+ */
 interface Wait {
+  /** The upstream attempt in flight (sendOnce): aborted if the client leaves. */
+  attempt: UpstreamCall | undefined;
   /** Coze's answer from its first byte: cut if the client leaves before the relay watches it. */
   answer: UpstreamResponse | undefined;
+  /**
+   * Takes the admission's release (the identity's concurrency slot), called once the response
+   * closes; at once if it closed already (the client left while an admission step waited).
+   */
+  hold(release: () => void): void;
+  /** The relay (or the local answer) has taken over the client. */
   release(): void;
+  /** The response closed: called by the handler's one `close` listener, after the log line. */
+  closed(): void;
 }
 
 /**
  * While the gateway waits for Coze the client has nothing to send, and the socket's inactivity
  * timeout (counted from the request's last byte) would cut it just before the gateway's own
  * deadlines answer 504: those bound the wait instead, and an upload still arriving is cut as
- * Node would cut it. And from an answer's first byte until the relay watches the client itself
- * (before it, sendOnce does), a client that leaves cuts the answer, so Coze stops and the pooled
+ * Node would cut it. And until the relay watches the client itself, a client that leaves aborts
+ * the attempt in flight, or cuts the answer from its first byte, so Coze stops and the pooled
  * connection is not left paused under a body nobody reads.
  */
 function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
+  let watching = true;
+  let closed = false;
+  let slot: (() => void) | undefined;
   const onSocketIdle = (socket: Socket) => {
     if (!req.complete) socket.destroy();
   };
-  const onClientGone = () => {
-    if (!res.writableFinished) wait.answer?.body.destroy();
-  };
   const wait: Wait = {
+    attempt: undefined,
     answer: undefined,
+    hold(release) {
+      if (closed) release();
+      else slot = release;
+    },
     release() {
+      if (!watching) return;
+      watching = false;
       res.off('timeout', onSocketIdle);
-      res.off('close', onClientGone);
+    },
+    closed() {
+      closed = true;
+      if (!res.writableFinished) {
+        wait.attempt?.abort(new ClientGone());
+        if (watching) wait.answer?.body.destroy();
+      }
+      wait.release();
+      slot?.();
     },
   };
   res.on('timeout', onSocketIdle);
-  res.on('close', onClientGone);
   return wait;
 }
 

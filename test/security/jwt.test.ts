@@ -12,7 +12,8 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 interface KeySetServer {
   url: string;
   fetches: number;
-  mode: 'ok' | 'down' | 'slow';
+  /** slow: answers after 2.5 s; late: after 400 ms. */
+  mode: 'ok' | 'down' | 'slow' | 'late';
   close(): Promise<void>;
 }
 
@@ -23,6 +24,7 @@ async function startKeySet(keys: object[]): Promise<KeySetServer> {
     if (state.mode === 'down') return void res.writeHead(503).end('down');
     const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
     if (state.mode === 'slow') setTimeout(answer, 2500);
+    else if (state.mode === 'late') setTimeout(answer, 400);
     else answer();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -219,6 +221,34 @@ describe('caller JWTs against a JWKS endpoint', () => {
       const res = await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(keys.privateKey, good(), { kid: 'idp-1' })}` } });
       assertEnvelope(res, 503, 'identity-provider-unavailable');
       assert.ok(Date.now() - started < 2400, `answered after ${Date.now() - started} ms`);
+    } finally {
+      jwks.mode = 'ok';
+      await cold.close();
+    }
+  });
+
+  it('client-leaves-during-admission: a caller gone while its JWT waits for the key set gets its concurrency slot back', async () => {
+    jwks.mode = 'late';
+    const cold = await startStack({ env: { IDENTITY_JWT_JWKS_URL: jwks.url, RATE_LIMIT_MAX_CONCURRENT: '1' } });
+    try {
+      const jwt = await sign(keys.privateKey, { ...good(), sub: 'dora' }, { kid: 'idp-1' });
+      const gone = new AbortController();
+      const first = fetch(`${cold.url}/v1/bots/b`, { headers: { authorization: `Bearer ${jwt}` }, signal: gone.signal }).then(
+        () => 'answered',
+        () => 'aborted',
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      gone.abort();
+      assert.equal(await first, 'aborted', 'the caller left while the key set was being fetched');
+      // The admission finishes after the caller left, and takes the identity's one slot: it must
+      // give it back (it once waited for a close that had already happened). Polled: until the
+      // key set answers, the slot is legitimately held.
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        status = (await request(cold.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } })).status;
+      }
+      assert.equal(status, 200, 'the same identity is served again: no slot was left taken');
     } finally {
       jwks.mode = 'ok';
       await cold.close();
