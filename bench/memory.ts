@@ -22,7 +22,7 @@ gc();
 gc();
 const before = process.memoryUsage();
 for (let i = 0; i < SESSIONS; i += 1000) {
-  await Promise.all(names.slice(i, i + 1000).map((n) => cache.get(n)));
+  await Promise.all(names.slice(i, i + 1000).map((n) => cache.lookup(n)));
 }
 gc();
 gc();

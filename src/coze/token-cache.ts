@@ -42,8 +42,6 @@ export interface TokenCacheOptions {
 export interface TokenCache {
   /** The session's token: a plain value when a fresh (or stale but usable) one is cached, a promise when it must wait for a mint. */
   lookup(sessionName: string): Maybe<TokenLookup>;
-  /** `lookup`, always as a promise. */
-  get(sessionName: string): Promise<TokenLookup>;
   /**
    * Drops the entry only if it still holds `accessToken`, so a racer never drops a newer token;
    * with a shared level, there too. Resolves whether this replica's entry was dropped.
@@ -155,10 +153,6 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
 
   return {
     lookup,
-
-    async get(sessionName: string): Promise<TokenLookup> {
-      return lookup(sessionName);
-    },
 
     async invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean> {
       const entry = entries.peek(sessionName);

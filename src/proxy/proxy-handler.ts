@@ -265,7 +265,9 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         if (!result) throw inspectionFailure(err as Error);
         if (result.cozeCode !== undefined) deps.metrics.countCozeCode(result.cozeCode);
         const filter = admission.endpoint.rules.filterResponse;
-        steps.after(filter && !result.tokenRejected ? filterResponse(upstream, result, filter, readOptions) : result, checked, fail);
+        steps.after(filter && !result.tokenRejected ? filterResponse(upstream, result, filter, readOptions) : result, checked, (err) =>
+          fail(err instanceof InspectionIdle ? inspectionFailure(err) : err),
+        );
       } catch (thrown) {
         fail(thrown);
       }

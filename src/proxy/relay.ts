@@ -6,7 +6,7 @@ import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { Framing } from '../policy/endpoints.js';
 import type { RequestUsage } from '../usage/usage-observer.js';
 import type { UpstreamResponse } from './forwarder.js';
-import { createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
+import { completeBody, createSseObserver, isEventStream, type InspectedResponse } from './rewrite-response.js';
 import { createEventGate, finalEvent } from './sse-framing.js';
 
 export interface RelayContext {
@@ -58,7 +58,7 @@ export function relayResponse(options: RelayOptions): void {
   }
   const { usage } = options;
   if (inspected.complete) {
-    const bytes = Buffer.concat(inspected.prefix);
+    const bytes = completeBody(inspected);
     // The body may have been filtered (response-filter.ts): its own length, never Coze's.
     headers['content-length'] = String(bytes.length);
     delete headers['transfer-encoding'];

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import type { Maybe } from '../maybe.js';
 import type { UpstreamResponse } from './forwarder.js';
-import { isJson, type InspectedResponse } from './rewrite-response.js';
+import { completeBody, InspectionIdle, isJson, type InspectedResponse } from './rewrite-response.js';
 
 /** A bot's whole configuration is a few KiB; an answer past this is not one the gateway relays unfiltered. */
 const MAX_FILTERED_BYTES = 1024 * 1024;
@@ -21,7 +21,7 @@ export function filterResponse(upstream: UpstreamResponse, inspected: InspectedR
     throw new GatewayError('upstream-bad-response', { detail: '(a bot info answer that is not JSON)' });
   }
   // A small answer was read whole by the inspection: filtered at once, with no promise.
-  if (inspected.complete) return filtered(inspected, Buffer.concat(inspected.prefix), filter);
+  if (inspected.complete) return filtered(inspected, completeBody(inspected), filter);
   return readRest(upstream.body, inspected.prefix, options.idleTimeoutMs).then((bytes) => filtered(inspected, bytes, filter));
 }
 
@@ -38,12 +38,13 @@ function readRest(body: Readable, prefix: readonly Buffer[], idleTimeoutMs: numb
   return new Promise((resolve, reject) => {
     const chunks = [...prefix];
     let size = chunks.reduce((n, c) => n + c.length, 0);
-    const fail = (error: GatewayError) => {
+    const fail = (error: Error) => {
       clearTimeout(idle);
       body.destroy();
       reject(error);
     };
-    const idle = setTimeout(() => fail(new GatewayError('upstream-timeout', { detail: '(Coze sent part of its answer, then nothing for server.streamIdleTimeoutSeconds.)' })), idleTimeoutMs);
+    // The same failure as a quiet answer during the inspection: the handler answers 504 and counts it.
+    const idle = setTimeout(() => fail(new InspectionIdle()), idleTimeoutMs);
     body.on('data', (chunk: Buffer) => {
       idle.refresh();
       size += chunk.length;

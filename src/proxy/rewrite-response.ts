@@ -18,6 +18,11 @@ export interface InspectedResponse {
   complete: boolean;
 }
 
+/** The whole body of a complete answer, without a copy when it came (or was filtered) as one chunk. */
+export function completeBody(inspected: InspectedResponse): Buffer {
+  return inspected.prefix.length === 1 ? (inspected.prefix[0] as Buffer) : Buffer.concat(inspected.prefix);
+}
+
 export function isEventStream(res: { headers: IncomingHttpHeaders }): boolean {
   return /^text\/event-stream\b/i.test(res.headers['content-type'] ?? '');
 }
@@ -80,9 +85,10 @@ export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs:
   };
   const onEnd = () => {
     cleanup();
-    const cozeCode = readCode(prefix.length === 1 ? (prefix[0] as Buffer) : Buffer.concat(prefix, size));
+    const whole = prefix.length === 1 ? (prefix[0] as Buffer) : Buffer.concat(prefix, size);
+    const cozeCode = readCode(whole);
     const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
-    done(null, { tokenRejected, cozeCode, prefix, complete: true });
+    done(null, { tokenRejected, cozeCode, prefix: [whole], complete: true });
   };
   const onError = (err: Error) => {
     cleanup();

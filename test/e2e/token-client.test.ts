@@ -61,7 +61,7 @@ describe('token client against the emulator', () => {
   it('1,000 concurrent lookups for one new session cause exactly one exchange', async () => {
     const tokenClient = client();
     const cache = createTokenCache({ mint: (s) => tokenClient.exchange(s), maxEntries: 100, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000 });
-    const results = await Promise.all(Array.from({ length: 1000 }, () => cache.get('stampede')));
+    const results = await Promise.all(Array.from({ length: 1000 }, () => cache.lookup('stampede')));
     assert.equal(emulator.stats.exchanges, 1);
     assert.equal(new Set(results.map((r) => r.token.accessToken)).size, 1);
     assert.equal(emulator.stats.exchangesBySession.get('stampede'), 1);

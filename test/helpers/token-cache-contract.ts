@@ -81,7 +81,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const results: CacheResult[] = [];
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, onLookup: (r) => results.push(r) });
 
-    const lookups = Array.from({ length: 1000 }, () => cache.get('alice'));
+    const lookups = Array.from({ length: 1000 }, () => cache.lookup('alice'));
     await idle(cache, mint);
     await mint.called(1);
     const token = await mint.resolveNext();
@@ -90,7 +90,7 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     assert.equal(results.filter((r) => r === 'miss').length, 1);
     assert.equal(results.filter((r) => r === 'coalesced').length, 999);
 
-    const again = await cache.get('alice');
+    const again = await cache.lookup('alice');
     assert.equal(again.result, 'hit');
     await mint.called(1);
   });
@@ -99,19 +99,19 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0 });
-    const first = cache.get('bob');
+    const first = cache.lookup('bob');
     await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await first;
 
     clock.advance((900 - 60) * 1000); // exactly at refresh-at: stale
-    const lookups = await Promise.all(Array.from({ length: 50 }, () => cache.get('bob')));
+    const lookups = await Promise.all(Array.from({ length: 50 }, () => cache.lookup('bob')));
     assert.ok(lookups.every((l) => l.result === 'stale' && l.token.accessToken === t1.accessToken));
     await mint.called(2);
 
     const t2 = await mint.resolveNext();
     await idle(cache, mint);
-    const after = await cache.get('bob');
+    const after = await cache.lookup('bob');
     assert.equal(after.result, 'hit');
     assert.equal(after.token.accessToken, t2.accessToken);
   });
@@ -120,26 +120,26 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0.999 });
-    const p = cache.get('j');
+    const p = cache.lookup('j');
     await idle(cache, mint);
     await mint.resolveNext();
     await p;
     clock.advance((900 - 67) * 1000); // jitter adds up to 10% of 60 s: refresh-at is at 834.006 s
-    assert.equal((await cache.get('j')).result, 'hit');
+    assert.equal((await cache.lookup('j')).result, 'hit');
     clock.advance(2000);
-    assert.equal((await cache.get('j')).result, 'stale');
+    assert.equal((await cache.lookup('j')).result, 'stale');
   });
 
   it('makes callers wait for the mint once the token is expired', async () => {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock, 900);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
-    const p = cache.get('carol');
+    const p = cache.lookup('carol');
     await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
     clock.advance(900 * 1000);
-    const lookups = [cache.get('carol'), cache.get('carol')];
+    const lookups = [cache.lookup('carol'), cache.lookup('carol')];
     await idle(cache, mint);
     await mint.called(2);
     const t2 = await mint.resolveNext();
@@ -152,20 +152,20 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
-    const p = cache.get('dave');
+    const p = cache.lookup('dave');
     await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
 
     assert.equal(await cache.invalidateIfSame('dave', t1.accessToken), true);
-    const p2 = cache.get('dave');
+    const p2 = cache.lookup('dave');
     await idle(cache, mint);
     const t2 = await mint.resolveNext();
     await p2;
 
     // A late racer still holding t1 must not drop the newer t2.
     assert.equal(await cache.invalidateIfSame('dave', t1.accessToken), false);
-    assert.equal((await cache.get('dave')).token.accessToken, t2.accessToken);
+    assert.equal((await cache.lookup('dave')).token.accessToken, t2.accessToken);
     await mint.called(2);
   });
 
@@ -180,24 +180,24 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
       now: clock.now,
     });
     for (let i = 0; i < 1000; i++) {
-      await cache.get(`s${i}`);
+      await cache.lookup(`s${i}`);
       assert.ok(cache.size <= 100);
     }
     assert.equal(cache.size, 100);
-    assert.equal((await cache.get('s999')).result, 'hit', 'the most recent survive');
-    assert.equal((await cache.get('s0')).result, 'miss', 'the oldest were evicted');
+    assert.equal((await cache.lookup('s999')).result, 'hit', 'the most recent survive');
+    assert.equal((await cache.lookup('s0')).result, 'miss', 'the oldest were evicted');
   });
 
   it('shares one failure with every waiter and mints again on the next lookup', async () => {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
-    const lookups = [cache.get('erin'), cache.get('erin')];
+    const lookups = [cache.lookup('erin'), cache.lookup('erin')];
     await idle(cache, mint);
     (await mint.next()).reject(new TokenMintError({ outcome: 'invalid_client', attempts: 1, message: 'nope' }));
     const settled = await Promise.allSettled(lookups);
     assert.ok(settled.every((s) => s.status === 'rejected' && (s.reason as TokenMintError).outcome === 'invalid_client'));
-    const retry = cache.get('erin');
+    const retry = cache.lookup('erin');
     await idle(cache, mint);
     await mint.called(2);
     await mint.resolveNext();
@@ -208,10 +208,10 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const clock = createFakeClock(Date.now());
     const mint = createManualMint(clock);
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 20, now: clock.now });
-    await assert.rejects(cache.get('frank'), (err: unknown) => err instanceof TokenMintError && err.outcome === 'timeout');
+    await assert.rejects(async () => cache.lookup('frank'), (err: unknown) => err instanceof TokenMintError && err.outcome === 'timeout');
     const token = await mint.resolveNext();
     await idle(cache, mint);
-    const later = await cache.get('frank');
+    const later = await cache.lookup('frank');
     assert.deepEqual(later, { token, result: 'hit' });
     await mint.called(1);
   });
@@ -221,16 +221,16 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const mint = createManualMint(clock, 900);
     const failures: string[] = [];
     const cache = createTokenCache({ mint: mint.mint, maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now, random: () => 0, onBackgroundRefreshError: (s) => failures.push(s) });
-    const p = cache.get('gina');
+    const p = cache.lookup('gina');
     await idle(cache, mint);
     const t1 = await mint.resolveNext();
     await p;
     clock.advance(850 * 1000);
-    assert.equal((await cache.get('gina')).token.accessToken, t1.accessToken);
+    assert.equal((await cache.lookup('gina')).token.accessToken, t1.accessToken);
     (await mint.next()).reject(new TokenMintError({ outcome: 'server_error', attempts: 3, message: 'down' }));
     await idle(cache, mint);
     assert.deepEqual(failures, ['gina']);
-    const again = await cache.get('gina');
+    const again = await cache.lookup('gina');
     assert.equal(again.result, 'stale');
     assert.equal(again.token.accessToken, t1.accessToken);
   });
