@@ -10,7 +10,9 @@ const OFF = 'budgets off';
 const OFF_AGAIN = "budgets off (A')";
 const ON = 'budgets on';
 /** Budgets so large they never refuse: what is measured is the check, not a 429. */
-const ON_ENV = { BUDGET_TOKENS_PER_DAY: '1000000000000', BUDGET_TOKENS_PER_MONTH: '1000000000000', BUDGET_REQUESTS_PER_DAY: '1000000000000', BUDGET_TIME_ZONE: 'Asia/Shanghai' };
+const ON_ENV = { BUDGET_TOKENS_PER_DAY: '1000000000000', BUDGET_TOKENS_PER_MONTH: '1000000000000', BUDGET_REQUESTS_PER_DAY: '1000000000000' };
+/** Every gateway has the same time zone, so on and off differ by the budgets alone. */
+const COMMON_ENV = { BUDGET_TIME_ZONE: 'Asia/Shanghai' };
 /** A small JSON answer that reports no usage (the request is counted), and a completed chat whose usage is read and counted. */
 const PATHS = [
   { label: 'GET /v1/bots/bench (request counted)', path: '/v1/bots/bench' },
@@ -29,7 +31,7 @@ async function startCast(): Promise<Cast> {
   const children: Child[] = [origin];
   const { privateKeyPem } = await generateEmulatorApp();
   const targets: Cast['targets'] = [];
-  for (const [name, extra] of [[OFF, {}], [OFF_AGAIN, {}], [ON, ON_ENV]] as const) {
+  for (const [name, extra] of [[OFF, COMMON_ENV], [OFF_AGAIN, COMMON_ENV], [ON, { ...COMMON_ENV, ...ON_ENV }]] as const) {
     const port = await freePort();
     const gateway = await startGateway({ ...gatewayEnv(`http://127.0.0.1:${origin.port}`, publicKey, port, await freePort(), extra), COZE_PRIVATE_KEY: privateKeyPem, LOG_LEVEL: 'warn' }, 1);
     children.push(gateway);

@@ -32,12 +32,15 @@ ${rows.join('\n')}
 
 Label values:
 - \`route\`: the name of the allowlist rule that matched (\`chat\`, \`conversation.list\`, ...), \`gateway.token\`,
-  or \`unmatched\`.
+  \`gateway.usage\`, or \`unmatched\`.
 - \`result\` (token cache): \`hit\`, \`stale\` (served while one background refresh runs), \`miss\`, \`coalesced\`
   (waited for a mint already in flight).
 - \`outcome\` (mints): \`success\`, \`invalid_client\`, \`access_deny\`, \`invalid_request\`, \`unsupported_grant_type\`,
-  \`server_error\`, \`network_error\`, \`timeout\`, \`bad_response\`, \`other_error\`.
-- \`kind\` (upstream errors): \`connect\`, \`reset\`, \`timeout\`, \`idle_timeout\`, \`bad_response\`, \`retried_token\`.
+  \`server_error\`, \`network_error\`, \`timeout\`, \`bad_response\`, \`other_error\`; (override reloads): \`ok\`, \`error\`.
+- \`kind\` (upstream errors): \`connect\`, \`reset\`, \`timeout\`, \`idle_timeout\`, \`bad_response\`, \`retried_token\`;
+  (usage tokens): \`input\`, \`output\`.
+- \`window\` and \`budget\` (budget refusals): \`day\` or \`month\`; \`tokens\` or \`requests\`.
+- \`operation\` (Redis errors): \`read\`, \`lock\`, \`write\`, \`invalidate\`, \`rate_limit\`, \`usage\`.
 - \`code\` (Coze error codes): the codes of Coze's error code list (https://www.coze.cn/open/docs/developer_guides/coze_error_codes) worth their own series, and \`other\`.
 
 ## PromQL examples

@@ -135,7 +135,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis is connected (one node, the master named by the Sentinels, or the cluster); 0 while it is down (the gateway serves from memory) or when no Redis is configured.', registers });
   const redisErrors = new Counter({
     name: `${PREFIX}redis_errors_total`,
-    help: 'Failed or timed-out Redis commands, by operation. A rate-limit call fell back to this replica\'s own bucket; a step of a mint was retried while Redis stayed connected, then done without Redis. None failed a request.',
+    help: 'Failed or timed-out Redis commands, by operation. A rate-limit call fell back to this replica\'s own bucket; a step of a mint was retried while Redis stayed connected, then done without Redis; a usage write kept its counts to send again. None failed a request.',
     labelNames: ['operation'] as const,
     registers,
   });
