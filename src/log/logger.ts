@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { createBatchedDestination } from './batched-destination.js';
 
 export type { Logger };
 
@@ -41,7 +42,7 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_INTERVAL_MS }),
+    options.destination ?? createBatchedDestination({ fd: 1, batchBytes: LOG_BATCH_BYTES, maxDelayMs: LOG_FLUSH_INTERVAL_MS }),
   );
 }
 
@@ -49,9 +50,9 @@ export function createLogger(options: LoggerOptions): Logger {
  * Lines are gathered into writes of about 16 KB instead of one write per request (bench/), but
  * never held longer than 250 ms: a quiet server's lines appear at once, and a SIGKILL loses at
  * most the last quarter second (issue 16). An asynchronous write costs ~30 µs of CPU (the
- * thread pool's hand-over), so the batch is as large as sonic-boom allows (below its 16 KiB
- * maxWrite). On exit, including process.exit on a fatal error, pino's exit hook writes the rest
- * synchronously.
+ * thread pool's hand-over), so the batch is as large as sonic-boom writes at once (below its
+ * 16 KiB maxWrite). On exit, including process.exit on a fatal error, the rest is written
+ * synchronously (batched-destination.ts).
  */
 export const LOG_BATCH_BYTES = 16_000;
 export const LOG_FLUSH_INTERVAL_MS = 250;
