@@ -154,9 +154,17 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     });
   }
 
-  async function syncEntry(identityKey: string, entry: Entry): Promise<boolean> {
+  /**
+   * Writes the entry's counts and reads the shared totals. `complete`: every count recorded before
+   * the call is written when it resolves (flush, sync); a write already in flight carries only the
+   * counts taken when it began, so the rest follows it. A background refresh just joins it.
+   */
+  async function syncEntry(identityKey: string, entry: Entry, complete: boolean): Promise<boolean> {
     if (!store?.available) return false;
-    if (entry.syncing) return entry.syncing;
+    if (entry.syncing) {
+      const written = await entry.syncing;
+      return complete && (!isZero(entry.day.pending) || !isZero(entry.month.pending)) ? syncEntry(identityKey, entry, true) : written;
+    }
     const states = { day: entry.day, month: entry.month };
     dirty.delete(identityKey);
     const windows = deltas(entry);
@@ -214,7 +222,7 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     await Promise.all([
       ...keys.map((key) => {
         const entry = entries.peek(key);
-        return entry ? syncEntry(key, entry) : (dirty.delete(key), false);
+        return entry ? syncEntry(key, entry, true) : (dirty.delete(key), false);
       }),
       flushRetiring(),
     ]);
@@ -231,7 +239,7 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
       toRefresh.clear();
       for (const key of keys) {
         const entry = entries.peek(key);
-        if (entry) void syncEntry(key, entry);
+        if (entry) void syncEntry(key, entry, false);
       }
     });
   }
@@ -255,7 +263,7 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
       return { day: viewOf(entry.day), month: viewOf(entry.month) };
     },
     sync(identityKey) {
-      return syncEntry(identityKey, entryOf(identityKey, now()));
+      return syncEntry(identityKey, entryOf(identityKey, now()), true);
     },
     flush,
     get unsynced() {

@@ -66,6 +66,34 @@ describe('usage counter', () => {
     await two.close();
   });
 
+  it('flush-after-a-write-in-flight: counts recorded while a write was in flight are written by the next flush and sync, not left behind it', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const store = fakeStore();
+    const held: Array<() => void> = [];
+    const add = store.add.bind(store);
+    // Every write waits until the test lets it go: the first is still in flight when more is counted.
+    store.add = (tag, windows) => new Promise<void>((resolve) => held.push(resolve)).then(() => add(tag, windows));
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now });
+    const key = `${identityTag('jwt:a')}:day:${windows.at(clock.now()).day.label}`;
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    const first = counter.sync('jwt:a');
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    const flushed = counter.flush();
+    const synced = counter.sync('jwt:a');
+    while (store.data.get(key)?.total !== 56) {
+      const release = held.shift();
+      if (!release) break;
+      release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([first, flushed, synced]);
+    assert.equal(store.data.get(key)?.total, 56, 'both chats reached the store');
+    assert.equal(store.data.get(key)?.requests, 2);
+    assert.equal(counter.view('jwt:a').day.total, 56);
+    assert.equal(counter.unsynced, 0);
+    await counter.close();
+  });
+
   it('keeps the counts while the store is down and writes them once it is back; a failed write loses nothing', async () => {
     const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
     const store = fakeStore();
