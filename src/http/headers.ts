@@ -130,14 +130,22 @@ const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
   'timing-allow-origin',
 ]);
 
-/** Coze's answer minus the headers above and any header named in its Connection. */
-export function scrubResponseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+/**
+ * Coze's answer minus the headers above and any header named in its Connection, added to `own`
+ * (the gateway's own headers, which win over Coze's of the same name; a Vary lists both).
+ */
+export function scrubResponseHeaders(headers: IncomingHttpHeaders, own: OutgoingHttpHeaders = {}): OutgoingHttpHeaders {
   // The names Coze's Connection header lists, read only when it sent one.
   const listed = headers.connection === undefined ? undefined : named(headers);
-  const out: OutgoingHttpHeaders = {};
+  const out: OutgoingHttpHeaders = { ...own };
   for (const name of Object.keys(headers)) {
     const value = headers[name];
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || listed?.has(name) || name.startsWith('access-control-')) continue;
+    if (name in own) {
+      // CORS adds `Vary: Origin`; Coze's own Vary still holds for the answer.
+      if (name === 'vary') out.vary = `${String(own.vary)}, ${String(value)}`;
+      continue;
+    }
     out[name] = value;
   }
   return out;

@@ -84,11 +84,11 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const log: LogState = { logId: undefined, bytesIn: 0, bytesOut: 0 };
     const method = deps.metrics.methodLabel(req.method);
 
-    res.setHeader('x-request-id', requestId);
-    if (deps.isDraining()) res.setHeader('connection', 'close');
-    if (req.headers.origin !== undefined) {
-      for (const [name, value] of Object.entries(deps.cors.responseHeaders(req.headers.origin))) res.setHeader(name, value);
-    }
+    // The gateway's own response headers, given with the status line rather than set on `res`
+    // now: one setHeader before writeHead sends every header of Coze's answer through setHeader.
+    const own: OutgoingHttpHeaders = { 'x-request-id': requestId };
+    if (deps.isDraining()) own.connection = 'close';
+    if (req.headers.origin !== undefined) Object.assign(own, deps.cors.responseHeaders(req.headers.origin));
 
     const wait = watchTheWait(req, res);
     res.on('close', () => {
@@ -116,28 +116,30 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     const preflight = deps.cors.preflight(req.headers);
     if (preflight) {
-      res.writeHead(preflight.status, preflight.headers).end();
+      res.writeHead(preflight.status, { ...own, ...preflight.headers }).end();
       return;
     }
 
     const fail = (err: unknown): void => {
       if (!(err instanceof ClientGone)) {
         if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
+        if (!res.headersSent) setHeaders(res, own);
         sendError(req, res, err, requestId);
       }
       wait.release();
     };
     try {
-      handle(req, res, requestId, trace, log, wait, fail);
+      handle(req, res, requestId, own, trace, log, wait, fail);
     } catch (err) {
       fail(err);
     }
   };
 
-  function handle(req: IncomingMessage, res: ServerResponse, requestId: string, trace: AdmissionTrace, log: LogState, wait: Wait, fail: (err: unknown) => void): void {
+  function handle(req: IncomingMessage, res: ServerResponse, requestId: string, own: OutgoingHttpHeaders, trace: AdmissionTrace, log: LogState, wait: Wait, fail: (err: unknown) => void): void {
     const url = req.url ?? '';
     if (url === VENDING_PATH || url.startsWith(VENDING_QUERY)) {
       if (!deps.vendingEnabled || req.method !== 'POST') throw new GatewayError('not-found');
+      setHeaders(res, own);
       steps.after(
         admit(deps, req, trace, { endpoint: deps.vendingEndpoint }),
         (vending) => {
@@ -150,6 +152,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     }
     if (usagePath !== undefined && deps.usage && (url === usagePath || url.startsWith(usageQuery))) {
       if (req.method !== 'GET') throw new GatewayError('not-found');
+      setHeaders(res, own);
       const usage = deps.usage;
       steps.after(
         admit(deps, req, trace, { endpoint: deps.usageEndpoint }),
@@ -312,6 +315,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       relayResponse({
         upstream,
         res,
+        ownHeaders: own,
         route: admission.route,
         framing: admission.endpoint.framing,
         inspected: result,
@@ -348,6 +352,11 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 }
 
 const VENDING_QUERY = `${VENDING_PATH}?`;
+
+/** The gateway's own headers on a response it writes itself (an error, a token, usage figures). */
+function setHeaders(res: ServerResponse, headers: OutgoingHttpHeaders): void {
+  for (const name of Object.keys(headers)) res.setHeader(name, headers[name] as string);
+}
 
 /**
  * The client's side of a request while the gateway works for it. One `close` listener per

@@ -18,6 +18,8 @@ export interface RelayContext {
 export interface RelayOptions {
   upstream: UpstreamResponse;
   res: ServerResponse;
+  /** The gateway's own headers (X-Request-Id, CORS, Connection while draining): added to Coze's. */
+  ownHeaders: OutgoingHttpHeaders;
   route: string;
   /** The endpoint's SSE framing (endpoints.ts), for the gateway's own final event; chat when unset. */
   framing: Framing | undefined;
@@ -50,7 +52,7 @@ export function relayResponse(options: RelayOptions): void {
     return;
   }
   const sse = isEventStream(upstream);
-  const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers);
+  const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers, options.ownHeaders);
   if (sse) {
     // Tell any buffering hop in front of us (nginx, ingress) to pass events through at once.
     headers['x-accel-buffering'] = 'no';

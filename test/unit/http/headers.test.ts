@@ -49,6 +49,14 @@ describe('headers: forward by allowlist, scrub answers', () => {
     assert.deepEqual(out, { 'content-type': 'application/json', 'x-tt-logid': 'L' });
   });
 
+  it('response-headers-own-win: the gateway\'s own headers come first and win, and a Vary lists both', () => {
+    const own = { 'x-request-id': 'ours', 'access-control-allow-origin': 'https://app.example', vary: 'Origin', connection: 'close' };
+    const out = scrubResponseHeaders({ 'content-type': 'application/json', 'x-request-id': 'theirs', 'access-control-allow-origin': '*', vary: 'Accept-Encoding', connection: 'keep-alive' }, own);
+    assert.deepEqual(out, { 'x-request-id': 'ours', 'access-control-allow-origin': 'https://app.example', vary: 'Origin, Accept-Encoding', connection: 'close', 'content-type': 'application/json' });
+    assert.deepEqual(Object.keys(out).slice(0, 4), Object.keys(own), 'in the order the gateway set them');
+    assert.deepEqual(own, { 'x-request-id': 'ours', 'access-control-allow-origin': 'https://app.example', vary: 'Origin', connection: 'close' }, 'the caller\'s object is not changed');
+  });
+
   it('policy.forwardHeaders can never add a credential, a route, a client address or framing', () => {
     for (const name of ['authorization', 'Cookie', 'x-api-key', 'proxy-authorization', 'x-forwarded-for', 'X-Forwarded-Host', 'forwarded', 'host', 'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-original-url', 'x-http-method-override', 'content-length', 'transfer-encoding', 'connection', 'sec-websocket-key', 'access-control-allow-origin']) {
       assert.match(forwardHeaderProblem(name, undefined) ?? '', /never forwarded/, name);
