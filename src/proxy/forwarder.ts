@@ -41,8 +41,20 @@ export interface UpstreamResponse {
   readonly statusCode: number;
   /** Lower-cased names, as node:http gives them. */
   readonly headers: IncomingHttpHeaders;
-  /** Flows with backpressure; destroy() aborts the upstream request (Coze stops generating). */
+  /**
+   * The body as a stream, made when first asked for: flows with backpressure, and destroy()
+   * aborts the upstream request (Coze stops generating).
+   */
   readonly body: Readable;
+  /**
+   * Reads the body whole when it ends within `limit` bytes, with no stream: `done` gets every
+   * chunk and `complete`. Past the limit it stops reading and `done` gets the chunks so far
+   * (complete false); `body` then streams the rest. For a reader that has not touched `body`;
+   * `onChunk` runs per chunk. `done` runs once, also when the answer fails or is cancelled.
+   */
+  collect(limit: number, onChunk: () => void, done: (err: Error | null, chunks: Buffer[], complete: boolean) => void): void;
+  /** Gives up on the answer: aborts the upstream request unless it ended, and fails a collect. */
+  cancel(): void;
 }
 
 export interface UpstreamCall {
@@ -145,12 +157,12 @@ function trackConnections(): ConnectionTracker {
   };
 }
 
-/** One upstream attempt: undici's handler, the caller's handle and the response body's source. */
+/** One upstream attempt: undici's handler, the caller's handle and the answer's source. */
 class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
   /** Written to a connection that had carried a request (and so its answer) before. */
   reusedConnection = false;
   private controller: Dispatcher.DispatchController | undefined;
-  private body: ResponseBody | undefined;
+  private answer: Answer | undefined;
   private settled = false;
   private inDispatch = true;
   private abortReason: Error | undefined;
@@ -168,8 +180,8 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
   }
 
   abort(reason: Error): void {
-    if (this.body) {
-      this.body.destroy();
+    if (this.answer) {
+      this.answer.cancel();
       return;
     }
     this.abortReason ??= reason;
@@ -190,21 +202,21 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     // 1xx informational answers are not the response.
     if (statusCode < 200 || this.settled) return;
-    this.body = new ResponseBody(controller);
-    this.settle(null, { statusCode, headers, body: this.body });
+    this.answer = new Answer(statusCode, headers, controller);
+    this.settle(null, this.answer);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.body && !this.body.push(chunk)) controller.pause();
+    if (this.answer && !this.answer.data(chunk)) controller.pause();
   }
 
   onResponseEnd(): void {
-    this.body?.finish();
+    this.answer?.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    if (this.body) {
-      this.body.fail(this.abortReason ?? toUpstreamError(err));
+    if (this.answer) {
+      this.answer.fail(this.abortReason ?? toUpstreamError(err));
       return;
     }
     this.settle(this.abortReason ?? toUpstreamError(err, { staleConnection: this.reusedConnection && !this.answerStarted }));
@@ -217,6 +229,93 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
     // timers and listeners only after send() returns.
     if (this.inDispatch) process.nextTick(this.done, err, res);
     else this.done(err, res);
+  }
+}
+
+interface Collecting {
+  limit: number;
+  size: number;
+  chunks: Buffer[];
+  onChunk: () => void;
+  done: (err: Error | null, chunks: Buffer[], complete: boolean) => void;
+}
+
+/**
+ * Coze's answer. A small answer read whole (the inspection of every JSON answer) is gathered
+ * from undici's callbacks into an array: a stream, with its events and ticks, was a measurable
+ * share of a cached request (bench/README.md). Anything else gets a stream, made when the reader
+ * asks for it or when a byte arrives with no reader yet.
+ */
+class Answer implements UpstreamResponse {
+  private stream: ResponseBody | undefined;
+  private collecting: Collecting | undefined;
+  /** The body ended, or failed, before any stream was made. */
+  private ended = false;
+  private failure: Error | undefined;
+
+  constructor(
+    readonly statusCode: number,
+    readonly headers: IncomingHttpHeaders,
+    private readonly controller: Dispatcher.DispatchController,
+  ) {}
+
+  get body(): Readable {
+    if (this.stream) return this.stream;
+    const stream = new ResponseBody(this.controller);
+    this.stream = stream;
+    if (this.failure) stream.fail(this.failure);
+    else if (this.ended) stream.finish();
+    return stream;
+  }
+
+  collect(limit: number, onChunk: () => void, done: (err: Error | null, chunks: Buffer[], complete: boolean) => void): void {
+    if (this.stream) throw new Error('collect() after the body stream was made');
+    if (this.failure) done(this.failure, [], false);
+    else if (this.ended) done(null, [], true);
+    else this.collecting = { limit, size: 0, chunks: [], onChunk, done };
+  }
+
+  cancel(): void {
+    if (this.stream) {
+      this.stream.destroy();
+      return;
+    }
+    if (this.ended || this.failure) return;
+    const reason = new UpstreamError('aborted', undefined);
+    this.fail(reason);
+    this.controller.abort(reason);
+  }
+
+  /** A chunk from undici; false asks it to pause. */
+  data(chunk: Buffer): boolean {
+    const collecting = this.collecting;
+    if (!collecting) return this.body.push(chunk);
+    collecting.chunks.push(chunk);
+    collecting.size += chunk.length;
+    collecting.onChunk();
+    if (collecting.size <= collecting.limit) return true;
+    // Past the limit: the reader takes what came and streams the rest from `body`.
+    this.collecting = undefined;
+    collecting.done(null, collecting.chunks, false);
+    return false;
+  }
+
+  end(): void {
+    if (this.failure) return;
+    this.ended = true;
+    const collecting = this.collecting;
+    this.collecting = undefined;
+    if (collecting) collecting.done(null, collecting.chunks, true);
+    else this.stream?.finish();
+  }
+
+  fail(err: Error): void {
+    if (this.failure || this.ended) return;
+    this.failure = err;
+    const collecting = this.collecting;
+    this.collecting = undefined;
+    if (collecting) collecting.done(err, collecting.chunks, false);
+    else this.stream?.fail(err);
   }
 }
 
@@ -249,6 +348,50 @@ class ResponseBody extends Readable {
     }
     callback(err);
   }
+}
+
+/**
+ * An answer that is already a stream (a WebSocket handshake's refusal) in the forwarder's shape,
+ * so HTTP answers and upgrade refusals are inspected alike.
+ */
+export function answerFromStream(statusCode: number, headers: IncomingHttpHeaders, body: Readable): UpstreamResponse {
+  return {
+    statusCode,
+    headers,
+    body,
+    cancel: () => body.destroy(),
+    collect(limit, onChunk, done) {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let finished = false;
+      const finish = (err: Error | null, complete: boolean) => {
+        if (finished) return;
+        finished = true;
+        body.off('data', onData);
+        body.off('end', onEnd);
+        body.off('error', onError);
+        body.off('close', onClose);
+        done(err, chunks, complete);
+      };
+      const onData = (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+        onChunk();
+        if (size > limit) {
+          body.pause();
+          finish(null, false);
+        }
+      };
+      const onEnd = () => finish(null, true);
+      const onError = (err: Error) => finish(err, false);
+      // Destroyed without an error (the reader gave up): it fails all the same.
+      const onClose = () => finish(new UpstreamError('aborted', undefined), false);
+      body.on('data', onData);
+      body.on('end', onEnd);
+      body.on('error', onError);
+      body.on('close', onClose);
+    },
+  };
 }
 
 const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);

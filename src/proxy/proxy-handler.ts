@@ -293,7 +293,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       }
       const retry = body.replayable && !retriedToken;
       // Let go of the upstream connection before anything else can throw.
-      if (retry && !result.complete) upstream.body.destroy();
+      if (retry && !result.complete) upstream.cancel();
       steps.after(
         deps.tokens.invalidateIfSame(admission.tokenKey, token.accessToken),
         () => {
@@ -410,7 +410,7 @@ function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
       closed = true;
       if (!res.writableFinished) {
         wait.attempt?.abort(new ClientGone());
-        if (watching) wait.answer?.body.destroy();
+        if (watching) wait.answer?.cancel();
       }
       wait.release();
       slot?.();

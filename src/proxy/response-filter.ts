@@ -17,7 +17,7 @@ export function filterResponse(upstream: UpstreamResponse, inspected: InspectedR
   const status = upstream.statusCode;
   if (status < 200 || status >= 300) return inspected;
   if (!isJson(upstream)) {
-    upstream.body.destroy();
+    upstream.cancel();
     throw new GatewayError('upstream-bad-response', { detail: '(a bot info answer that is not JSON)' });
   }
   // A small answer was read whole by the inspection: filtered at once, with no promise.

@@ -42,9 +42,9 @@ export class InspectionIdle extends Error {
 /**
  * Reads just enough of a non-streaming answer to tell whether Coze rejected the token, before
  * any byte reaches the client (SPEC section 1, step 8). Streams and large bodies pass at once.
- * An answer that sends no byte for `idleTimeoutMs` is destroyed and fails with InspectionIdle;
- * one destroyed from outside (the client left) fails too, so the caller is never left waiting.
- * `done` runs exactly once: at once when nothing needs reading, else from the body's events.
+ * An answer that sends no byte for `idleTimeoutMs` is cancelled and fails with InspectionIdle;
+ * one cancelled from outside (the client left) fails too, so the caller is never left waiting.
+ * `done` runs exactly once: at once when nothing needs reading, else when the body has come.
  * A callback and not a promise: the cached request path creates none (src/maybe.ts).
  */
 export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs: number }, done: (err: Error | null, inspected?: InspectedResponse) => void): void {
@@ -58,52 +58,39 @@ export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs:
     done(null, { tokenRejected: status === 401, cozeCode: undefined, prefix: [], complete: false });
     return;
   }
-  const body = res.body;
-  const prefix: Buffer[] = [];
-  let size = 0;
-  const idle = setTimeout(() => {
-    cleanup();
-    body.destroy();
-    done(new InspectionIdle());
-  }, options.idleTimeoutMs);
-  const cleanup = () => {
+  let settled = false;
+  let idle: NodeJS.Timeout | undefined;
+  const settle = (err: Error | null, inspected?: InspectedResponse) => {
+    if (settled) return;
+    settled = true;
     clearTimeout(idle);
-    body.off('data', onData);
-    body.off('end', onEnd);
-    body.off('error', onError);
-    body.off('close', onClose);
+    done(err, inspected);
   };
-  const onData = (chunk: Buffer) => {
-    idle.refresh();
-    prefix.push(chunk);
-    size += chunk.length;
-    if (size > INSPECT_LIMIT_BYTES) {
-      body.pause();
-      cleanup();
-      done(null, { tokenRejected: status === 401, cozeCode: undefined, prefix, complete: false });
-    }
-  };
-  const onEnd = () => {
-    cleanup();
-    const whole = prefix.length === 1 ? (prefix[0] as Buffer) : Buffer.concat(prefix, size);
-    const cozeCode = readCode(whole);
-    const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
-    done(null, { tokenRejected, cozeCode, prefix: [whole], complete: true });
-  };
-  const onError = (err: Error) => {
-    cleanup();
-    done(err);
-  };
-  // A cut answer errors its body (the forwarder's contract); one destroyed without an error
-  // (the client left) only closes.
-  const onClose = () => {
-    cleanup();
-    done(new Error('the Coze answer was closed before it ended'));
-  };
-  body.on('data', onData);
-  body.on('end', onEnd);
-  body.on('error', onError);
-  body.on('close', onClose);
+  res.collect(
+    INSPECT_LIMIT_BYTES,
+    () => idle?.refresh(),
+    (err, chunks, complete) => {
+      if (err) settle(err);
+      else if (!complete) settle(null, { tokenRejected: status === 401, cozeCode: undefined, prefix: chunks, complete: false });
+      else {
+        const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+        const cozeCode = readCode(whole);
+        const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
+        settle(null, { tokenRejected, cozeCode, prefix: [whole], complete: true });
+      }
+    },
+  );
+  // A small answer usually arrives whole with its headers, read by undici in the same turn: the
+  // idle timer is armed only for one that did not (a microtask runs once that turn is over).
+  if (!settled) {
+    queueMicrotask(() => {
+      if (settled) return;
+      idle = setTimeout(() => {
+        settle(new InspectionIdle());
+        res.cancel();
+      }, options.idleTimeoutMs);
+    });
+  }
 }
 
 /** The bytes a successful Coze answer starts with: `{"code":0,"msg":"",...}` (Coze's success envelope, as the emulator sends it). */

@@ -5,6 +5,7 @@ import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
+import { answerFromStream } from './forwarder.js';
 import { inspectResponse, type InspectedResponse } from './rewrite-response.js';
 
 /**
@@ -93,7 +94,7 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
       upstream.on('error', () => undefined);
       // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
       // A refusal that stalls is bounded by the handshake's own deadline.
-      inspectResponse({ statusCode: response.statusCode ?? 0, headers: response.headers, body: response }, { idleTimeoutMs: deps.connectTimeoutMs }, (_err, inspected) => {
+      inspectResponse(answerFromStream(response.statusCode ?? 0, response.headers, response), { idleTimeoutMs: deps.connectTimeoutMs }, (_err, inspected) => {
         handshake.destroy();
         if (inspected) resolve({ refused: response, inspected });
         else reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));

@@ -282,6 +282,85 @@ describe('forwarder (undici Pool)', () => {
     await lastRequestClosed;
   });
 
+  /** collect() from the forwarder's callback, as the inspection does: before any byte is read. */
+  const collect = (request: Partial<UpstreamRequest>, limit: number) =>
+    new Promise<{ res: UpstreamResponse; err: Error | null; chunks: Buffer[]; complete: boolean; chunkCalls: number }>((resolve, reject) => {
+      forwarder.send({ method: 'GET', path: '/', headers: {}, body: null, ...request }, (err, res) => {
+        if (!res) return reject(err);
+        let chunkCalls = 0;
+        res.collect(limit, () => (chunkCalls += 1), (e, chunks, complete) => resolve({ res, err: e, chunks, complete, chunkCalls }));
+      });
+    });
+
+  it('collect-small-answer: a small answer is read whole, and the connection serves the next request', async () => {
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"code":0,');
+      setTimeout(() => res.end('"msg":""}'), 20);
+    };
+    const got = await collect({ path: '/v1/bots/b' }, 1024);
+    assert.equal(got.err, null);
+    assert.equal(got.complete, true);
+    assert.equal(Buffer.concat(got.chunks).toString(), '{"code":0,"msg":""}');
+    assert.equal(got.chunkCalls, got.chunks.length);
+    await reusable();
+    const again = await collect({ path: '/v1/bots/b' }, 1024);
+    assert.equal(Buffer.concat(again.chunks).toString(), '{"code":0,"msg":""}');
+    assert.equal(connections, 1, 'the ended answer gave its connection back');
+  });
+
+  it('collect-past-the-limit: the chunks so far come back incomplete, and the body streams the rest', async () => {
+    const whole = Buffer.alloc(256 * 1024, 7);
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(whole);
+    };
+    const got = await collect({ path: '/big' }, 1024);
+    assert.equal(got.err, null);
+    assert.equal(got.complete, false);
+    const first = Buffer.concat(got.chunks);
+    assert.ok(first.length > 1024 && first.length < whole.length, `${first.length} bytes collected`);
+    const rest: Buffer[] = [];
+    for await (const chunk of got.res.body) rest.push(chunk as Buffer);
+    assert.ok(Buffer.concat([first, ...rest]).equals(whole), 'every byte once, in order');
+  });
+
+  it('collect-cancelled: cancelling a collect in progress fails it once and aborts the upstream request', async () => {
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"code":0,');
+    };
+    let calls = 0;
+    const failed = await new Promise<Error | null>((resolve, reject) => {
+      forwarder.send({ method: 'GET', path: '/stall', headers: {}, body: null }, (err, res) => {
+        if (!res) return reject(err);
+        res.collect(
+          1024,
+          () => res.cancel(),
+          (e) => {
+            calls += 1;
+            resolve(e);
+          },
+        );
+      });
+    });
+    assert.ok(failed instanceof UpstreamError && failed.failure === 'aborted', String(failed));
+    await lastRequestClosed;
+    assert.equal((seen[0] as Seen).closedEarly, true, 'Coze saw the request aborted');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(calls, 1);
+  });
+
+  it('collect-cut: an answer cut while it is collected fails the collect as a reset', async () => {
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+      res.write('{"code":0,', () => res.socket?.destroy());
+    };
+    const got = await collect({ path: '/cut' }, 1024);
+    assert.ok(got.err instanceof UpstreamError && got.err.failure === 'reset', String(got.err));
+    assert.equal(got.complete, false);
+  });
+
   it('maps transport codes to the closed vocabulary', () => {
     const withCode = (code: string) => Object.assign(new Error(code), { code });
     assert.equal(toUpstreamError(withCode('ECONNRESET')).failure, 'reset');

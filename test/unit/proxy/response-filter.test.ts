@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import type { UpstreamResponse } from '../../../src/proxy/forwarder.js';
+import { answerFromStream, type UpstreamResponse } from '../../../src/proxy/forwarder.js';
 import { filterResponse } from '../../../src/proxy/response-filter.js';
 import { InspectionIdle, type InspectedResponse } from '../../../src/proxy/rewrite-response.js';
 
-const answer = (body: PassThrough): UpstreamResponse => ({ statusCode: 200, headers: { 'content-type': 'application/json' }, body });
+const answer = (body: PassThrough): UpstreamResponse => answerFromStream(200, { 'content-type': 'application/json' }, body);
 const begun = (first: Buffer): InspectedResponse => ({ tokenRejected: false, cozeCode: undefined, prefix: [first], complete: false });
 
 describe('response filter: the rest of a large answer', () => {
