@@ -80,8 +80,6 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
     purgeJti(now);
     if (usedJti.has(jti)) return fail('invalid_client', 'this JWT was already used (jti replay)');
     if (payload.session_name !== undefined && typeof payload.session_name !== 'string') return fail('invalid_client', 'session_name must be a string');
-    const contextProblem = sessionContextProblem(payload.session_context);
-    if (contextProblem) return fail('invalid_request', `invalid request: ${contextProblem}`);
     if (registered.app.disabled) return fail('access_deny', `app: ${registered.app.name ?? registered.app.appId} is currently deactivated by the owner`);
 
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return fail('invalid_request', 'invalid request: body');
@@ -95,7 +93,7 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
     usedJti.set(jti, exp);
     const accessToken = `czs_${randomBytes(32).toString('base64url')}`;
     const sessionName = typeof payload.session_name === 'string' ? payload.session_name : '';
-    const consumer = (payload.session_context as { device_info?: { custom_consumer?: string } } | undefined)?.device_info?.custom_consumer;
+    const consumer = customConsumerOf(payload.session_context);
     const bots = registered.app.type === 'channel' ? scopeBots(scope) : undefined;
     tokens.set(accessToken, {
       appId: registered.app.appId,
@@ -103,7 +101,6 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
       expiresAtMs: (now + seconds) * 1000,
       revoked: false,
       ...(consumer !== undefined ? { customConsumer: consumer } : {}),
-      ...(scope !== undefined && scope !== null ? { scope } : {}),
       ...(bots ? { botIds: bots } : {}),
     });
     const record: ExchangeRecord = {
@@ -132,54 +129,49 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isStringList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string' && x !== '');
+const isStringList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
+/** Null stands for absent in a token request: the SDKs send null for what they do not set (coze-protocol.md section 2.2). */
+const given = (v: unknown): boolean => v !== undefined && v !== null;
 
 /**
- * The JWT's session_context (Coze's oauth_jwt page): an object whose device_info holds
- * the strings device_id and custom_consumer. Coze documents no error for a malformed one; the
- * code follows its "invalid request: {parameter}" row, and the parameter named is the
- * emulator's own wording.
+ * The JWT's session_context.device_info.custom_consumer (Coze's oauth_jwt page), when it is a
+ * string. Coze documents no error for a malformed session_context: it is accepted and what is
+ * not a string is ignored (coze-protocol.md section 9.2).
  */
-function sessionContextProblem(context: unknown): string | undefined {
-  if (context === undefined) return undefined;
-  if (!isObject(context)) return 'session_context';
-  const device = context.device_info;
-  if (device === undefined) return undefined;
-  if (!isObject(device)) return 'session_context.device_info';
-  for (const name of ['device_id', 'custom_consumer']) {
-    if (device[name] !== undefined && typeof device[name] !== 'string') return `session_context.device_info.${name}`;
-  }
-  return undefined;
+function customConsumerOf(context: unknown): string | undefined {
+  const consumer = isObject(context) && isObject(context.device_info) ? context.device_info.custom_consumer : undefined;
+  return typeof consumer === 'string' ? consumer : undefined;
 }
 
 /**
  * The token request's scope (Coze's oauth_jwt_channel page): absent or null (the Python SDK sends
  * null), or an object whose account_permission.permission_list and
- * attribute_constraint.connector_bot_chat_attribute.bot_id_list are lists of strings. Coze
+ * attribute_constraint.connector_bot_chat_attribute.bot_id_list are lists of strings; any field
+ * set to null counts as absent (coze-go sends null for those it does not set). Coze
  * answers a wrong parameter with invalid_request and "invalid request: {parameter}"
  * (oauth_jwt_channel); which parameter path it names for a nested field is not documented, so
  * the dotted path here is the emulator's wording. The Go SDK's workspace_permission and
  * workflow_permission are tolerated as objects.
  */
 function scopeProblemOf(scope: unknown): string | undefined {
-  if (scope === undefined || scope === null) return undefined;
+  if (!given(scope)) return undefined;
   if (!isObject(scope)) return 'scope';
   const account = scope.account_permission;
-  if (account !== undefined) {
+  if (given(account)) {
     if (!isObject(account)) return 'scope.account_permission';
-    if (!isStringList(account.permission_list)) return 'scope.account_permission.permission_list';
+    if (given(account.permission_list) && !isStringList(account.permission_list)) return 'scope.account_permission.permission_list';
   }
   const constraint = scope.attribute_constraint;
-  if (constraint !== undefined) {
+  if (given(constraint)) {
     if (!isObject(constraint)) return 'scope.attribute_constraint';
     const chat = constraint.connector_bot_chat_attribute;
-    if (chat !== undefined) {
+    if (given(chat)) {
       if (!isObject(chat)) return 'scope.attribute_constraint.connector_bot_chat_attribute';
-      if (!isStringList(chat.bot_id_list)) return 'scope.attribute_constraint.connector_bot_chat_attribute.bot_id_list';
+      if (given(chat.bot_id_list) && !isStringList(chat.bot_id_list)) return 'scope.attribute_constraint.connector_bot_chat_attribute.bot_id_list';
     }
   }
   for (const name of ['workspace_permission', 'workflow_permission']) {
-    if (scope[name] !== undefined && !isObject(scope[name])) return `scope.${name}`;
+    if (given(scope[name]) && !isObject(scope[name])) return `scope.${name}`;
   }
   return undefined;
 }

@@ -109,8 +109,6 @@ export interface IssuedToken {
   revoked: boolean;
   /** The JWT's session_context.device_info.custom_consumer, when it had one. */
   customConsumer?: string;
-  /** The scope of the token request, as sent (absent, or null, when none was). */
-  scope?: unknown;
   /** A channel app's token with a scope: the only bots it may chat with. */
   botIds?: ReadonlySet<string>;
 }

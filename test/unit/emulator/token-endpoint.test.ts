@@ -82,7 +82,7 @@ describe('emulator token endpoint', () => {
     assert.ok(Math.abs((defaulted.body.expires_in as number) - (now() + 900)) <= 2, 'duration_seconds defaults to 900');
   });
 
-  it('records the scope and session_context a token was minted with, and refuses malformed ones as invalid_request', async () => {
+  it('records the scope and session_context a token was minted with, refuses a malformed scope as invalid_request, and ignores a malformed session_context', async () => {
     const scope = { account_permission: { permission_list: ['Connector.botChat'] }, attribute_constraint: { connector_bot_chat_attribute: { bot_id_list: ['b1'] } } };
     const good = await exchange(await sign(claims({ session_name: 'scoped', session_context: { device_info: { custom_consumer: 'c-1' } } })), { grant_type: GRANT, scope });
     assert.equal(good.status, 200);
@@ -97,7 +97,6 @@ describe('emulator token endpoint', () => {
       ['Connector.botChat', 'scope'],
       [{ account_permission: ['Connector.botChat'] }, 'scope.account_permission'],
       [{ account_permission: { permission_list: 'Connector.botChat' } }, 'scope.account_permission.permission_list'],
-      [{ account_permission: { permission_list: [''] } }, 'scope.account_permission.permission_list'],
       [{ attribute_constraint: { connector_bot_chat_attribute: { bot_id_list: [42] } } }, 'scope.attribute_constraint.connector_bot_chat_attribute.bot_id_list'],
     ];
     for (const [bad, parameter] of malformed) {
@@ -107,9 +106,22 @@ describe('emulator token endpoint', () => {
       assert.equal(res.body.error_message, `invalid request: ${parameter}`);
       assert.equal(emulator.stats.exchanges, before, 'no token for a malformed scope');
     }
-    const badContext = await exchange(await sign(claims({ session_context: { device_info: { custom_consumer: 7 } } })));
-    assert.equal(badContext.body.error_code, 'invalid_request');
-    assert.equal(badContext.body.error_message, 'invalid request: session_context.device_info.custom_consumer');
+    // What the SDKs send for fields they leave unset (coze-go: null permission and lists; cozepy: null constraint).
+    for (const nulls of [
+      { account_permission: null, attribute_constraint: null, workspace_permission: null },
+      { account_permission: { permission_list: null }, attribute_constraint: { connector_bot_chat_attribute: { bot_id_list: null } } },
+      { account_permission: { permission_list: ['Connector.botChat'] }, attribute_constraint: { connector_bot_chat_attribute: null } },
+    ]) {
+      const res = await exchange(await sign(claims()), { grant_type: GRANT, scope: nulls });
+      assert.equal(res.status, 200, JSON.stringify(nulls));
+      assert.equal(typeof res.body.access_token, 'string');
+    }
+    // Coze documents no error for a malformed session_context (coze-protocol.md section 9.2): accepted, and a non-string consumer ignored.
+    for (const context of [{ device_info: { custom_consumer: 7 } }, 'not an object', { device_info: [] }]) {
+      const res = await exchange(await sign(claims({ session_context: context })));
+      assert.equal(res.status, 200, JSON.stringify(context));
+      assert.equal(emulator.tokenInfo(String(res.body.access_token))?.customConsumer, undefined);
+    }
   });
 
   it('answers access_deny for a deactivated app', async () => {
