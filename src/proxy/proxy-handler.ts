@@ -116,7 +116,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     const preflight = deps.cors.preflight(req.headers);
     if (preflight) {
-      res.writeHead(preflight.status, { ...own, ...preflight.headers }).end();
+      res.writeHead(preflight.status, Object.assign(own, preflight.headers)).end();
       return;
     }
 

@@ -32,13 +32,15 @@ export function checkDeclaredLength(req: IncomingMessage, maxBytes: number): voi
   if (declared > maxBytes) throw new GatewayError('body-too-large');
 }
 
-export function bufferedBody(buffer: Buffer): BodyPlan {
+export function bufferedBody(buffer: Buffer, contentType?: string): BodyPlan {
   return {
     replayable: true,
     length: buffer.length,
     // The bytes themselves, not a stream: a Readable per bodiless GET showed in the profile.
     open: () => (buffer.length > 0 ? buffer : null),
     bytesIn: () => buffer.length,
+    // Here and not spread in later: V8 makes `{ ...plan, contentType }` a slow dictionary (bench/README.md).
+    contentType,
   };
 }
 
@@ -223,7 +225,7 @@ export function planBody(req: IncomingMessage, endpoint: CompiledEndpoint, sessi
       return NO_BODY;
     }
     const rewritten = endpoint.rules.rewriteBody ? endpoint.rules.rewriteBody(bytes, sessionName) : bytes;
-    return { ...bufferedBody(rewritten), contentType: 'application/json' };
+    return bufferedBody(rewritten, 'application/json');
   });
 }
 

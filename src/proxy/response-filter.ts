@@ -27,7 +27,7 @@ export function filterResponse(upstream: UpstreamResponse, inspected: InspectedR
 
 function filtered(inspected: InspectedResponse, bytes: Buffer, filter: (bytes: Buffer) => Buffer): InspectedResponse {
   try {
-    return { ...inspected, prefix: [filter(bytes)], complete: true };
+    return { tokenRejected: inspected.tokenRejected, cozeCode: inspected.cozeCode, prefix: [filter(bytes)], complete: true };
   } catch {
     throw new GatewayError('upstream-bad-response', { detail: '(the bot info answer could not be read)' });
   }
