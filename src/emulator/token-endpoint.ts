@@ -130,13 +130,13 @@ export function createTokenEndpoint(options: TokenEndpointOptions) {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isStringList = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string');
-/** Null stands for absent in a token request: the SDKs send null for what they do not set (coze-protocol.md section 2.2). */
+/** Null stands for absent in a token request: the SDKs send null for what they do not set (cozepy's scope, coze-go's permission lists). */
 const given = (v: unknown): boolean => v !== undefined && v !== null;
 
 /**
  * The JWT's session_context.device_info.custom_consumer (Coze's oauth_jwt page), when it is a
  * string. Coze documents no error for a malformed session_context: it is accepted and what is
- * not a string is ignored (coze-protocol.md section 9.2).
+ * not a string is ignored.
  */
 function customConsumerOf(context: unknown): string | undefined {
   const consumer = isObject(context) && isObject(context.device_info) ? context.device_info.custom_consumer : undefined;

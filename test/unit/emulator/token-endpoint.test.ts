@@ -116,7 +116,7 @@ describe('emulator token endpoint', () => {
       assert.equal(res.status, 200, JSON.stringify(nulls));
       assert.equal(typeof res.body.access_token, 'string');
     }
-    // Coze documents no error for a malformed session_context (coze-protocol.md section 9.2): accepted, and a non-string consumer ignored.
+    // Coze's oauth_jwt page documents no error for a malformed session_context: accepted, and a non-string consumer ignored.
     for (const context of [{ device_info: { custom_consumer: 7 } }, 'not an object', { device_info: [] }]) {
       const res = await exchange(await sign(claims({ session_context: context })));
       assert.equal(res.status, 200, JSON.stringify(context));
