@@ -61,6 +61,6 @@ export function createBatchedDestination(options: { fd: number; batchBytes: numb
       if (batch !== '') pino.destination({ dest: options.fd, sync: true }).write(batch);
     },
   };
-  onExit.register(destination, (held: BatchedDestination) => held.flushSync());
+  onExit.register(destination, (registered: BatchedDestination) => registered.flushSync());
   return destination;
 }

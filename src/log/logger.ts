@@ -50,8 +50,8 @@ export function createLogger(options: LoggerOptions): Logger {
  * Lines are gathered into writes of about 16 KB instead of one write per request (bench/), but
  * never held longer than 250 ms: a quiet server's lines appear at once, and a SIGKILL loses at
  * most the last quarter second (issue 16). An asynchronous write costs ~30 µs of CPU (the
- * thread pool's hand-over), so the batch is as large as sonic-boom writes at once (below its
- * 16 KiB maxWrite). On exit, including process.exit on a fatal error, the rest is written
+ * thread pool's hand-over), so a batch is about as large as sonic-boom's own (16 KiB maxWrite)
+ * and is written whole. On exit, including process.exit on a fatal error, the rest is written
  * synchronously (batched-destination.ts).
  */
 export const LOG_BATCH_BYTES = 16_000;

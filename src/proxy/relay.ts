@@ -63,7 +63,6 @@ export function relayResponse(options: RelayOptions): void {
     const bytes = completeBody(inspected);
     // The body may have been filtered (response-filter.ts): its own length, never Coze's.
     headers['content-length'] = String(bytes.length);
-    delete headers['transfer-encoding'];
     res.writeHead(upstream.statusCode, headers);
     options.onBytes(bytes.length);
     res.end(bytes);

@@ -18,9 +18,14 @@ export interface InspectedResponse {
   complete: boolean;
 }
 
+/** Chunks as one Buffer, without a copy when there is only one. */
+function joined(chunks: readonly Buffer[]): Buffer {
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}
+
 /** The whole body of a complete answer, without a copy when it came (or was filtered) as one chunk. */
 export function completeBody(inspected: InspectedResponse): Buffer {
-  return inspected.prefix.length === 1 ? (inspected.prefix[0] as Buffer) : Buffer.concat(inspected.prefix);
+  return joined(inspected.prefix);
 }
 
 export function isEventStream(res: { headers: IncomingHttpHeaders }): boolean {
@@ -73,7 +78,7 @@ export function inspectResponse(res: UpstreamResponse, options: { idleTimeoutMs:
       if (err) settle(err);
       else if (!complete) settle(null, { tokenRejected: status === 401, cozeCode: undefined, prefix: chunks, complete: false });
       else {
-        const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+        const whole = joined(chunks);
         const cozeCode = readCode(whole);
         const tokenRejected = status === 401 || (cozeCode !== undefined && TOKEN_INVALID_CODES.has(cozeCode));
         settle(null, { tokenRejected, cozeCode, prefix: [whole], complete: true });
