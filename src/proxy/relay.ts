@@ -44,11 +44,10 @@ export const STREAM_RESET_CODE = 502002;
  */
 export function relayResponse(options: RelayOptions): void {
   const { upstream, res, inspected, metrics } = options;
-  const body = upstream.body;
   // The client left before the relay began (its 'close' has been and gone): nothing to relay
   // to, and a body piped into a destroyed response would pause for good, holding its connection.
   if (res.destroyed) {
-    body.destroy();
+    upstream.cancel();
     return;
   }
   const sse = isEventStream(upstream);
@@ -70,6 +69,8 @@ export function relayResponse(options: RelayOptions): void {
     return;
   }
   res.writeHead(upstream.statusCode, headers);
+  // Asked for only here: an answer read whole needs no stream (forwarder.ts Answer).
+  const body = upstream.body;
 
   const workflowFraming = options.framing === 'workflow';
   const observer = sse ? createSseObserver((code) => metrics.countCozeCode(code), usage?.sse) : undefined;
