@@ -20,7 +20,8 @@ export interface Emulator {
   readonly wsUrl: string;
   readonly port: number;
   close(): Promise<void>;
-  readonly stats: { exchanges: number; exchangesBySession: Map<string, number> };
+  /** Token exchanges (in all, and per session_name), and connections accepted, since the last reset. */
+  readonly stats: { exchanges: number; exchangesBySession: Map<string, number>; connections: number };
   /** Every successful token exchange: the session_context and scope the token was minted with. */
   readonly exchangeLog: ExchangeRecord[];
   readonly tokenRequests: number;
@@ -86,7 +87,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     workflow: (workflowId) => options.workflows?.[workflowId] ?? 'echo',
   };
   const pacing = createPacer();
-  const stats = { exchanges: 0, exchangesBySession: new Map<string, number>() };
+  const stats = { exchanges: 0, exchangesBySession: new Map<string, number>(), connections: 0 };
   const requests: RecordedRequest[] = [];
   const exchangeLog: ExchangeRecord[] = [];
   const sockets = new Set<Socket>();
@@ -229,6 +230,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     });
   });
   server.on('connection', (socket) => {
+    stats.connections += 1;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -300,6 +302,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
       ws.records.length = 0;
       stats.exchanges = 0;
       stats.exchangesBySession.clear();
+      stats.connections = 0;
       exchangeLog.length = 0;
       tokenRequests = 0;
       uploadBytes = 0;
