@@ -106,13 +106,18 @@ export const identityTag = keyHash;
 export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
   const now = options.now ?? Date.now;
   const store = options.store;
-  // Windows an identity left (a new day) or entries dropped by the LRU, with counts still to write.
-  const retiring: Array<{ tag: string; kind: UsageWindow; state: WindowState }> = [];
+  // Counts of windows an identity left (a new day) or of entries dropped by the LRU, still to write.
+  const retiring: Array<{ tag: string; window: WindowDelta }> = [];
   const maxRetiring = options.maxIdentities ?? 100_000;
-  const retire = (tag: string, kind: UsageWindow, state: WindowState) => {
-    if (!store || (isZero(state.pending) && isZero(state.inflight))) return;
-    retiring.push({ tag, kind, state });
+  const retireCounts = (tag: string, kind: UsageWindow, state: WindowState, delta: Totals) => {
+    if (!store || isZero(delta)) return;
+    retiring.push({ tag, window: { kind, label: state.label, endsAtMs: state.endsAtMs, delta } });
     if (retiring.length > maxRetiring) retiring.shift();
+  };
+  // Only what is pending: counts in flight are their write's own, and come back here if it fails.
+  const retire = (tag: string, kind: UsageWindow, state: WindowState) => {
+    retireCounts(tag, kind, state, state.pending);
+    state.pending = ZERO;
   };
   const entries = new LRUCache<string, Entry>({
     max: options.maxIdentities ?? 100_000,
@@ -125,6 +130,8 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
   let refreshQueued = false;
   const toRefresh = new Set<string>();
 
+  // A function, so that the compiler does not keep a check made before an await.
+  const writing = (entry: Entry) => entry.syncing !== undefined;
   const fresh = (span: WindowSpan): WindowState => ({ label: span.label, endsAtMs: span.endsAtMs, shared: ZERO, inflight: ZERO, pending: ZERO });
 
   function entryOf(identityKey: string, t: number): Entry {
@@ -163,7 +170,10 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     if (!store?.available) return false;
     if (entry.syncing) {
       const written = await entry.syncing;
-      return complete && (!isZero(entry.day.pending) || !isZero(entry.month.pending)) ? syncEntry(identityKey, entry, true) : written;
+      if (!complete) return written;
+      // What was recorded meanwhile follows in one more write, which another caller that waited
+      // for the same one may have begun already: joined, or begun here.
+      return writing(entry) || !isZero(entry.day.pending) || !isZero(entry.month.pending) ? syncEntry(identityKey, entry, true) : written;
     }
     const states = { day: entry.day, month: entry.month };
     dirty.delete(identityKey);
@@ -179,9 +189,13 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
         return true;
       },
       (err: unknown) => {
+        const evicted = entries.peek(identityKey) !== entry;
         for (const kind of USAGE_WINDOWS) {
-          states[kind].pending = add(states[kind].pending, states[kind].inflight);
-          states[kind].inflight = ZERO;
+          const state = states[kind];
+          // A window left, or an entry dropped, while this write was out: its counts retire.
+          if (evicted || entry[kind] !== state) retireCounts(entry.tag, kind, state, state.inflight);
+          else state.pending = add(state.pending, state.inflight);
+          state.inflight = ZERO;
         }
         if (!isZero(entry.day.pending) || !isZero(entry.month.pending)) dirty.add(identityKey);
         options.onSyncError?.(err);
@@ -200,17 +214,11 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     const batch = retiring.splice(0);
     await Promise.all(
       batch.map(async (item) => {
-        const { state } = item;
-        state.inflight = add(state.inflight, state.pending);
-        state.pending = ZERO;
         try {
-          await store.add(item.tag, [{ kind: item.kind, label: state.label, endsAtMs: state.endsAtMs, delta: state.inflight }]);
+          await store.add(item.tag, [item.window]);
         } catch (err) {
-          state.pending = add(state.pending, state.inflight);
           retiring.push(item);
           options.onSyncError?.(err);
-        } finally {
-          state.inflight = ZERO;
         }
       }),
     );

@@ -94,6 +94,72 @@ describe('usage counter', () => {
     await counter.close();
   });
 
+  /** A store whose writes wait until the test lets each go (`release`), or fails the next one. */
+  function heldStore() {
+    const store = fakeStore();
+    const held: Array<{ go: () => void; fail: (err: Error) => void }> = [];
+    const add = store.add.bind(store);
+    store.add = (tag, windows) => new Promise<void>((go, fail) => held.push({ go, fail })).then(() => add(tag, windows));
+    const settle = () => new Promise((r) => setImmediate(r));
+    /** Lets every write go, those that `work` starts on the way included, until it is done. */
+    const drain = async (work: Promise<unknown>) => {
+      let finished = false;
+      void work.finally(() => (finished = true));
+      while (!finished) {
+        for (const write of held.splice(0)) write.go();
+        await settle();
+      }
+      return work;
+    };
+    return { store, held, settle, drain };
+  }
+
+  it('flush-joins-the-follow-up-write: two callers that waited for the same write both wait for the write that follows it', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const { store, held, settle } = heldStore();
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now });
+    const key = `${identityTag('jwt:a')}:day:${windows.at(clock.now()).day.label}`;
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    const first = counter.sync('jwt:a');
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    const done = { synced: false, closed: false };
+    const synced = counter.sync('jwt:a').then(() => (done.synced = true));
+    const closed = counter.close().then(() => (done.closed = true));
+    held.shift()?.go();
+    await first;
+    await settle();
+    assert.equal(held.length, 1, 'the second chat is in a write of its own');
+    assert.deepEqual(done, { synced: false, closed: false }, 'neither caller returns while the second chat is still on its way');
+    held.shift()?.go();
+    await Promise.all([synced, closed]);
+    assert.equal(store.data.get(key)?.total, 56);
+  });
+
+  it('retired-window-in-flight-counted-once: a day left while its write is in flight is written once, and once again only if that write failed', async () => {
+    for (const outcome of ['lands', 'fails'] as const) {
+      const clock = createFakeClock(Date.UTC(2026, 4, 10, 23, 59, 59, 900));
+      const { store, held, drain } = heldStore();
+      const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now, onSyncError: () => {} });
+      const day10 = `${identityTag('jwt:a')}:day:${windows.at(clock.now()).day.label}`;
+      counter.record('jwt:a', { requests: 1, total: 28 });
+      const first = counter.sync('jwt:a');
+      clock.advance(200);
+      // Midnight passed while the write was out: the next count retires day 10.
+      counter.record('jwt:a', { requests: 1, total: 5 });
+      const flushed = counter.flush();
+      const landed = held.shift();
+      if (outcome === 'lands') landed?.go();
+      else landed?.fail(new Error('timeout'));
+      await first;
+      await drain(flushed);
+      // What a failed write gave back is written by the next flush.
+      await drain(counter.flush());
+      assert.equal(store.data.get(day10)?.total, 28, `day 10 holds its one chat (the first write ${outcome})`);
+      assert.equal(counter.unsynced, 0);
+      await counter.close();
+    }
+  });
+
   it('keeps the counts while the store is down and writes them once it is back; a failed write loses nothing', async () => {
     const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
     const store = fakeStore();
