@@ -325,6 +325,21 @@ describe('forwarder (undici Pool)', () => {
     assert.ok(Buffer.concat([first, ...rest]).equals(whole), 'every byte once, in order');
   });
 
+  it('unread-answer-cut: an answer past the limit that nobody reads yet, then cut, fails its body when it is read, and throws nothing meanwhile', async () => {
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(1024 * 1024) });
+      res.write(Buffer.alloc(256 * 1024, 7), () => setTimeout(() => res.socket?.destroy(), 50));
+    };
+    const got = await collect({ path: '/big-then-cut' }, 1024);
+    assert.equal(got.complete, false);
+    // The handler is busy elsewhere (a revoked token being invalidated in Redis) while the cut comes.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const read = async () => {
+      for await (const _chunk of got.res.body);
+    };
+    await assert.rejects(read(), (err: unknown) => err instanceof UpstreamError && err.failure === 'reset');
+  });
+
   it('collect-cancelled: cancelling a collect in progress fails it once and aborts the upstream request', async () => {
     route = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
