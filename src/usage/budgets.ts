@@ -70,11 +70,19 @@ export function createBudgets(options: BudgetsOptions): Budgets {
       const limits = globalOff && options.overrides().size === 0 ? global : limitsOf(identity);
       if (limits.requestsPerDay !== null || limits.tokensPerDay !== null || limits.tokensPerMonth !== null) {
         const view = options.counter.view(key);
-        if (limits.requestsPerDay !== null && view.day.requests >= limits.requestsPerDay) refuse('requestsPerDay', limits.requestsPerDay, view);
+        // Of the budgets used up, the one whose window ends last: its reset is when a retry can pass.
+        let exhausted: BudgetName | undefined;
+        const check = (name: BudgetName, used: number) => {
+          const limit = limits[name];
+          if (limit === null || used < limit) return;
+          if (exhausted === undefined || view[WINDOW_OF[name]].endsAtMs > view[WINDOW_OF[exhausted]].endsAtMs) exhausted = name;
+        };
+        check('requestsPerDay', view.day.requests);
         if (!endpoint.tokenFree) {
-          if (limits.tokensPerDay !== null && view.day.total >= limits.tokensPerDay) refuse('tokensPerDay', limits.tokensPerDay, view);
-          if (limits.tokensPerMonth !== null && view.month.total >= limits.tokensPerMonth) refuse('tokensPerMonth', limits.tokensPerMonth, view);
+          check('tokensPerDay', view.day.total);
+          check('tokensPerMonth', view.month.total);
         }
+        if (exhausted !== undefined) refuse(exhausted, limits[exhausted] as number, view);
       }
       if (!local) options.counter.record(key, { requests: 1 });
     },

@@ -50,6 +50,19 @@ describe('budgets at admission', () => {
     assert.deepEqual(refused, ['month/tokens']);
   });
 
+  it('budget-reset-of-the-last-window: with a daily and the monthly budget both used up, the refusal names the month, whose end is when a retry can pass', () => {
+    const { clock, counter, budgets, refused } = setUp({ tokensPerDay: 50, tokensPerMonth: 100, requestsPerDay: 1 });
+    // 10 May, 20:00 UTC: the day ends in four hours, the month in 21 days and four hours.
+    clock.advance(10 * 86_400_000);
+    counter.record('jwt:alice', { requests: 1, total: 100 });
+    const err = refusal(() => budgets.admit(endpoint('chat'), alice));
+    assert.equal(err.detailFields?.budget, 'tokensPerMonth');
+    assert.equal(err.headers['retry-after'], String(21 * 86_400 + 4 * 3600));
+    assert.deepEqual(refused, ['month/tokens']);
+    // A token-free endpoint is held by the daily request budget alone.
+    assert.equal(refusal(() => budgets.admit(endpoint('chat.retrieve'), alice)).detailFields?.budget, 'requestsPerDay');
+  });
+
   it('spares token-free endpoints from token budgets but not from the request budget, and never refuses GET /gateway/usage', () => {
     const { counter, budgets } = setUp({ tokensPerDay: 10, requestsPerDay: 3 });
     counter.record('jwt:alice', { total: 10 });
