@@ -40,10 +40,16 @@ const fileSchema = z.array(
 
 export const EMPTY_OVERRIDES: OverrideTable = { lookup: () => undefined, size: 0 };
 
-/** Parses the file's text; throws an Error that names the entry and the problem. */
-export function parseOverrides(text: string): OverrideTable {
-  const raw: unknown = parseYaml(text) ?? [];
-  const parsed = fileSchema.safeParse(raw);
+/**
+ * Parses the file's text; throws an Error that names the entry and the problem. A file with no
+ * document at all (empty, or comments only) is no overrides at start-up, and an error on a reload:
+ * there it is most often a write caught half way (truncated, not yet written), and taking it would
+ * lift every override, suspensions included. `[]` is no overrides in both.
+ */
+export function parseOverrides(text: string, options: { reload?: boolean } = {}): OverrideTable {
+  const raw: unknown = parseYaml(text);
+  if ((raw === null || raw === undefined) && options.reload) throw new Error('the file is empty (a write in progress?); write [] for no overrides');
+  const parsed = fileSchema.safeParse(raw ?? []);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? `entry ${issue.path.map(String).join('.')}` : 'the file';
@@ -102,9 +108,16 @@ export function watchOverrides(options: {
       return false;
     }
     const hash = digest(next);
-    if (hash === seen) return false;
+    if (hash === seen) {
+      // Back to the version in force after a bad edit: reported, so the next bad edit is news again.
+      if (lastFailure !== undefined) {
+        lastFailure = undefined;
+        options.onReload?.('ok', { entries: current.size });
+      }
+      return false;
+    }
     try {
-      current = parseOverrides(next);
+      current = parseOverrides(next, { reload: true });
     } catch (err) {
       fail((err as Error).message);
       return false;
