@@ -69,6 +69,11 @@ const DENIAL_REASONS: Partial<Record<GatewayError['reason'], PolicyDenialReason>
   'unsupported-media-type': 'body',
 };
 
+const WRONG_TRANSPORT = {
+  http: 'This endpoint takes WebSocket upgrades only.',
+  websocket: 'This route does not accept WebSocket upgrades.',
+} as const;
+
 /** Retry-After of a refusal for too many requests in flight: one finishes soon. */
 const CONCURRENCY_RETRY_SECONDS = 1;
 
@@ -86,7 +91,8 @@ export function admit(
   deps: AdmitDeps,
   req: IncomingMessage,
   trace: AdmissionTrace,
-  options: { endpoint?: CompiledEndpoint; acceptQueryCredential?: boolean } = {},
+  /** transport: how the request came (HTTP, SSE included, or an upgrade); checked against the endpoint's. */
+  options: { endpoint?: CompiledEndpoint; acceptQueryCredential?: boolean; transport?: 'http' | 'websocket' } = {},
 ): Maybe<Admission> {
   const steps = deps.steps ?? STEPS;
   let release: (() => void) | undefined;
@@ -151,6 +157,11 @@ export function admit(
         if (!limit.allowed) {
           deps.metrics.rateLimited.inc();
           throw new GatewayError('rate-limited', { headers: { 'retry-after': String(limit.retryAfterSeconds) } });
+        }
+        // An HTTP request to a WebSocket endpoint, or the other way round: refused before the
+        // budgets, which count only what the gateway will forward.
+        if (options.transport !== undefined && (options.transport === 'websocket') !== (matched.transport === 'websocket')) {
+          throw new GatewayError('route-forbidden', { detail: WRONG_TRANSPORT[options.transport] });
         }
         const identity = caller as Identity;
         const sessionName = deps.sessionName(identity);

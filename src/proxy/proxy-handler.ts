@@ -176,12 +176,11 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     let retriedToken = false;
     let retriedReset = false;
 
-    steps.after(admit(deps, req, trace), admitted, fail);
+    steps.after(admit(deps, req, trace, HTTP_ADMISSION), admitted, fail);
 
     function admitted(granted: Admission): void {
       admission = granted;
       wait.hold(granted.release);
-      if (granted.endpoint.transport === 'websocket') throw new GatewayError('route-forbidden', { detail: 'This endpoint takes WebSocket upgrades only.' });
       let plan: Maybe<BodyPlan>;
       try {
         plan = planBody(req, granted.endpoint, granted.sessionName, {
@@ -352,6 +351,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 }
 
 const VENDING_QUERY = `${VENDING_PATH}?`;
+const HTTP_ADMISSION = { transport: 'http' } as const;
 
 /** The gateway's own headers on a response it writes itself (an error, a token, usage figures). */
 function setHeaders(res: ServerResponse, headers: OutgoingHttpHeaders): void {

@@ -121,11 +121,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     if (deps.isDraining()) throw new GatewayError('draining');
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
-    const admission = await admit(deps, req, trace, { acceptQueryCredential: true });
+    const admission = await admit(deps, req, trace, { acceptQueryCredential: true, transport: 'websocket' });
     // The identity's slot is held for the socket's whole life.
     socket.once('close', admission.release);
     const { endpoint } = admission;
-    if (endpoint.transport !== 'websocket') throw new GatewayError('route-forbidden', { detail: 'This route does not accept WebSocket upgrades.' });
 
     // The ws client sets the handshake headers itself; the allowlist never passes them.
     const headers = scrubRequestHeaders(req.headers, { forward: deps.forwardHeaders });

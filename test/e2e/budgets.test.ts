@@ -169,3 +169,23 @@ describe('budgets: per-subject overrides from a file, reloaded when it changes',
     assert.match(text, /coze_gateway_budget_override_reloads_total\{outcome="error"\} 1/);
   });
 });
+
+describe('budgets: a request refused for its transport is not counted', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', BUDGET_REQUESTS_PER_DAY: '1' } });
+  });
+  after(() => stack.close());
+
+  it('wrong-transport-not-counted: a plain GET to a WebSocket endpoint and an upgrade on an HTTP route get 403, and the one request of the day is still there', async () => {
+    const carol = await stack.callerToken('carol');
+    const plain = await get(stack.url, carol, '/v1/chat?bot_id=bot-ok');
+    assertEnvelope(plain, 403, 'route-forbidden');
+    assert.match(plain.body, /WebSocket upgrades only/);
+    const upgrade = await refusedUpgrade(`${stack.url.replace('http', 'ws')}/v1/conversations?bot_id=bot-ok`, { authorization: `Bearer ${carol}` });
+    assert.equal(upgrade.status, 403);
+    assert.equal(upgrade.gatewayError, 'route-forbidden');
+    assert.equal((await get(stack.url, carol, '/v1/conversations?bot_id=bot-ok')).status, 200, 'the day budget of one request was not spent by the refusals');
+    assertEnvelope(await get(stack.url, carol, '/v1/conversations?bot_id=bot-ok'), 429, 'budget-exceeded');
+  });
+});
