@@ -135,7 +135,8 @@ export function createUsageObservers(options: { onCount(route: string, identityK
           if (chunk.includes('"usage"')) answer(parse(chunk.toString('utf8')));
           return;
         }
-        scanner ??= createJsonFieldScanner();
+        // A chat's own id and status are members of `data`; its tool calls carry ids of their own.
+        scanner ??= createJsonFieldScanner(shape === 'chat' ? { depth: 2 } : {});
         scanner.push(chunk);
         scanned = true;
       },
@@ -153,7 +154,8 @@ export function createUsageObservers(options: { onCount(route: string, identityK
           const f = scanner.fields;
           if (shape === 'workflow') count(readUsage(f.usage), undefined);
           else if (shape === 'history') execution(f);
-          else if (f.usage !== undefined) count(readUsage(f.usage), undefined);
+          // Held to the small answer's rules: an ended chat, once per chat id.
+          else chat(f);
         }
       },
     };

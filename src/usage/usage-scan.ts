@@ -2,8 +2,9 @@
  * Reads a few fields out of a JSON answer too large to hold (over the 16 KiB the response
  * inspection keeps), chunk by chunk as it passes, without delaying or keeping it: a workflow
  * run's output can be megabytes, with its `usage` after it. It finds the keys `usage` (an
- * object, captured up to 1 KiB), `execute_id`, `execute_status` (strings) and `run_mode` (a
- * number), first occurrence each, at any depth. It follows JSON's string and nesting state
+ * object, captured up to 1 KiB), `execute_id`, `execute_status`, `id`, `status` (strings) and
+ * `run_mode` (a number), first occurrence each, at any depth or only at `depth` (1: the root
+ * object's members, 2: those of an object in it, like a chat's `data`). It follows JSON's string and nesting state
  * across chunk boundaries, so a key is taken only where a key stands, never inside a string
  * value (a workflow's output is a JSON string that may itself mention "usage").
  */
@@ -11,11 +12,13 @@ export interface ScannedFields {
   usage?: unknown;
   execute_id?: string;
   execute_status?: string;
+  id?: string;
+  status?: string;
   run_mode?: number;
 }
 
 type Wanted = keyof ScannedFields;
-const WANTED: ReadonlySet<string> = new Set<Wanted>(['usage', 'execute_id', 'execute_status', 'run_mode']);
+const WANTED: ReadonlySet<string> = new Set<Wanted>(['usage', 'execute_id', 'execute_status', 'id', 'status', 'run_mode']);
 const MAX_VALUE = 1024;
 /** Longer strings cannot be a wanted key: their text is not kept. */
 const MAX_KEY = 16;
@@ -38,7 +41,7 @@ interface Value {
   start: number;
 }
 
-export function createJsonFieldScanner(): { push(chunk: Buffer): void; readonly fields: ScannedFields } {
+export function createJsonFieldScanner(options: { depth?: number } = {}): { push(chunk: Buffer): void; readonly fields: ScannedFields } {
   const fields: ScannedFields = {};
   let inString = false;
   let escaped = false;
@@ -94,7 +97,7 @@ export function createJsonFieldScanner(): { push(chunk: Buffer): void; readonly 
         if (key !== undefined) {
           const wanted = key;
           key = undefined;
-          if (fields[wanted] === undefined) value = { key: wanted, kind: isOpen(c) ? 'object' : c === QUOTE ? 'string' : 'scalar', depth, text: '', start: i };
+          if (fields[wanted] === undefined && (options.depth === undefined || depth === options.depth)) value = { key: wanted, kind: isOpen(c) ? 'object' : c === QUOTE ? 'string' : 'scalar', depth, text: '', start: i };
         } else if (value?.kind === 'scalar' && (c === 0x2c || isClose(c))) {
           finish(text, i);
         }

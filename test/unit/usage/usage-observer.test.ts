@@ -92,6 +92,34 @@ describe('usage observers', () => {
     }
   });
 
+  it('large-chat-answer-held-to-chat-rules: a chat answer over the inspected size counts only once the chat has ended, once per chat id, whatever ids its tool calls carry', () => {
+    const { watch, counts } = watcher();
+    const big = (status: string) =>
+      Buffer.from(
+        JSON.stringify({
+          code: 0,
+          data: {
+            required_action: { type: 'submit_tool_outputs', submit_tool_outputs: { tool_calls: [{ id: 'call-1', status: 'completed', function: { arguments: 'x'.repeat(40_000) } }] } },
+            id: 'chat-big',
+            status,
+            usage: { token_count: 500, input_count: 200, output_count: 300 },
+          },
+        }),
+      );
+    const poll = (status: string) => {
+      const seen = watch(endpoint('chat.retrieve'), 'jwt:erin');
+      const body = big(status);
+      for (let i = 0; i < body.length; i += 4096) seen?.onBody(body.subarray(i, i + 4096), false);
+      seen?.end();
+    };
+    poll('requires_action');
+    poll('requires_action');
+    assert.equal(counts.length, 0, 'a chat waiting for tool outputs reports more later');
+    poll('completed');
+    poll('completed');
+    assert.deepEqual(counts.map((c) => c.counts), [{ input: 200, output: 300, total: 500 }]);
+  });
+
   it('the scanner ignores keys inside strings and takes the first occurrence', () => {
     const scanner = createJsonFieldScanner();
     scanner.push(Buffer.from('{"data":"{\\"usage\\":{\\"token_count\\":1}}","run_mode":2,"execute_status":"Success","execute_id":"e\\"1","usage":{"token_count":2},"usage":{"token_count":3}}'));
