@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { createJsonFieldScanner, type ScannedFields } from '../usage/usage-scan.js';
 import type { UpstreamResponse } from './forwarder.js';
 
 /** Coze's ways of saying "this token is not valid" (https://www.coze.cn/open/docs/developer_guides/troubleshooting_4100_4101). */
@@ -129,6 +130,9 @@ export function readCode(body: Buffer): number | undefined {
   return undefined;
 }
 
+/** The longest unterminated SSE line kept whole for the observer. */
+const MAX_HELD_LINE = 64 * 1024;
+
 export interface SseObserver {
   /** Feeds the bytes that went to the client. */
   observe(chunk: Buffer): void;
@@ -143,19 +147,31 @@ export interface SseObserver {
  * (lower-cased), e.g. the usage of `conversation.chat.completed`. It only observes the bytes:
  * the stream itself is relayed untouched and undelayed.
  */
-export function createSseObserver(onCode: (code: number | string) => void, data?: { events: ReadonlySet<string>; onData(event: string, data: string): void }): SseObserver {
+export function createSseObserver(
+  onCode: (code: number | string) => void,
+  data?: { events: ReadonlySet<string>; onData(event: string, data: string): void; onLongData?(event: string, fields: ScannedFields): void },
+): SseObserver {
   let carry = '';
   let currentEvent = '';
+  // A data line of a watched event too long to hold (a workflow's large output, usage after it):
+  // the rest of it is scanned as it passes (`onLongData`, the members of its object).
+  let long: { event: string; scanner: ReturnType<typeof createJsonFieldScanner> } | undefined;
   // lastId is a plain field, not a getter: an object literal holding a getter is built through
   // V8's slow runtime path (bench/README.md).
   const observer: { lastId: number | undefined; observe(chunk: Buffer): void } = {
     lastId: undefined,
     observe(chunk) {
-      const text = carry + chunk.toString('utf8');
-      const lines = text.split('\n');
+      let text = chunk.toString('utf8');
+      if (long) {
+        const end = text.indexOf('\n');
+        long.scanner.push(Buffer.from(end === -1 ? text : text.slice(0, end)));
+        if (end === -1) return;
+        data?.onLongData?.(long.event, long.scanner.fields);
+        long = undefined;
+        text = text.slice(end + 1);
+      }
+      const lines = (carry + text).split('\n');
       carry = lines.pop() ?? '';
-      // A pathological unterminated line must not grow without bound.
-      if (carry.length > 64 * 1024) carry = '';
       for (const raw of lines) {
         const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
         if (line === '') {
@@ -171,6 +187,15 @@ export function createSseObserver(onCode: (code: number | string) => void, data?
         } else if (data && line.startsWith('data:') && data.events.has(currentEvent)) {
           data.onData(currentEvent, line.slice(5).trim());
         }
+      }
+      // A pathological unterminated line must not grow without bound. Checked after the lines
+      // before it, whose `event:` it belongs to.
+      if (carry.length > MAX_HELD_LINE) {
+        if (data?.onLongData && carry.startsWith('data:') && data.events.has(currentEvent)) {
+          long = { event: currentEvent, scanner: createJsonFieldScanner({ depth: 1 }) };
+          long.scanner.push(Buffer.from(carry.slice(5)));
+        }
+        carry = '';
       }
     },
   };

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Totals } from './usage-counter.js';
 import type { Endpoint } from '../policy/endpoints.js';
-import { createJsonFieldScanner } from './usage-scan.js';
+import { createJsonFieldScanner, type ScannedFields } from './usage-scan.js';
 
 /**
  * Reads the usage Coze reports, in the shape the endpoint table names (src/policy/endpoints.ts
@@ -31,7 +31,7 @@ export type TokenCounts = Pick<Totals, 'input' | 'output' | 'total'>;
 /** One answer (or one socket) being watched for usage. */
 export interface RequestUsage {
   /** For the SSE observer: the events whose data lines it hands over, lower-cased. */
-  readonly sse: { events: ReadonlySet<string>; onData(event: string, data: string): void };
+  readonly sse: { events: ReadonlySet<string>; onData(event: string, data: string): void; onLongData(event: string, fields: ScannedFields): void };
   /** A non-SSE body's bytes as they pass; `complete` when this is the whole (small) body. */
   onBody(chunk: Buffer, complete: boolean): void;
   /** A realtime downlink frame (server to client). */
@@ -103,6 +103,9 @@ export function createUsageObservers(options: { onCount(route: string, identityK
       const status = field(obj, 'execute_status');
       if (field(obj, 'run_mode') === 2 && (status === 'Success' || status === 'Fail')) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `exec:${id}` : undefined);
     };
+    const keepBest = (usage: TokenCounts | undefined) => {
+      if (usage && (!best || usage.total >= best.total)) best = usage;
+    };
     const answer = (body: unknown) => {
       if (shape === 'chat') chat(field(body, 'data'));
       else if (shape === 'workflow') count(readUsage(field(body, 'usage')), undefined);
@@ -125,8 +128,15 @@ export function createUsageObservers(options: { onCount(route: string, identityK
           }
           // Message events stream every delta; only the ones that carry usage are parsed.
           if (!data.includes('"usage"')) return;
-          const usage = readUsage(field(parse(data), 'usage'));
-          if (usage && (!best || usage.total >= best.total)) best = usage;
+          keepBest(readUsage(field(parse(data), 'usage')));
+        },
+        // A data line too long to hold, scanned as it passed (usage-scan.ts).
+        onLongData(event, fields) {
+          if (shape === 'chat') {
+            if (CHAT_EVENTS.has(event)) chat(fields, true);
+            return;
+          }
+          keepBest(readUsage(fields.usage));
         },
       },
       onBody(chunk, complete) {

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createUsageObservers, readUsage, type TokenCounts } from '../../../src/usage/usage-observer.js';
 import { createJsonFieldScanner } from '../../../src/usage/usage-scan.js';
+import { createSseObserver } from '../../../src/proxy/rewrite-response.js';
+import { createEventGate } from '../../../src/proxy/sse-framing.js';
 import { ENDPOINTS } from '../../../src/policy/endpoints.js';
 
 /** The endpoint table's entry of that name: the usage shape comes from there. */
@@ -118,6 +120,25 @@ describe('usage observers', () => {
     poll('completed');
     poll('completed');
     assert.deepEqual(counts.map((c) => c.counts), [{ input: 200, output: 300, total: 500 }]);
+  });
+
+  it('sse-long-event-usage: a workflow stream event too long to hold (a large output, usage after it) still gives its usage, however it is cut', () => {
+    for (const kib of [100, 300, 600, 2048]) {
+      for (const chunkSize of [1000, 65_536]) {
+        const { watch, counts } = watcher();
+        const usage = watch(endpoint('workflow.stream_run'), 'jwt:dave');
+        assert.ok(usage);
+        // As the relay feeds it: through the event gate, then the observer.
+        const gate = createEventGate();
+        const observer = createSseObserver(() => {}, usage.sse);
+        const message = { content: 'x'.repeat(kib * 1024), node_title: 'End', node_is_finish: true, usage: { token_count: 900, output_count: 600, input_count: 300 } };
+        const stream = Buffer.from(`id: 0\nevent: Message\ndata: ${JSON.stringify(message)}\n\nid: 1\nevent: Done\ndata: {}\n\n`);
+        for (let i = 0; i < stream.length; i += chunkSize) observer.observe(gate.pass(stream.subarray(i, i + chunkSize)));
+        observer.observe(gate.rest());
+        usage.end();
+        assert.deepEqual(counts.map((c) => c.counts.total), [900], `${kib} KiB in chunks of ${chunkSize}`);
+      }
+    }
   });
 
   it('the scanner ignores keys inside strings and takes the first occurrence', () => {
