@@ -122,6 +122,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true, transport: 'websocket' });
+    // The client may have left while admission waited (a JWKS fetch, Redis): its 'close' has
+    // been and gone, so the slot goes back now, and nothing is minted or dialled for it.
+    if (clientGone(socket)) {
+      admission.release();
+      socket.destroy();
+      return;
+    }
     // The identity's slot is held for the socket's whole life.
     socket.once('close', admission.release);
     const { endpoint } = admission;
@@ -149,8 +156,9 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       client: socket,
     });
 
-    if (socket.destroyed) {
+    if (clientGone(socket)) {
       upstream.terminate();
+      socket.destroy();
       return;
     }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
@@ -260,4 +268,9 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       return live.size;
     },
   };
+}
+
+/** Closed, or half-closed: a client that sent its FIN cannot finish a handshake any more. */
+function clientGone(socket: Duplex): boolean {
+  return socket.destroyed || socket.readableEnded;
 }
