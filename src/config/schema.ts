@@ -258,7 +258,7 @@ export const configSchema = z
           env: 'COZE_REFRESH_BEFORE_SECONDS',
           default: 60,
           min: 0,
-          description: 'A token is refreshed this long before its expires_in (minus up to 10% jitter).',
+          description: 'A token is refreshed this long before its expires_in (minus up to 10% jitter). At most (coze.tokenTtlSeconds - 35) / 1.1, so that a fresh token is not stale at once.',
         }),
         tokenCacheMaxEntries: int({
           env: 'COZE_TOKEN_CACHE_MAX',

@@ -64,6 +64,16 @@ describe('config loading', () => {
     assert.equal(config.coze.refreshBeforeSeconds, 30);
   });
 
+  it('refresh-before-leaves-fresh-life: a refresh point that a fresh token would pass at once is refused, naming the largest value that works', () => {
+    // 65 s tokens refreshed 60 s ahead: a token read from another replica is never fresh enough.
+    const issues = issuesOf(() => loadConfig({ env: { ...baseEnv, COZE_TOKEN_TTL_SECONDS: '65', COZE_REFRESH_BEFORE_SECONDS: '60' } }));
+    const issue = issues.find((i) => i.key === 'coze.refreshBeforeSeconds');
+    assert.equal(issue?.env, 'COZE_REFRESH_BEFORE_SECONDS');
+    assert.match(issue?.message ?? '', /at most 27 for coze.tokenTtlSeconds 65/);
+    assert.equal(loadConfig({ env: { ...baseEnv, COZE_TOKEN_TTL_SECONDS: '65', COZE_REFRESH_BEFORE_SECONDS: '27' } }).coze.refreshBeforeSeconds, 27);
+    assert.equal(loadConfig({ env: baseEnv }).coze.refreshBeforeSeconds, 60, 'the defaults (900 and 60) pass');
+  });
+
   it('accepts PKCS#1 keys inline', () => {
     const { COZE_PRIVATE_KEY_FILE: _f, ...env } = baseEnv;
     const config = loadConfig({ env: { ...env, COZE_PRIVATE_KEY: key.privatePkcs1 } });
