@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { loadApiKeyFile } from '../auth/api-key-source.js';
 import { configuredTopology } from '../cache/redis-topology.js';
+import { maxRefreshBeforeSeconds } from '../coze/token-cache.js';
 import { forwardHeaderProblem } from '../http/headers.js';
 import { isValidCidr } from '../http/client-ip.js';
 import { selectEndpoints } from '../policy/route-table.js';
@@ -230,21 +231,15 @@ function issueFor(settings: SettingInfo[], key: string, message: string): Config
   return { key, ...(s?.env ? { env: s.env } : {}), message };
 }
 
-/** The life a fresh token keeps past its refresh point: the 5 s reserve plus 30 s for the mint itself. */
-const MIN_FRESH_LIFE_SECONDS = 35;
-
 function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[], requireIdentity: boolean): GatewayConfig | undefined {
   const { coze } = config;
-  // A token read from another replica is taken only with more than refreshBefore plus its
-  // jitter and a 5 s reserve left (token-cache.ts): a fresh token must clear that bar by the time
-  // its mint took, or every replica mints in turn and each new token is stale at once.
-  const maxRefreshBefore = Math.floor((coze.tokenTtlSeconds - MIN_FRESH_LIFE_SECONDS) / 1.1);
+  const maxRefreshBefore = maxRefreshBeforeSeconds(coze.tokenTtlSeconds);
   if (coze.refreshBeforeSeconds > maxRefreshBefore) {
     issues.push(
       issueFor(
         settings,
         'coze.refreshBeforeSeconds',
-        `must leave a fresh token at least ${MIN_FRESH_LIFE_SECONDS} s of life past the refresh point (with its 10% jitter): at most ${Math.max(0, maxRefreshBefore)} for coze.tokenTtlSeconds ${coze.tokenTtlSeconds}`,
+        `is too close to coze.tokenTtlSeconds: a fresh token would be stale at once (see its description); at most ${maxRefreshBefore} for coze.tokenTtlSeconds ${coze.tokenTtlSeconds}`,
       ),
     );
   }

@@ -64,6 +64,16 @@ interface Entry {
 /** A token this close to expiry is not handed out: the request would outlive it. */
 const MIN_REMAINING_MS = 5000;
 const JITTER_RATIO = 0.1;
+/** What a mint may take, on top of the reserve, for a fresh token still to clear `sharedUsable`. */
+const MINT_ALLOWANCE_MS = 30_000;
+
+/**
+ * The largest coze.refreshBeforeSeconds for a token lifetime: past it a fresh token is already
+ * stale, and one read from another replica never usable, so every replica mints in turn.
+ */
+export function maxRefreshBeforeSeconds(tokenTtlSeconds: number): number {
+  return Math.max(0, Math.floor((tokenTtlSeconds * 1000 - MIN_REMAINING_MS - MINT_ALLOWANCE_MS) / 1000 / (1 + JITTER_RATIO)));
+}
 
 /**
  * One token per session_name, minted as rarely as possible and never twice at once.

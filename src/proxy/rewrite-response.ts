@@ -132,6 +132,7 @@ export function readCode(body: Buffer): number | undefined {
 
 /** The longest unterminated SSE line kept whole for the observer. */
 const MAX_HELD_LINE = 64 * 1024;
+const NEWLINE = 0x0a;
 
 export interface SseObserver {
   /** Feeds the bytes that went to the client. */
@@ -161,16 +162,16 @@ export function createSseObserver(
   const observer: { lastId: number | undefined; observe(chunk: Buffer): void } = {
     lastId: undefined,
     observe(chunk) {
-      let text = chunk.toString('utf8');
+      let rest = chunk;
       if (long) {
-        const end = text.indexOf('\n');
-        long.scanner.push(Buffer.from(end === -1 ? text : text.slice(0, end)));
+        const end = chunk.indexOf(NEWLINE);
+        long.scanner.push(end === -1 ? chunk : chunk.subarray(0, end));
         if (end === -1) return;
         data?.onLongData?.(long.event, long.scanner.fields);
         long = undefined;
-        text = text.slice(end + 1);
+        rest = chunk.subarray(end + 1);
       }
-      const lines = (carry + text).split('\n');
+      const lines = (carry + rest.toString('utf8')).split('\n');
       carry = lines.pop() ?? '';
       for (const raw of lines) {
         const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;

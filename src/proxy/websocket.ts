@@ -124,7 +124,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true, transport: 'websocket' });
     // The client may have left while admission waited (a JWKS fetch, Redis): its 'close' has
     // been and gone, so the slot goes back now, and nothing is minted or dialled for it.
-    if (clientGone(socket)) {
+    if (socket.destroyed) {
       admission.release();
       socket.destroy();
       return;
@@ -156,9 +156,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       client: socket,
     });
 
-    if (clientGone(socket)) {
+    if (socket.destroyed) {
       upstream.terminate();
-      socket.destroy();
       return;
     }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
@@ -268,9 +267,4 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       return live.size;
     },
   };
-}
-
-/** Closed, or half-closed: a client that sent its FIN cannot finish a handshake any more. */
-function clientGone(socket: Duplex): boolean {
-  return socket.destroyed || socket.readableEnded;
 }

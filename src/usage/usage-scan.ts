@@ -4,9 +4,9 @@
  * run's output can be megabytes, with its `usage` after it. It finds the keys `usage` (an
  * object, captured up to 1 KiB), `execute_id`, `execute_status`, `id`, `status` (strings) and
  * `run_mode` (a number), first occurrence each, at any depth or only at `depth` (1: the root
- * object's members, 2: those of an object in it, like a chat's `data`). It follows JSON's string and nesting state
- * across chunk boundaries, so a key is taken only where a key stands, never inside a string
- * value (a workflow's output is a JSON string that may itself mention "usage").
+ * object's members, 2: those of an object in it, like a chat's `data`). It follows JSON's string
+ * and nesting state across chunk boundaries, so a key is taken only where a key stands, never
+ * inside a string value (a workflow's output is a JSON string that may itself mention "usage").
  */
 export interface ScannedFields {
   usage?: unknown;
