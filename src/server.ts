@@ -124,7 +124,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     },
   });
   const tokenKeys = tokenKeysFromConfig(config);
-  const mint = createMintBreaker((key) => tokenClient.exchange(tokenKeys.mintRequest(key)), {
+  const breaker = createMintBreaker((key) => tokenClient.exchange(tokenKeys.mintRequest(key)), {
     baseHoldMs: MINT_HOLD_BASE_MS,
     maxHoldMs: MINT_HOLD_MAX_MS,
     now,
@@ -133,7 +133,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   const topology = redisTopology(config.cache);
   const redis = topology ? await connectShared(config, topology, metrics, logger) : undefined;
   const tokens = createTokenCache({
-    mint,
+    mint: breaker.mint,
+    refuse: breaker.refusal,
     ...(redis ? { shared: redis.tokens } : {}),
     maxEntries: config.coze.tokenCacheMaxEntries,
     refreshBeforeSeconds: config.coze.refreshBeforeSeconds,

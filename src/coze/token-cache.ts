@@ -28,6 +28,11 @@ export interface SharedTokenStore {
 
 export interface TokenCacheOptions {
   mint: (sessionName: string) => Promise<CozeToken>;
+  /**
+   * Why a mint of this session would fail now without reaching Coze (the mint breaker's hold):
+   * asked before a mint starts, so a held mint takes no Redis lock and wakes no other replica.
+   */
+  refuse?: (sessionName: string) => Error | undefined;
   shared?: SharedTokenStore;
   maxEntries: number;
   refreshBeforeSeconds: number;
@@ -59,6 +64,9 @@ interface Entry {
   refreshAtMs: number;
   /** ms; past it the token is never served. */
   expiresAtMs: number;
+  /** ms; no background refresh starts before it (the last one failed). */
+  retryAtMs: number;
+  refreshFailures: number;
 }
 
 /** A token this close to expiry is not handed out: the request would outlive it. */
@@ -66,6 +74,11 @@ const MIN_REMAINING_MS = 5000;
 const JITTER_RATIO = 0.1;
 /** What a mint may take, on top of the reserve, for a fresh token still to clear `sharedUsable`. */
 const MINT_ALLOWANCE_MS = 30_000;
+/** After a failed background refresh, the next waits this long, doubling per failure up to the max. */
+const REFRESH_RETRY_BASE_MS = 2000;
+const REFRESH_RETRY_MAX_MS = 30_000;
+/** Tokens Coze called invalid, remembered so Redis never hands one back (see sharedUsable). */
+const MAX_REVOKED = 1024;
 
 /**
  * The largest coze.refreshBeforeSeconds for a token lifetime: past it a fresh token is already
@@ -88,23 +101,30 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const entries = new LRUCache<string, Entry>({ max: options.maxEntries });
   const inflight = new Map<string, Promise<CozeToken>>();
   const refreshBeforeMs = options.refreshBeforeSeconds * 1000;
+  const revoked = new LRUCache<string, true>({ max: MAX_REVOKED });
 
   function store(sessionName: string, token: CozeToken): void {
     const expiresAtMs = token.expiresAt * 1000;
     // Jitter spreads the refreshes of tokens minted in one burst.
     const refreshAtMs = Math.max(now(), expiresAtMs - refreshBeforeMs * (1 + JITTER_RATIO * random()));
-    entries.set(sessionName, { token, refreshAtMs, expiresAtMs });
+    entries.set(sessionName, { token, refreshAtMs, expiresAtMs, retryAtMs: 0, refreshFailures: 0 });
   }
 
   /**
    * A shared token is taken only when it is fresher than the earliest point this cache could
    * have started refreshing (refreshBefore plus the whole jitter); otherwise a refresh would be
-   * answered with the very token it is replacing.
+   * answered with the very token it is replacing. Nor is one this replica saw revoked: Redis
+   * still holds it when the compare-and-delete failed there.
    */
-  const sharedUsable = (token: CozeToken) => token.expiresAt * 1000 - now() > refreshBeforeMs * (1 + JITTER_RATIO) + MIN_REMAINING_MS;
+  const sharedUsable = (token: CozeToken) => token.expiresAt * 1000 - now() > refreshBeforeMs * (1 + JITTER_RATIO) + MIN_REMAINING_MS && !revoked.has(token.accessToken);
 
   function startMint(sessionName: string): Promise<CozeToken> {
-    const minted = options.shared ? options.shared.mintOnce(sessionName, () => options.mint(sessionName), sharedUsable) : options.mint(sessionName);
+    const refused = options.refuse?.(sessionName);
+    const minted = refused
+      ? Promise.reject(refused)
+      : options.shared
+        ? options.shared.mintOnce(sessionName, () => options.mint(sessionName), sharedUsable)
+        : options.mint(sessionName);
     const pending = minted
       .then((token) => {
         store(sessionName, token);
@@ -124,6 +144,15 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       );
     });
     return Promise.race([pending, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** The stale entry keeps being served; its next refresh waits, so a failing one is not retried per request. */
+  function refreshFailed(sessionName: string, entry: Entry, err: unknown): void {
+    if (entries.peek(sessionName) === entry) {
+      entry.refreshFailures += 1;
+      entry.retryAtMs = now() + Math.min(REFRESH_RETRY_MAX_MS, REFRESH_RETRY_BASE_MS * 2 ** (entry.refreshFailures - 1));
+    }
+    options.onBackgroundRefreshError?.(sessionName, err);
   }
 
   function report(result: CacheResult): void {
@@ -147,8 +176,8 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     }
     const pending = inflight.get(sessionName);
     if (entry && t < entry.expiresAtMs - MIN_REMAINING_MS) {
-      if (!pending) {
-        startMint(sessionName).catch((err: unknown) => options.onBackgroundRefreshError?.(sessionName, err));
+      if (!pending && t >= entry.retryAtMs) {
+        startMint(sessionName).catch((err: unknown) => refreshFailed(sessionName, entry, err));
       }
       report('stale');
       return { token: entry.token, result: 'stale' };
@@ -167,7 +196,11 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     async invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean> {
       const entry = entries.peek(sessionName);
       const dropped = entry !== undefined && entry.token.accessToken === accessToken;
-      if (dropped) entries.delete(sessionName);
+      if (dropped) {
+        entries.delete(sessionName);
+        // Only a token this replica held: a caller naming any string must not flush the set.
+        revoked.set(accessToken, true);
+      }
       // Awaited: the re-mint that follows must not read the revoked token back from Redis.
       if (options.shared) await options.shared.invalidateIfSame(sessionName, accessToken);
       return dropped;

@@ -233,5 +233,43 @@ export function runTokenCacheContract(createTokenCache: CacheFactory): void {
     const again = await cache.lookup('gina');
     assert.equal(again.result, 'stale');
     assert.equal(again.token.accessToken, t1.accessToken);
+    // A failing refresh is not retried by every request (a Redis lock cycle and a warning each).
+    for (let i = 0; i < 20; i++) await cache.lookup('gina');
+    await idle(cache, mint);
+    await mint.called(2);
+
+    clock.advance(2000);
+    assert.equal((await cache.lookup('gina')).result, 'stale');
+    await idle(cache, mint);
+    await mint.called(3);
+    (await mint.next()).reject(new TokenMintError({ outcome: 'server_error', attempts: 3, message: 'down' }));
+    await idle(cache, mint);
+    clock.advance(2000);
+    await cache.lookup('gina');
+    await idle(cache, mint);
+    await mint.called(3);
+    clock.advance(2000); // the pause doubled to 4 s
+    await cache.lookup('gina');
+    await idle(cache, mint);
+    await mint.called(4);
+    const t2 = await mint.resolveNext();
+    await idle(cache, mint);
+    assert.deepEqual(await cache.lookup('gina'), { token: t2, result: 'hit' });
+    assert.deepEqual(failures, ['gina', 'gina']);
+  });
+
+  it('mints nothing, and takes no lock, while the mint is refused', async () => {
+    const clock = createFakeClock(Date.now());
+    const mint = createManualMint(clock);
+    let refusing = true;
+    const held = new TokenMintError({ outcome: 'server_error', attempts: 0, message: 'held' });
+    const cache = createTokenCache({ mint: mint.mint, refuse: () => (refusing ? held : undefined), maxEntries: 10, refreshBeforeSeconds: 60, waitTimeoutMs: 10_000, now: clock.now });
+    await assert.rejects(async () => cache.lookup('hank'), (err: unknown) => err === held);
+    await mint.called(0);
+    refusing = false;
+    const p = cache.lookup('hank');
+    await idle(cache, mint);
+    const token = await mint.resolveNext();
+    assert.deepEqual(await p, { token, result: 'miss' });
   });
 }
