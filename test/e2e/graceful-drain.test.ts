@@ -170,4 +170,21 @@ describe('graceful drain on SIGTERM', () => {
       'Coze was told 1001 (going away) for both',
     );
   });
+
+  it('second-signal-ends-at-once: a second SIGTERM during the drain ends the process without waiting for the window', async () => {
+    emulator.reset();
+    const gateway = await serve({ SHUTDOWN_GRACE_SECONDS: '60', LOG_LEVEL: 'info' });
+    emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 1, times: 1 });
+    const stalled = await openStream(gateway.port, '/v3/chat', { bot_id: 'b', user_id: 'x', stream: true, additional_messages: [{ role: 'user', content: 'hang', content_type: 'text' }] });
+
+    gateway.child.kill('SIGTERM');
+    await gateway.waitForLog((l) => l.msg === 'draining', 'draining');
+    const signalled = Date.now();
+    gateway.child.kill('SIGTERM');
+    const exit = await gateway.exited;
+    assert.deepEqual(exit, { code: null, signal: 'SIGTERM' }, gateway.output());
+    // The window is 60 s: anything near it would mean the second signal was ignored.
+    assert.ok(Date.now() - signalled < 20_000, 'ended long before the window');
+    await stalled.ended;
+  });
 });
