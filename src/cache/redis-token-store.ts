@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { ReplyError } from 'ioredis';
 import type { SharedTokenStore } from '../coze/token-cache.js';
 import type { CozeToken } from '../coze/token-client.js';
 import { keyHash, withTimeout, type RedisOperation } from './redis-client.js';
@@ -120,6 +121,14 @@ const RETRY_PAUSE_MS = 25;
 const DEFAULT_SAFETY_POLL_MS = 1000;
 /** "Redis is down for this mint": the caller mints alone. */
 const DOWN = Symbol('redis down');
+/**
+ * Refusals that end by themselves: a replica until the failover promotes it (READONLY,
+ * MASTERDOWN, NOREPLICAS), a Redis loading its data, a busy script, a cluster moving slots or
+ * electing a master. Redis 7 keeps the code first in a script's error; 6.2 wraps it in
+ * `ERR Error running script ...: -CODE`.
+ */
+const TRANSIENT_REPLY = /^(?:ERR Error running script .*?-)?(?:READONLY|MASTERDOWN|NOREPLICAS|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN)\b/s;
+const refusedForGood = (err: unknown) => err instanceof ReplyError && !TRANSIENT_REPLY.test((err as Error).message);
 
 interface Waiter {
   woken: boolean;
@@ -137,8 +146,9 @@ interface Waiter {
  * poll and the lock's own expiry cover a lost message or a holder that died. A waiter mints
  * only when it takes the lock itself: the holder is gone, or failed and let go.
  *
- * Redis down (the connection closed, or no answer for `giveUpAfterMs`): the caller mints for
- * itself, exactly as a gateway without Redis would, and the mint is counted as unshared.
+ * Redis down (the connection closed, or no answer for `giveUpAfterMs`) or refusing the mint's
+ * commands (an error reply that no failover ends): the caller mints for itself, exactly as a
+ * gateway without Redis would, and the mint is counted as unshared.
  */
 export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTokenStore {
   const redis = withScripts(options.redis);
@@ -175,7 +185,10 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
   /**
    * Runs one Redis step of a mint. A failure while the connection is up is most often a busy
    * machine or a Redis hiccup, not an outage: the step is retried until Redis has given no
-   * answer for `giveUpAfterMs`. A closed connection is an outage at once.
+   * answer for `giveUpAfterMs`. A closed connection is an outage at once, and so is an error
+   * reply other than a transient one: Redis is up and refuses (NOPERM, OOM, WRONGTYPE), and a
+   * retry would only be refused again. A transient refusal is retried but is no answer: a
+   * replica answering READONLY for a whole failover must not keep the caller waiting past it.
    */
   async function step<T>(operation: RedisOperation, run: () => Promise<T>, contact: { lastAnswerMs: number }): Promise<T | typeof DOWN> {
     for (;;) {
@@ -185,7 +198,7 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
         return result;
       } catch (err) {
         failed(operation, err);
-        if (redis.status !== 'ready' || Date.now() - contact.lastAnswerMs >= options.giveUpAfterMs) return DOWN;
+        if (refusedForGood(err) || redis.status !== 'ready' || Date.now() - contact.lastAnswerMs >= options.giveUpAfterMs) return DOWN;
         await sleep(RETRY_PAUSE_MS);
       }
     }

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { createRedisTokenStore, redisNamespace } from '../../../src/cache/redis-token-store.js';
 import { createTokenSealer } from '../../../src/cache/token-crypto.js';
 import type { CozeToken } from '../../../src/coze/token-client.js';
+import { freePort } from '../../helpers/cli-process.js';
 import { redisMissing, startRedis, type RedisServer } from '../../helpers/redis.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,8 +46,10 @@ describe('redis token store', { skip: redisMissing }, () => {
     namespace: string;
     lockTtlMs?: number;
     commandTimeoutMs?: number;
+    giveUpAfterMs?: number;
     safetyPollMs?: number;
     unshared?: () => void;
+    errors?: string[];
   }) =>
     createRedisTokenStore({
       redis: options.redis ?? redis,
@@ -55,9 +58,11 @@ describe('redis token store', { skip: redisMissing }, () => {
       namespace: options.namespace,
       lockTtlMs: options.lockTtlMs ?? 5000,
       commandTimeoutMs: options.commandTimeoutMs ?? 1000,
-      giveUpAfterMs: 4000,
+      giveUpAfterMs: options.giveUpAfterMs ?? 4000,
       ...(options.safetyPollMs ? { safetyPollMs: options.safetyPollMs } : {}),
       ...(options.unshared ? { onUnsharedMint: options.unshared } : {}),
+      // The operation and the error's first word (a Redis error code): never a key or a token.
+      ...(options.errors ? { onError: (operation: string, err: unknown) => options.errors?.push(`${operation} ${String((err as Error).message).split(' ')[0]}`) } : {}),
     });
   const KEY = randomBytes(32);
 
@@ -275,6 +280,61 @@ describe('redis token store', { skip: redisMissing }, () => {
       assert.ok(got.every((t) => t.accessToken === 'czs_stall_1'));
     } finally {
       pauser.disconnect();
+    }
+  });
+
+  it('redis-error-reply-mints-at-once: Redis refusing a step (NOPERM) is an answer, so the miss mints at once, not after the give-up time', { timeout: 30_000 }, async () => {
+    // The read (HGET) refused, and the acquire script refused inside (INCR): the two steps of a miss.
+    for (const [denied, reported] of [['hget', 'read NOPERM'], ['incr', 'lock ERR']] as const) {
+      const user = `csg-no-${denied}`;
+      await redis.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', `-${denied}`);
+      const refused = new Redis(server.url, { username: user, password: 'pw' });
+      try {
+        await new Promise((r) => refused.once('ready', r));
+        let unshared = 0;
+        let minted = 0;
+        const errors: string[] = [];
+        const started = Date.now();
+        const got = await store({ namespace: ns(), redis: refused, giveUpAfterMs: 5000, errors, unshared: () => (unshared += 1) }).mintOnce(
+          'refused',
+          async () => ({ accessToken: `czs_refused_${++minted}`, expiresAt: inFuture(900) }),
+          always,
+        );
+        const tookMs = Date.now() - started;
+        assert.equal(got.accessToken, 'czs_refused_1');
+        assert.ok(tookMs < 2000, `without ${denied}: minted after ${tookMs} ms (give-up time 5000 ms)`);
+        assert.equal(unshared, 1, 'counted as unshared');
+        assert.equal(errors[0], reported, 'the refusal is reported');
+      } finally {
+        refused.disconnect();
+        await redis.call('ACL', 'DELUSER', user);
+      }
+    }
+  });
+
+  it('a transient refusal (READONLY: a replica while a failover runs) is retried, but only for the give-up time', { timeout: 30_000 }, async () => {
+    const replica = await startRedis();
+    const client = new Redis(replica.url);
+    try {
+      // A replica of a master that never answers: it serves reads and refuses every write.
+      await client.call('REPLICAOF', '127.0.0.1', String(await freePort()));
+      let unshared = 0;
+      const errors: string[] = [];
+      const started = Date.now();
+      const got = await store({ namespace: ns(), redis: client, giveUpAfterMs: 800, errors, unshared: () => (unshared += 1) }).mintOnce(
+        'readonly',
+        async () => ({ accessToken: 'czs_readonly', expiresAt: inFuture(900) }),
+        always,
+      );
+      const tookMs = Date.now() - started;
+      assert.equal(got.accessToken, 'czs_readonly');
+      assert.ok(tookMs >= 750, `retried until the give-up time, not given up at once (${tookMs} ms)`);
+      assert.ok(tookMs < 10_000, `then given up: a READONLY loop is bounded (${tookMs} ms)`);
+      assert.ok(errors.length > 1 && errors.every((e) => e === 'lock READONLY'), errors.join(', '));
+      assert.equal(unshared, 1);
+    } finally {
+      client.disconnect();
+      await replica.stop();
     }
   });
 
