@@ -10,8 +10,10 @@ import type { TokenSealer } from './token-crypto.js';
 /**
  * KEYS[1] lock, KEYS[2] fence counter; ARGV[1] lock ttl ms, ARGV[2] claim (random, one per
  * mintOnce call). Returns {fence, 0} when the lock is ours, else {0, ms the lock has left}.
- * The lock's value is `fence:claim`, unique per holder. A claim that finds the lock already
- * its own is a retry whose first answer was lost: it gets the lock, not a wait on itself.
+ * The lock's value is `fence:claim`; the claim alone names the holder, so the scripts below
+ * know it by its claim, and a holder that never learnt its fence can still write or let go. A
+ * claim that finds the lock already its own is a retry whose first answer was lost: it gets
+ * the lock, not a wait on itself.
  */
 const ACQUIRE = `
 local held = redis.call('GET', KEYS[1])
@@ -28,17 +30,19 @@ redis.call('PEXPIRE', KEYS[2], 86400000)
 redis.call('SET', KEYS[1], fence .. ':' .. ARGV[2], 'PX', ARGV[1])
 return {fence, 0}`;
 
-/** KEYS[1] lock; ARGV[1] lock value, ARGV[2] ttl ms. Extends the lock only while it is still ours. */
+/** KEYS[1] lock; ARGV[1] claim, ARGV[2] ttl ms. Extends the lock only while it is still ours. */
 const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local _, claim = string.match(redis.call('GET', KEYS[1]) or '', '^(%d+):(.+)$')
+if claim == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`;
 
 /**
- * KEYS[1] lock; ARGV[1] lock value, ARGV[2] channel, ARGV[3] session tag. A release without a
+ * KEYS[1] lock; ARGV[1] claim, ARGV[2] channel, ARGV[3] session tag. A release without a
  * token (the mint failed) wakes the waiters: one of them takes the lock and mints.
  */
 const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local _, claim = string.match(redis.call('GET', KEYS[1]) or '', '^(%d+):(.+)$')
+if claim == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], ARGV[3])
   return 1
@@ -46,19 +50,20 @@ end
 return 0`;
 
 /**
- * KEYS[1] token hash, KEYS[2] lock; ARGV[1] lock value, ARGV[2] fingerprint, ARGV[3] sealed
+ * KEYS[1] token hash, KEYS[2] lock; ARGV[1] claim, ARGV[2] fingerprint, ARGV[3] sealed
  * token, ARGV[4] expiry (Unix ms), ARGV[5] channel, ARGV[6] session tag. Writes only while the
  * lock is still ours and nothing stored expires later: a holder whose lock lapsed never
  * overwrites a newer token. Either way the lock goes and the waiters are woken. Returns 1
  * when written.
  */
 const WRITE = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local fence, claim = string.match(redis.call('GET', KEYS[2]) or '', '^(%d+):(.+)$')
+if claim ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 local stored = tonumber(redis.call('HGET', KEYS[1], 'exp') or '0')
 if stored >= tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fence', string.match(ARGV[1], '^(%d+)'))
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fence', fence)
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 return 1`;
 
@@ -69,9 +74,9 @@ return 0`;
 
 type ScriptedRedis = RedisClient & {
   csgAcquire(lock: string, fenceCounter: string, ttlMs: number, claim: string): Promise<[number, number]>;
-  csgRenew(lock: string, value: string, ttlMs: number): Promise<number>;
-  csgRelease(lock: string, value: string, channel: string, tag: string): Promise<number>;
-  csgWrite(key: string, lock: string, value: string, fingerprint: string, sealed: string, expiresAtMs: number, channel: string, tag: string): Promise<number>;
+  csgRenew(lock: string, claim: string, ttlMs: number): Promise<number>;
+  csgRelease(lock: string, claim: string, channel: string, tag: string): Promise<number>;
+  csgWrite(key: string, lock: string, claim: string, fingerprint: string, sealed: string, expiresAtMs: number, channel: string, tag: string): Promise<number>;
   csgInvalidate(key: string, fingerprint: string): Promise<number>;
 };
 
@@ -231,30 +236,47 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
     });
   }
 
+  const release = (k: Keys, claim: string) => {
+    call(redis.csgRelease(k.lock, claim, channel, k.tag)).catch((err: unknown) => failed('lock', err));
+  };
+
   /** The lock's holder mints, renewing the lock meanwhile, and stores the token only while still holding it. */
-  async function mintHolding(k: Keys, lockValue: string, mint: () => Promise<CozeToken>, usable: (t: CozeToken) => boolean): Promise<CozeToken> {
+  async function mintHolding(k: Keys, claim: string, mint: () => Promise<CozeToken>, usable: (t: CozeToken) => boolean): Promise<CozeToken> {
     const renew = setInterval(() => {
-      call(redis.csgRenew(k.lock, lockValue, options.lockTtlMs)).catch((err: unknown) => failed('lock', err));
+      call(redis.csgRenew(k.lock, claim, options.lockTtlMs)).catch((err: unknown) => failed('lock', err));
     }, Math.max(50, Math.floor(options.lockTtlMs / 3)));
     // The mint's own I/O keeps the process alive; the renewal alone must not.
     renew.unref();
-    let written = false;
     try {
       // Another holder may have stored a token between our read and our lock.
       const stored = await read(k).catch((err: unknown) => void failed('read', err));
-      if (stored && usable(stored)) return stored;
+      if (stored && usable(stored)) {
+        release(k, claim);
+        return stored;
+      }
+      return await mintAndStore(k, claim, mint);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /**
+   * Mints and stores the token while `claim` holds the lock. The write lets go of the lock
+   * itself; otherwise (not stored, a failed mint) it is let go here, waking the waiters.
+   */
+  async function mintAndStore(k: Keys, claim: string, mint: () => Promise<CozeToken>): Promise<CozeToken> {
+    let written = false;
+    try {
       const token = await mint();
       try {
-        written = (await call(redis.csgWrite(k.token, k.lock, lockValue, fingerprint(token.accessToken), options.sealer.seal(token, k.token), token.expiresAt * 1000, channel, k.tag))) === 1;
+        written = (await call(redis.csgWrite(k.token, k.lock, claim, fingerprint(token.accessToken), options.sealer.seal(token, k.token), token.expiresAt * 1000, channel, k.tag))) === 1;
       } catch (err) {
         failed('write', err);
       }
       if (!written) options.onUnsharedMint?.();
       return token;
     } finally {
-      clearInterval(renew);
-      // The write let go of the lock itself; otherwise (a stored token, a failed mint) let go now.
-      if (!written) call(redis.csgRelease(k.lock, lockValue, channel, k.tag)).catch((err: unknown) => failed('lock', err));
+      if (!written) release(k, claim);
     }
   }
 
@@ -277,11 +299,15 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
           if (stored && usable(stored)) return stored;
 
           const claimed = await step('lock', () => call(redis.csgAcquire(k.lock, k.fence, options.lockTtlMs, claim)), contact);
-          if (claimed === DOWN) return await mintAlone();
+          // An acquire whose answer never came may have taken the lock all the same. Left there,
+          // unrenewed and never written under, it would hold the other replicas for its whole
+          // TTL: the token is written under it, or the lock let go, by claim, with no renewal
+          // and no read first (Redis has just failed us: the caller has waited long enough).
+          if (claimed === DOWN) return await mintAndStore(k, claim, mint);
           const [fence, lockLeftMs] = claimed;
           if (fence > 0) {
             waiter.leave();
-            return await mintHolding(k, `${fence}:${claim}`, mint, usable);
+            return await mintHolding(k, claim, mint, usable);
           }
           // Another replica holds the lock: wait for its token, its release, or the lock's expiry.
           await waiter.wait(Math.max(1, Math.min(safetyPollMs, lockLeftMs + 1)));

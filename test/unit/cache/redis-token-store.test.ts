@@ -338,6 +338,84 @@ describe('redis token store', { skip: redisMissing }, () => {
     }
   });
 
+  /** `promise`, or a failure naming `what` once `ms` have passed. */
+  async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms)));
+    try {
+      return await Promise.race([promise, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A connection on which Redis applies every acquire but whose answer never comes back (a reset
+   * or a stall after the script ran): the replica gives up on the lock step and mints without
+   * knowing that the lock is its own. Neither a lock renewal nor the lock's expiry (30 s) nor the
+   * safety poll (60 s) can end the other replica's wait within the test's bound.
+   */
+  async function acquireAnswerLost(namespace: string) {
+    const lossy = new Redis(server.url);
+    await new Promise((r) => lossy.once('ready', r));
+    const make = (r: Redis, unshared?: () => void) =>
+      store({ namespace, redis: r, lockTtlMs: 30_000, safetyPollMs: 60_000, commandTimeoutMs: 100, giveUpAfterMs: 500, ...(unshared ? { unshared } : {}) });
+    const unsure = make(lossy);
+    const scripted = lossy as unknown as { csgAcquire: (...args: unknown[]) => Promise<unknown> };
+    const acquire = scripted.csgAcquire.bind(lossy);
+    scripted.csgAcquire = (...args) => {
+      acquire(...args).catch(() => undefined);
+      return new Promise(() => undefined);
+    };
+    return { lossy, unsure, make };
+  }
+
+  it('redis-acquire-answer-lost: a lock taken whose answer was lost gets the token written under it, so a waiter takes that token', { timeout: 30_000 }, async () => {
+    const namespace = ns();
+    const { lossy, unsure, make } = await acquireAnswerLost(namespace);
+    try {
+      const holderMint = manualMint('czs_unsure_holder');
+      let unshared = 0;
+      const holder = unsure.mintOnce('lost', holderMint.mint, always);
+      await holderMint.started;
+      assert.equal((await redis.keys(`${namespace}:*:lock`)).length, 1, 'the lock was taken all the same');
+      const lockChecks = await commandCalls('pttl');
+      let waiterMints = 0;
+      const waiter = make(other, () => (unshared += 1)).mintOnce('lost', async () => ({ accessToken: `czs_dup_${++waiterMints}`, expiresAt: inFuture(900) }), always);
+      while ((await commandCalls('pttl')) < lockChecks + 1) await sleep(5);
+      holderMint.resolve();
+      const [a, b] = await within(5000, Promise.all([holder, waiter]), 'the waiter is still held by a lock nobody renews');
+      assert.equal(a.accessToken, 'czs_unsure_holder');
+      assert.equal(b.accessToken, 'czs_unsure_holder', 'the waiter took the token written under the lock');
+      assert.equal(waiterMints, 0);
+      assert.equal(unshared, 0);
+      assert.deepEqual(await redis.keys(`${namespace}:*:lock`), [], 'the write let go of the lock');
+    } finally {
+      lossy.disconnect();
+    }
+  });
+
+  it('redis-acquire-answer-lost: when that mint fails, the lock is let go and a waiter mints in its place', { timeout: 30_000 }, async () => {
+    const namespace = ns();
+    const { lossy, unsure, make } = await acquireAnswerLost(namespace);
+    try {
+      const holderMint = manualMint('never');
+      const holder = unsure.mintOnce('lost-failed', holderMint.mint, always);
+      await holderMint.started;
+      const lockChecks = await commandCalls('pttl');
+      let waiterMints = 0;
+      const waiter = make(other).mintOnce('lost-failed', async () => ({ accessToken: `czs_waiter_${++waiterMints}`, expiresAt: inFuture(900) }), always);
+      while ((await commandCalls('pttl')) < lockChecks + 1) await sleep(5);
+      holderMint.reject(new Error('token endpoint down'));
+      await assert.rejects(holder, /token endpoint down/);
+      const got = await within(5000, waiter, 'the waiter is still held by a lock nobody renews');
+      assert.equal(got.accessToken, 'czs_waiter_1');
+      assert.equal(waiterMints, 1);
+    } finally {
+      lossy.disconnect();
+    }
+  });
+
   it('Redis down: the caller mints alone at once, counted as unshared', async () => {
     const down = new Redis({ port: 1, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
     down.on('error', () => undefined);
