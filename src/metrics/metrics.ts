@@ -165,7 +165,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   });
   new Gauge({
     name: `${PREFIX}usage_unsynced`,
-    help: 'With Redis: identities (and past windows) whose usage counts this replica holds but Redis has not seen yet. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
+    help: 'With Redis: identities whose usage counts (past windows included) this replica holds but Redis has not confirmed yet, a write on its way included. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
     registers,
     collect() {
       this.set(options.usageUnsynced?.() ?? 0);

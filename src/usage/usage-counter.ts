@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { keyHash } from '../cache/redis-client.js';
 import { LRUCache } from 'lru-cache';
 import { USAGE_WINDOWS, type UsageWindow, type UsageWindows, type WindowSpan } from './usage-windows.js';
@@ -30,12 +31,23 @@ export interface WindowDelta {
 }
 
 /**
+ * Which write of one identity this is. A write whose answer is lost (a timeout) may have been
+ * applied, so it is sent again with the same stamp and deltas; the store applies a write only
+ * when its seq is above the last one it applied from that writer for that identity.
+ */
+export interface WriteStamp {
+  /** Random, one per counter (per replica). */
+  writer: string;
+  seq: number;
+}
+
+/**
  * The level shared by every replica (Redis: usage-store-redis.ts). `add` adds the deltas of
- * one identity's windows atomically and answers each window's totals after the addition; a
- * zero delta only reads them.
+ * one identity's windows atomically, unless it applied that writer's write `seq` (or a later
+ * one) already, and answers each window's totals after it; a zero delta only reads them.
  */
 export interface SharedUsageStore {
-  add(identityTag: string, windows: readonly WindowDelta[]): Promise<Totals[]>;
+  add(identityTag: string, stamp: WriteStamp, windows: readonly WindowDelta[]): Promise<Totals[]>;
   /** False while the store cannot be reached: counts stay local, without a failing call each time. */
   readonly available: boolean;
 }
@@ -43,10 +55,19 @@ export interface SharedUsageStore {
 interface WindowState extends WindowSpan {
   /** The store's totals as last read (all replicas), this replica's flushed counts included. */
   shared: Totals;
-  /** Counts on their way to the store. */
+  /** Counts on their way to the store (in the entry's `out` write). */
   inflight: Totals;
-  /** Counts the store has not seen yet. */
+  /** Counts no write carries yet. */
   pending: Totals;
+}
+
+/** One write of an identity's counts, kept as it was made until the store has answered it. */
+interface Write {
+  seq: number;
+  /** The day and the month it was made in (USAGE_WINDOWS order), then windows left before. */
+  windows: WindowDelta[];
+  /** The states the first windows were taken from: the answer is their shared totals. */
+  states: Record<UsageWindow, WindowState>;
 }
 
 interface Entry {
@@ -54,6 +75,14 @@ interface Entry {
   tag: string;
   day: WindowState;
   month: WindowState;
+  /** Counts of windows the identity has left (a new day), for its next write. */
+  left: WindowDelta[];
+  /**
+   * The write in flight, or the last one whose answer never came. The store may have applied
+   * it, so it goes again unchanged until answered, before anything newer: merging newer counts
+   * into it would count its own twice, and a newer seq applied first would make it lost.
+   */
+  out: Write | undefined;
   /** When the shared totals were last read (0: never). */
   syncedAtMs: number;
   syncing: Promise<boolean> | undefined;
@@ -78,7 +107,7 @@ export interface UsageCounter {
   sync(identityKey: string): Promise<boolean>;
   /** Writes every unsynced count (a timer does this every syncIntervalMs; close() once more). */
   flush(): Promise<void>;
-  /** Identities (and past windows) with counts the store has not seen yet. */
+  /** Identities with counts the store has not confirmed yet. */
   readonly unsynced: number;
   close(timeoutMs?: number): Promise<void>;
 }
@@ -101,50 +130,56 @@ export const identityTag = keyHash;
  * of every identity that has some, one atomic call per identity (the answer is the new shared
  * totals); a view older than the sync interval is refreshed in the background on its next read.
  * When the store is down, counts wait in `pending` and reach it once it is back; only a replica
- * that exits before then loses them.
+ * that exits before then loses them. Each identity's writes go one at a time, in seq order, and
+ * a write is sent again as it was until answered: at least once, applied once (WriteStamp).
  */
 export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
   const now = options.now ?? Date.now;
   const store = options.store;
-  // Counts of windows an identity left (a new day) or of entries dropped by the LRU, still to write.
-  const retiring: Array<{ tag: string; window: WindowDelta }> = [];
-  const maxRetiring = options.maxIdentities ?? 100_000;
-  const retireCounts = (tag: string, kind: UsageWindow, state: WindowState, delta: Totals) => {
-    if (!store || isZero(delta)) return;
-    retiring.push({ tag, window: { kind, label: state.label, endsAtMs: state.endsAtMs, delta } });
-    if (retiring.length > maxRetiring) retiring.shift();
-  };
-  // Only what is pending: counts in flight are their write's own, and come back here if it fails.
-  const retire = (tag: string, kind: UsageWindow, state: WindowState) => {
-    retireCounts(tag, kind, state, state.pending);
-    state.pending = ZERO;
-  };
+  const writer = randomBytes(8).toString('hex');
+  // Counter-wide, so an identity forgotten and seen again goes on above every seq it was sent with.
+  let lastSeq = 0;
+  // Identities the LRU dropped with counts still to write. An identity seen again takes its entry
+  // back, so its writes stay one at a time and in order.
+  const parked = new Map<string, Entry>();
+  const maxParked = options.maxIdentities ?? 100_000;
   const entries = new LRUCache<string, Entry>({
     max: options.maxIdentities ?? 100_000,
-    dispose: (entry, _key, reason) => {
-      if (reason !== 'evict') return;
-      for (const kind of USAGE_WINDOWS) retire(entry.tag, kind, entry[kind]);
+    dispose: (entry, key, reason) => {
+      if (reason !== 'evict' || !store || !(writing(entry) || unsent(entry))) return;
+      parked.set(key, entry);
+      // Bounded as the LRU is: past that, the oldest are let go with their counts (Redis away long).
+      if (parked.size <= maxParked) return;
+      const [oldest] = parked.keys();
+      if (oldest === undefined) return;
+      parked.delete(oldest);
+      dirty.delete(oldest);
     },
   });
+  // Identities with counts the store has not confirmed: pending, left or out.
   const dirty = new Set<string>();
   let refreshQueued = false;
   const toRefresh = new Set<string>();
 
-  // A function, so that the compiler does not keep a check made before an await.
+  // Functions, so that the compiler does not keep a check made before an await.
   const writing = (entry: Entry) => entry.syncing !== undefined;
+  const unsent = (entry: Entry) => entry.out !== undefined || entry.left.length > 0 || !isZero(entry.day.pending) || !isZero(entry.month.pending);
   const fresh = (span: WindowSpan): WindowState => ({ label: span.label, endsAtMs: span.endsAtMs, shared: ZERO, inflight: ZERO, pending: ZERO });
 
   function entryOf(identityKey: string, t: number): Entry {
-    let entry = entries.get(identityKey);
+    let entry = entries.get(identityKey) ?? parked.get(identityKey);
     const spans = options.windows.at(t);
     if (!entry) {
-      entry = { tag: identityTag(identityKey), day: fresh(spans.day), month: fresh(spans.month), syncedAtMs: 0, syncing: undefined };
+      entry = { tag: identityTag(identityKey), day: fresh(spans.day), month: fresh(spans.month), left: [], out: undefined, syncedAtMs: 0, syncing: undefined };
       entries.set(identityKey, entry);
       return entry;
     }
+    if (parked.delete(identityKey)) entries.set(identityKey, entry);
     for (const kind of USAGE_WINDOWS) {
-      if (entry[kind].label === spans[kind].label) continue;
-      retire(entry.tag, kind, entry[kind]);
+      const state = entry[kind];
+      if (state.label === spans[kind].label) continue;
+      // Only what is pending: counts in flight are their write's own, which is sent again as it was if it fails.
+      if (store && !isZero(state.pending)) entry.left.push({ kind, label: state.label, endsAtMs: state.endsAtMs, delta: state.pending });
       entry[kind] = fresh(spans[kind]);
       // The new window's shared totals are unknown until read.
       entry.syncedAtMs = 0;
@@ -152,88 +187,82 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     return entry;
   }
 
-  function deltas(entry: Entry): WindowDelta[] {
-    return USAGE_WINDOWS.map((kind) => {
+  function nextWrite(entry: Entry): Write {
+    const windows = USAGE_WINDOWS.map((kind): WindowDelta => {
       const state = entry[kind];
       state.inflight = state.pending;
       state.pending = ZERO;
       return { kind, label: state.label, endsAtMs: state.endsAtMs, delta: state.inflight };
     });
+    windows.push(...entry.left.splice(0));
+    return { seq: ++lastSeq, windows, states: { day: entry.day, month: entry.month } };
+  }
+
+  /** An entry whose every count the store has confirmed is clean; a parked one is let go. */
+  function settle(identityKey: string, entry: Entry): void {
+    if (unsent(entry)) return;
+    if (parked.get(identityKey) === entry) parked.delete(identityKey);
+    // Dropped for good (more parked than allowed): the key may be a newer entry's now.
+    else if (entries.peek(identityKey) !== entry) return;
+    dirty.delete(identityKey);
   }
 
   /**
    * Writes the entry's counts and reads the shared totals. `complete`: every count recorded before
-   * the call is written when it resolves (flush, sync); a write already in flight carries only the
-   * counts taken when it began, so the rest follows it. A background refresh just joins it.
+   * the call is written when it resolves (flush, sync); a write already in flight, or one sent
+   * again, carries only the counts taken when it was made, so the rest follows it. A background
+   * refresh just joins it.
    */
   async function syncEntry(identityKey: string, entry: Entry, complete: boolean): Promise<boolean> {
     if (!store?.available) return false;
     if (entry.syncing) {
       const written = await entry.syncing;
       if (!complete) return written;
-      // What was recorded meanwhile follows in one more write, which another caller that waited
-      // for the same one may have begun already: joined, or begun here.
-      return writing(entry) || !isZero(entry.day.pending) || !isZero(entry.month.pending) ? syncEntry(identityKey, entry, true) : written;
+      // What was recorded meanwhile (or a write that failed) follows in one more write, which
+      // another caller that waited for the same one may have begun already: joined, or begun here.
+      return writing(entry) || unsent(entry) ? syncEntry(identityKey, entry, true) : written;
     }
-    const states = { day: entry.day, month: entry.month };
-    dirty.delete(identityKey);
-    const windows = deltas(entry);
+    const again = entry.out !== undefined;
+    const write = (entry.out ??= nextWrite(entry));
+    const { states } = write;
     const started = now();
-    entry.syncing = store.add(entry.tag, windows).then(
+    entry.syncing = store.add(entry.tag, { writer, seq: write.seq }, write.windows).then(
       (totals) => {
         USAGE_WINDOWS.forEach((kind, i) => {
           states[kind].shared = totals[i] ?? states[kind].shared;
           states[kind].inflight = ZERO;
         });
+        entry.out = undefined;
         if (entry.day === states.day && entry.month === states.month) entry.syncedAtMs = started;
+        settle(identityKey, entry);
         return true;
       },
       (err: unknown) => {
-        const evicted = entries.peek(identityKey) !== entry;
-        for (const kind of USAGE_WINDOWS) {
-          const state = states[kind];
-          // A window left, or an entry dropped, while this write was out: its counts retire.
-          if (evicted || entry[kind] !== state) retireCounts(entry.tag, kind, state, state.inflight);
-          else state.pending = add(state.pending, state.inflight);
-          state.inflight = ZERO;
-        }
-        if (!isZero(entry.day.pending) || !isZero(entry.month.pending)) dirty.add(identityKey);
+        // A read has nothing to send again; a write stays `out`, in the windows it was made in.
+        if (write.windows.every((w) => isZero(w.delta))) entry.out = undefined;
+        settle(identityKey, entry);
         options.onSyncError?.(err);
         return false;
       },
     );
+    let written: boolean;
     try {
-      return await entry.syncing;
+      written = await entry.syncing;
     } finally {
       entry.syncing = undefined;
     }
-  }
-
-  async function flushRetiring(): Promise<void> {
-    if (!store?.available) return;
-    const batch = retiring.splice(0);
-    await Promise.all(
-      batch.map(async (item) => {
-        try {
-          await store.add(item.tag, [item.window]);
-        } catch (err) {
-          retiring.push(item);
-          options.onSyncError?.(err);
-        }
-      }),
-    );
+    return again && complete && written && unsent(entry) ? syncEntry(identityKey, entry, true) : written;
   }
 
   async function flush(): Promise<void> {
     if (!store?.available) return;
     const keys = [...dirty];
-    await Promise.all([
-      ...keys.map((key) => {
-        const entry = entries.peek(key);
+    await Promise.all(
+      keys.map((key) => {
+        const entry = entries.peek(key) ?? parked.get(key);
         return entry ? syncEntry(key, entry, true) : (dirty.delete(key), false);
       }),
-      flushRetiring(),
-    ]);
+    );
   }
 
   /** Stale views read this turn are refreshed together, once the turn's requests are decided. */
@@ -275,7 +304,7 @@ export function createUsageCounter(options: UsageCounterOptions): UsageCounter {
     },
     flush,
     get unsynced() {
-      return store ? dirty.size + retiring.length : 0;
+      return store ? dirty.size : 0;
     },
     async close(timeoutMs = 1000) {
       if (timer) clearInterval(timer);

@@ -77,11 +77,12 @@ describe('usage and budgets shared by three replicas through Redis', { skip: red
       assert.ok(keys.length >= 4, `a day and a month key per identity: ${keys.join(', ')}`);
       for (const key of keys) {
         assert.doesNotMatch(key, /alice|bob|example/, 'no user id in a key');
-        assert.match(key, /:usage:\{[0-9a-f]{32}\}:(day:\d{4}-\d{2}-\d{2}|month:\d{4}-\d{2})$/);
+        assert.match(key, /:usage:\{[0-9a-f]{32}\}:(day:\d{4}-\d{2}-\d{2}|month:\d{4}-\d{2}|writer:[0-9a-f]{16})$/);
         const ttl = await client.pttl(key);
-        // The window's end plus one day's margin, at most: a month key lives about a month.
+        // The window's end plus one day's margin, at most: a month key (and a writer's seq) lives about a month.
         assert.ok(ttl > 0 && ttl <= (key.includes(':day:') ? 2 : 32) * 86_400_000, `${key} expires (${ttl} ms)`);
-        for (const value of Object.values(await client.hgetall(key))) assert.match(value, /^\d+$/);
+        if (key.includes(':writer:')) assert.match(String(await client.get(key)), /^\d+$/);
+        else for (const value of Object.values(await client.hgetall(key))) assert.match(value, /^\d+$/);
       }
     } finally {
       client.disconnect();

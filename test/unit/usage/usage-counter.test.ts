@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createFakeClock } from '../../helpers/clock.js';
-import { createUsageCounter, identityTag, ZERO, type SharedUsageStore, type Totals, type WindowDelta } from '../../../src/usage/usage-counter.js';
+import { createUsageCounter, identityTag, ZERO, type SharedUsageStore, type Totals, type WindowDelta, type WriteStamp } from '../../../src/usage/usage-counter.js';
 import { createUsageWindows } from '../../../src/usage/usage-windows.js';
 
-/** A store in memory that can be taken down, standing in for Redis. */
+/** A store in memory that can be taken down, standing in for Redis (a seq applied once per writer, as its script does). */
 function fakeStore() {
   const data = new Map<string, Totals>();
+  const applied = new Map<string, number>();
   const store = {
     up: true,
     calls: 0,
@@ -14,13 +15,15 @@ function fakeStore() {
     get available() {
       return store.up;
     },
-    async add(tag: string, windows: readonly WindowDelta[]): Promise<Totals[]> {
+    async add(tag: string, stamp: WriteStamp, windows: readonly WindowDelta[]): Promise<Totals[]> {
       store.calls += 1;
       if (!store.up) throw new Error('down');
+      const fresh = stamp.seq > (applied.get(`${tag}:${stamp.writer}`) ?? 0);
+      if (fresh) applied.set(`${tag}:${stamp.writer}`, stamp.seq);
       return windows.map((w) => {
         const key = `${tag}:${w.kind}:${w.label}`;
         const old = data.get(key) ?? ZERO;
-        const next = { requests: old.requests + w.delta.requests, input: old.input + w.delta.input, output: old.output + w.delta.output, total: old.total + w.delta.total };
+        const next = fresh ? { requests: old.requests + w.delta.requests, input: old.input + w.delta.input, output: old.output + w.delta.output, total: old.total + w.delta.total } : old;
         data.set(key, next);
         return next;
       });
@@ -72,7 +75,7 @@ describe('usage counter', () => {
     const held: Array<() => void> = [];
     const add = store.add.bind(store);
     // Every write waits until the test lets it go: the first is still in flight when more is counted.
-    store.add = (tag, windows) => new Promise<void>((resolve) => held.push(resolve)).then(() => add(tag, windows));
+    store.add = (tag, stamp, windows) => new Promise<void>((resolve) => held.push(resolve)).then(() => add(tag, stamp, windows));
     const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now });
     const key = `${identityTag('jwt:a')}:day:${windows.at(clock.now()).day.label}`;
     counter.record('jwt:a', { requests: 1, total: 28 });
@@ -99,7 +102,7 @@ describe('usage counter', () => {
     const store = fakeStore();
     const held: Array<{ go: () => void; fail: (err: Error) => void }> = [];
     const add = store.add.bind(store);
-    store.add = (tag, windows) => new Promise<void>((go, fail) => held.push({ go, fail })).then(() => add(tag, windows));
+    store.add = (tag, stamp, windows) => new Promise<void>((go, fail) => held.push({ go, fail })).then(() => add(tag, stamp, windows));
     const settle = () => new Promise((r) => setImmediate(r));
     /** Lets every write go, those that `work` starts on the way included, until it is done. */
     const drain = async (work: Promise<unknown>) => {
@@ -135,6 +138,24 @@ describe('usage counter', () => {
     assert.equal(store.data.get(key)?.total, 56);
   });
 
+  it('close-waits-for-a-write-in-flight: a write the timer began before shutdown is waited for, not cut by the disconnect that follows', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const { store, held, settle } = heldStore();
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now });
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    const first = counter.flush();
+    let closed = false;
+    const closing = counter.close().then(() => (closed = true));
+    await settle();
+    assert.equal(closed, false, 'close waits while the write is out');
+    assert.equal(counter.unsynced, 1, 'a write on its way is not confirmed yet');
+    held.shift()?.go();
+    await Promise.all([first, closing]);
+    assert.equal(held.length, 0, 'and sends nothing more');
+    assert.equal([...store.data.values()][0]?.total, 28);
+    assert.equal(counter.unsynced, 0);
+  });
+
   it('retired-window-in-flight-counted-once: a day left while its write is in flight is written once, and once again only if that write failed', async () => {
     for (const outcome of ['lands', 'fails'] as const) {
       const clock = createFakeClock(Date.UTC(2026, 4, 10, 23, 59, 59, 900));
@@ -158,6 +179,42 @@ describe('usage counter', () => {
       assert.equal(counter.unsynced, 0);
       await counter.close();
     }
+  });
+
+  it('answer-lost-write-sent-again-unchanged: a write applied whose answer was lost goes again as it was, and what was counted since in a write of its own', async () => {
+    const clock = createFakeClock(Date.UTC(2026, 4, 10, 12, 0));
+    const store = fakeStore();
+    const sent: Array<{ stamp: WriteStamp; totals: number[] }> = [];
+    const add = store.add.bind(store);
+    let loseAnswer = true;
+    store.add = async (tag, stamp, windows) => {
+      sent.push({ stamp, totals: windows.map((w) => w.delta.total) });
+      const totals = await add(tag, stamp, windows);
+      if (!loseAnswer) return totals;
+      loseAnswer = false;
+      throw new Error('timeout');
+    };
+    const counter = createUsageCounter({ windows, store, syncIntervalMs: 60_000, now: clock.now, onSyncError: () => {} });
+    counter.record('jwt:a', { requests: 1, total: 28 });
+    assert.equal(await counter.sync('jwt:a'), false);
+    counter.record('jwt:a', { requests: 1, total: 5 });
+    assert.equal(counter.view('jwt:a').day.total, 33, 'the lost answer\'s counts stay in the view meanwhile');
+    assert.equal(counter.unsynced, 1);
+    assert.equal(await counter.sync('jwt:a'), true);
+    assert.deepEqual(
+      sent.map((s) => [s.stamp.seq, s.totals]),
+      [
+        [1, [28, 28]],
+        [1, [28, 28]],
+        [2, [5, 5]],
+      ],
+      'sent again with its seq and deltas, the new counts after it',
+    );
+    assert.equal(new Set(sent.map((s) => s.stamp.writer)).size, 1);
+    assert.deepEqual([...store.data.values()].map((t) => t.total), [33, 33], 'day and month got every count once');
+    assert.equal(counter.view('jwt:a').day.total, 33);
+    assert.equal(counter.unsynced, 0);
+    await counter.close();
   });
 
   it('keeps the counts while the store is down and writes them once it is back; a failed write loses nothing', async () => {
