@@ -614,7 +614,7 @@ export const configSchema = z
           default: 250,
           min: 10,
           max: 10000,
-          description: 'A Redis command slower than this counts as a failure: the rate limit falls back to this replica\'s own bucket for that request, and a step of a token mint is retried. A mint goes ahead without Redis when Redis is disconnected or has answered nothing for 4 times this (at least 1 s, at most half of coze.mintDeadlineSeconds).',
+          description: 'A Redis command slower than this counts as a failure: the rate limit falls back to this replica\'s own bucket for that request, and a step of a token mint is retried. A mint goes ahead without Redis when Redis is disconnected, refuses the command with an error reply that no failover ends (NOPERM, OOM), or has answered nothing for 4 times this (at least 1 s, at most half of coze.mintDeadlineSeconds).',
         }),
         lockTtlSeconds: int({
           env: 'CACHE_LOCK_TTL_SECONDS',
