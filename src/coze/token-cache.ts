@@ -54,6 +54,8 @@ export interface TokenCache {
   invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean>;
   /** The cached token without any side effect (vending compares old_token with it). */
   peek(sessionName: string): CozeToken | undefined;
+  /** How long ago this replica cached the session's token; undefined when none is cached. */
+  heldForMs(sessionName: string): number | undefined;
   readonly size: number;
   readonly inflight: number;
 }
@@ -64,6 +66,8 @@ interface Entry {
   refreshAtMs: number;
   /** ms; past it the token is never served. */
   expiresAtMs: number;
+  /** ms; when this replica cached it. */
+  storedAtMs: number;
   /** ms; no background refresh starts before it (the last one failed). */
   retryAtMs: number;
   refreshFailures: number;
@@ -107,7 +111,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     const expiresAtMs = token.expiresAt * 1000;
     // Jitter spreads the refreshes of tokens minted in one burst.
     const refreshAtMs = Math.max(now(), expiresAtMs - refreshBeforeMs * (1 + JITTER_RATIO * random()));
-    entries.set(sessionName, { token, refreshAtMs, expiresAtMs, retryAtMs: 0, refreshFailures: 0 });
+    entries.set(sessionName, { token, refreshAtMs, expiresAtMs, storedAtMs: now(), retryAtMs: 0, refreshFailures: 0 });
   }
 
   /**
@@ -209,6 +213,11 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     peek(sessionName: string): CozeToken | undefined {
       const entry = entries.peek(sessionName);
       return entry && now() < entry.expiresAtMs ? entry.token : undefined;
+    },
+
+    heldForMs(sessionName: string): number | undefined {
+      const entry = entries.peek(sessionName);
+      return entry && now() - entry.storedAtMs;
     },
 
     get size() {

@@ -9,17 +9,32 @@ import { sendPrivateJson } from '../http/private-json.js';
 
 export const VENDING_PATH = '/gateway/token';
 const MAX_VENDING_BODY_BYTES = 8 * 1024;
+/**
+ * A token reported bad is re-minted only once this replica has held it this long: the caller
+ * holds the token it reports, so without a floor one signed-in user could make the gateway ask
+ * Coze's token endpoint on every call, spending the app's rate for everyone.
+ */
+export const MIN_REPORTED_TOKEN_AGE_MS = 30_000;
 
 /**
  * `POST /gateway/token`: hands the caller the Coze token of their own session, for the Web Chat
  * SDK's `auth.onRefreshToken` (https://www.coze.cn/open/docs/developer_guides/install_web_sdk). The session always comes from the
  * authenticated identity, never from the client. If the SDK reports the token it holds as bad
- * (`old_token` equal to the cached one), a fresh one is minted. `tokenKey` names the vended
+ * (`old_token` equal to the cached one, held for at least 30 s), a fresh one is minted. `tokenKey` names the vended
  * token, which may carry a narrower scope than proxied ones (mint-request.ts).
  */
 export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache, tokenKey: string = admission.tokenKey): Promise<void> {
   const oldToken = await readOldToken(req);
-  if (oldToken !== undefined) await tokens.invalidateIfSame(tokenKey, oldToken);
+  if (oldToken !== undefined && tokens.peek(tokenKey)?.accessToken === oldToken) {
+    const heldForMs = tokens.heldForMs(tokenKey) ?? MIN_REPORTED_TOKEN_AGE_MS;
+    if (heldForMs < MIN_REPORTED_TOKEN_AGE_MS) {
+      throw new GatewayError('rate-limited', {
+        headers: { 'retry-after': String(Math.ceil((MIN_REPORTED_TOKEN_AGE_MS - heldForMs) / 1000)) },
+        detail: 'This token was issued moments ago; a new one can be asked for once it is 30 s old.',
+      });
+    }
+    await tokens.invalidateIfSame(tokenKey, oldToken);
+  }
   const token = await lookupToken(tokens, tokenKey);
   sendPrivateJson(res, {
     access_token: token.accessToken,

@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
+import { MIN_REPORTED_TOKEN_AGE_MS } from '../../src/vending/token-vending.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 describe('token vending (POST /gateway/token)', () => {
   let stack: Stack;
   let alice: string;
   let bob: string;
+  // The gateway's clock runs ahead of the real one by what a test adds here.
+  let ahead = 0;
 
   before(async () => {
-    stack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true', CORS_ALLOWED_ORIGINS: 'https://app.example' } });
+    stack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true', CORS_ALLOWED_ORIGINS: 'https://app.example' }, gatewayDeps: { now: () => Date.now() + ahead } });
     alice = await stack.callerToken('alice');
     bob = await stack.callerToken('bob');
   });
@@ -38,6 +41,7 @@ describe('token vending (POST /gateway/token)', () => {
     assert.equal(stranger.body.access_token, first.body.access_token, 'an old_token that is not the cached one changes nothing');
     assert.equal(stack.emulator.stats.exchanges, exchanges);
 
+    ahead += MIN_REPORTED_TOKEN_AGE_MS;
     const renewed = await request(stack.url).post('/gateway/token').set('authorization', `Bearer ${alice}`).send({ old_token: first.body.access_token }).expect(200);
     assert.notEqual(renewed.body.access_token, first.body.access_token);
     assert.equal(stack.emulator.stats.exchanges, exchanges + 1);
@@ -52,6 +56,32 @@ describe('token vending (POST /gateway/token)', () => {
     await request(stack.url).options('/gateway/token').set('origin', 'https://evil.example').set('access-control-request-method', 'POST').expect(403);
     const withOrigin = await request(stack.url).post('/gateway/token').set('origin', 'https://app.example').set('authorization', `Bearer ${alice}`).expect(200);
     assert.equal(withOrigin.headers['access-control-allow-origin'], 'https://app.example');
+  });
+});
+
+describe('token vending: re-mint floor', () => {
+  let floorStack: Stack;
+  // Its own stack: the clock moves once, as signing a JWT far ahead of Coze's clock fails.
+  let floorAhead = 0;
+  before(async () => {
+    floorStack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true' }, gatewayDeps: { now: () => Date.now() + floorAhead } });
+  });
+  after(() => floorStack.close());
+
+  it('vending-remint-floor: a token reported bad moments after it was issued is not re-minted: 429 with Retry-After, then renewed once it is 30 s old', async () => {
+    const carol = await floorStack.callerToken('carol');
+    const first = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${carol}`).expect(200);
+    const exchanges = floorStack.emulator.stats.exchanges;
+    for (let i = 0; i < 20; i++) {
+      const refused = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${carol}`).send({ old_token: first.body.access_token }).expect(429);
+      assert.equal(refused.headers['x-gateway-error'], 'rate-limited');
+      assert.ok(Number(refused.headers['retry-after']) >= 1 && Number(refused.headers['retry-after']) <= 30, refused.headers['retry-after']);
+    }
+    assert.equal(floorStack.emulator.stats.exchanges, exchanges, 'twenty reports in a row asked Coze for nothing');
+    floorAhead += MIN_REPORTED_TOKEN_AGE_MS;
+    const renewed = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${await floorStack.callerToken('carol')}`).send({ old_token: first.body.access_token }).expect(200);
+    assert.notEqual(renewed.body.access_token, first.body.access_token);
+    assert.equal(floorStack.emulator.stats.exchanges, exchanges + 1);
   });
 });
 

@@ -60,7 +60,7 @@ export interface StackOptions {
   flags?: Record<string, string>;
   emulator?: Partial<EmulatorOptions>;
   /** Clocks given to every replica's gateway (e.g. usageNow, to move the budgets' day). */
-  gatewayDeps?: Pick<GatewayDeps, 'usageNow'>;
+  gatewayDeps?: Pick<GatewayDeps, 'usageNow' | 'now'>;
   /** The Coze app is a channel app (its tokens apply the scope of their request). */
   channelApp?: boolean;
 }
