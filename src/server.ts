@@ -146,7 +146,14 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   });
   cacheRef.current = tokens;
 
-  const authenticator = await createAuthenticatorFromConfig(config.identity, { now });
+  const authenticator = await createAuthenticatorFromConfig(config.identity, {
+    now,
+    onApiKeysReload(outcome, detail) {
+      metrics.apiKeyReloads.labels(outcome).inc();
+      if (outcome === 'ok') logger.info({ entries: detail.entries }, 'identity.apiKeys.file reloaded');
+      else logger.error({ error: detail.error }, 'identity.apiKeys.file is invalid: the last good version stays in force until it is fixed');
+    },
+  });
   const streams = new Set<RelayContext>();
   const forwarder = createForwarder({ target: config.coze.baseUrl });
   const concurrency = createConcurrencyLimiter(config.rateLimit.maxConcurrentPerIdentity);
@@ -249,6 +256,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     },
     isDraining: () => draining,
     async close() {
+      authenticator.close();
       await forwarder.close();
       tokenClient.close();
       // Counts not yet in Redis are written first (bounded wait).

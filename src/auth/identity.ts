@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayConfig } from '../config/load.js';
 import { GatewayError, type ErrorReason } from '../errors.js';
 import type { Maybe } from '../maybe.js';
-import { createApiKeySource, loadApiKeyFile } from './api-key-source.js';
+import type { WatchedFileOptions } from '../config/watched-file.js';
+import { createApiKeySource, watchApiKeys, type ApiKeyTable } from './api-key-source.js';
 import { createJwtSource } from './jwt-source.js';
 import { createTrustedHeaderSource } from './trusted-header-source.js';
 
@@ -66,6 +67,8 @@ export interface IdentitySourceImpl {
   ready?(): Promise<boolean>;
   /** How a caller sends this source's credential, for the 401 a caller without one gets. */
   readonly credentialHint?: string;
+  /** Stops what the source watches (a reloaded file). */
+  close?(): void;
 }
 
 const CREDENTIAL_HINTS: Record<IdentitySource, string> = {
@@ -93,6 +96,7 @@ export interface Authenticator {
   /** The caller's identity: a plain value when every source asked could answer without I/O. */
   authenticate(req: CredentialRequest): Maybe<Identity>;
   ready(): Promise<boolean>;
+  close(): void;
 }
 
 /**
@@ -121,6 +125,9 @@ export function createAuthenticator(sources: IdentitySourceImpl[], credentialHea
     async ready() {
       const states = await Promise.all(sources.map((s) => (s.ready ? s.ready() : Promise.resolve(true))));
       return states.every(Boolean);
+    },
+    close() {
+      for (const source of sources) source.close?.();
     },
   };
 }
@@ -156,7 +163,7 @@ export function bearerCredential(req: CredentialRequest, source: IdentitySource)
 
 export async function createAuthenticatorFromConfig(
   config: GatewayConfig['identity'],
-  deps: { now?: () => number } = {},
+  deps: { now?: () => number; onApiKeysReload?: WatchedFileOptions<ApiKeyTable>['onReload'] } = {},
 ): Promise<Authenticator> {
   const sources: IdentitySourceImpl[] = [];
   if (config.trustedHeader.name) sources.push(createTrustedHeaderSource({ name: config.trustedHeader.name, allowFrom: config.trustedHeader.allowFrom }));
@@ -180,6 +187,9 @@ export async function createAuthenticatorFromConfig(
       }),
     );
   }
-  if (config.apiKeys.file) sources.push(createApiKeySource({ entries: loadApiKeyFile(config.apiKeys.file) }));
+  if (config.apiKeys.file) {
+    const keys = watchApiKeys({ path: config.apiKeys.file, ...(deps.onApiKeysReload ? { onReload: deps.onApiKeysReload } : {}) });
+    sources.push(createApiKeySource({ keys: () => keys.current, close: () => keys.close() }));
+  }
   return createAuthenticator(sources, ['authorization', 'x-api-key', ...(config.trustedHeader.name ? [config.trustedHeader.name] : [])]);
 }

@@ -366,7 +366,7 @@ export const configSchema = z
           .object({
             file: optionalStr({
               env: 'IDENTITY_API_KEYS_FILE',
-              description: 'YAML or JSON list of {subject, sha256}. Keys arrive in X-Api-Key or as Bearer.',
+              description: 'YAML or JSON list of {subject, sha256}. Keys arrive in X-Api-Key or as Bearer. Reloaded when it changes (a removed key is refused within seconds, no restart); a version that does not parse, or reads empty, keeps the last good one in force and is logged and counted (coze_gateway_api_key_reloads_total). `[]` is no keys.',
             }),
           })
           .strict()

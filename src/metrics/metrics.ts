@@ -54,6 +54,7 @@ export interface GatewayMetrics {
   usageTokens: Counter<'route' | 'kind'>;
   budgetRefusals: Counter<'window' | 'budget'>;
   budgetOverrideReloads: Counter<'outcome'>;
+  apiKeyReloads: Counter<'outcome'>;
   /** Coze tokens an answer reported, by route: input and output. */
   countTokens(route: string, input: number, output: number): void;
   countCozeCode(code: number | string): void;
@@ -163,6 +164,12 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     labelNames: ['outcome'] as const,
     registers,
   });
+  const apiKeyReloads = new Counter({
+    name: `${PREFIX}api_key_reloads_total`,
+    help: 'Reloads of identity.apiKeys.file by outcome: ok (the new version is in force) or error (it did not parse; the last good version stays).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   new Gauge({
     name: `${PREFIX}usage_unsynced`,
     help: 'With Redis: identities whose usage counts (past windows included) this replica holds but Redis has not confirmed yet, a write on its way included. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
@@ -187,6 +194,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   rateLimited.inc(0);
   for (const window of USAGE_WINDOWS) for (const budget of BUDGET_KINDS) budgetRefusals.labels(window, budget).inc(0);
   for (const outcome of ['ok', 'error']) budgetOverrideReloads.labels(outcome).inc(0);
+  for (const outcome of ['ok', 'error']) apiKeyReloads.labels(outcome).inc(0);
 
   // prom-client hashes the label values on every labels() call, and a histogram child's observe
   // hashes them again; the label sets are closed, so each counter child is looked up once and
@@ -238,6 +246,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     usageTokens,
     budgetRefusals,
     budgetOverrideReloads,
+    apiKeyReloads,
     countTokens(route, input, output) {
       const children = routeChildren(route);
       const tokens = (children.tokens ??= { input: usageTokens.labels(route, 'input'), output: usageTokens.labels(route, 'output') });

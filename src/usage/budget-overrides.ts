@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { IDENTITY_SOURCES } from '../auth/identity.js';
+import { watchFile, type WatchedFile, type WatchedFileOptions } from '../config/watched-file.js';
 
 /** Closed set: the budgets, as named in the config, the overrides file and the refusal detail. */
 export const BUDGET_NAMES = ['tokensPerDay', 'tokensPerMonth', 'requestsPerDay'] as const;
@@ -72,89 +70,9 @@ export function parseOverrides(text: string, options: { reload?: boolean } = {})
   };
 }
 
-export interface OverridesWatcher {
-  readonly current: OverrideTable;
-  /** Reads the file again now (the watcher and the poll call this); true when a new version took effect. */
-  reload(): boolean;
-  close(): void;
-}
+export type OverridesWatcher = WatchedFile<OverrideTable>;
 
-/**
- * budgets.overridesFile, loaded at start-up (a bad file stops the gateway) and reloaded when it
- * changes: fs.watch on its folder (a Kubernetes ConfigMap swaps a symlink, which a watch on the
- * file itself would miss), and a poll in case the file system sends no events (NFS, some
- * container mounts). A file that no longer parses keeps the last good version in force, and is
- * reported (log and metric) until it is fixed.
- */
-export function watchOverrides(options: {
-  path: string;
-  pollMs?: number;
-  onReload?: (outcome: 'ok' | 'error', detail: { entries?: number; error?: string }) => void;
-}): OverridesWatcher {
-  const { path } = options;
-  const read = () => readFileSync(path, 'utf8');
-  let text = read();
-  let current = parseOverrides(text);
-  let lastFailure: string | undefined;
-  const digest = (t: string) => createHash('sha256').update(t).digest('hex');
-  let seen = digest(text);
-
-  function reload(): boolean {
-    let next: string;
-    try {
-      next = read();
-    } catch (err) {
-      fail(`cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-      return false;
-    }
-    const hash = digest(next);
-    if (hash === seen) {
-      // Back to the version in force after a bad edit: reported, so the next bad edit is news again.
-      if (lastFailure !== undefined) {
-        lastFailure = undefined;
-        options.onReload?.('ok', { entries: current.size });
-      }
-      return false;
-    }
-    try {
-      current = parseOverrides(next, { reload: true });
-    } catch (err) {
-      fail((err as Error).message);
-      return false;
-    }
-    seen = hash;
-    text = next;
-    lastFailure = undefined;
-    options.onReload?.('ok', { entries: current.size });
-    return true;
-  }
-  function fail(error: string): void {
-    // Reported once per distinct problem, not once per poll.
-    if (error === lastFailure) return;
-    lastFailure = error;
-    options.onReload?.('error', { error });
-  }
-
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dirname(path), { persistent: false }, (_event, name) => {
-      if (name === null || name === basename(path) || name.startsWith('..')) reload();
-    });
-    watcher.on('error', () => watcher?.close());
-  } catch {
-    // No file events here: the poll alone notices changes.
-  }
-  const poll = setInterval(reload, options.pollMs ?? 5000);
-  poll.unref();
-
-  return {
-    get current() {
-      return current;
-    },
-    reload,
-    close() {
-      clearInterval(poll);
-      watcher?.close();
-    },
-  };
+/** budgets.overridesFile, loaded at start-up (a bad file stops the gateway) and reloaded when it changes (watched-file.ts). */
+export function watchOverrides(options: { path: string; pollMs?: number; onReload?: WatchedFileOptions<OverrideTable>['onReload'] }): OverridesWatcher {
+  return watchFile({ ...options, parse: parseOverrides, size: (table) => table.size });
 }
