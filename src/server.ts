@@ -45,6 +45,8 @@ export interface GatewayDeps {
    * it across midnight without expiring tokens and credentials; `now` when absent.
    */
   usageNow?: () => number;
+  /** How often both ends of a relayed WebSocket are pinged (30 s); tests shorten it. */
+  websocketHeartbeatMs?: number;
   /** How request steps are chained (src/maybe.ts); tests pass DEFERRED_STEPS to run every step later. */
   steps?: Steps;
 }
@@ -228,6 +230,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     budgets: usage.budgets,
     tokenKeys,
     usage,
+    heartbeatMs: deps.websocketHeartbeatMs,
   });
 
   const adminApp = createAdminApp({

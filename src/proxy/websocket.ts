@@ -10,6 +10,7 @@ import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 import { checkHandshake } from './websocket-handshake.js';
+import { keepAlive } from './websocket-heartbeat.js';
 import type { UsageService } from '../usage/usage-service.js';
 
 export interface WebSocketProxyDeps extends AdmitDeps {
@@ -23,6 +24,8 @@ export interface WebSocketProxyDeps extends AdmitDeps {
   isDraining(): boolean;
   /** Reads the usage of realtime chats from Coze's events (issue 18). */
   usage?: Pick<UsageService, 'track'>;
+  /** How often both ends are pinged: HEARTBEAT_MS unless a test shortens it. */
+  heartbeatMs?: number | undefined;
 }
 
 export interface WebSocketProxy {
@@ -89,6 +92,7 @@ function errorCloseCode(err: Error & { code?: string }): number {
   return 1006;
 }
 
+/** Both ends are pinged this often; one that misses a ping is cut (websocket-heartbeat.ts). */
 const HEARTBEAT_MS = 30_000;
 
 /**
@@ -183,21 +187,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         else relayFrame(accepted, upstream, frame, isBinary);
       });
 
-      let alive = true;
-      accepted.on('pong', () => {
-        alive = true;
-      });
-      const heartbeat = setInterval(() => {
-        if (!alive) accepted.terminate();
-        alive = false;
-        accepted.ping();
-      }, HEARTBEAT_MS);
+      // A dead end is cut: its 'close' (1006) then tells the other end as for any drop.
+      const stopHeartbeat = keepAlive([accepted, upstream], deps.heartbeatMs ?? HEARTBEAT_MS, (dead) => dead.terminate());
 
       let finished = false;
       const finish = (closedBy: Side, code: number, reason: Buffer | string) => {
         if (finished) return;
         finished = true;
-        clearInterval(heartbeat);
+        stopHeartbeat();
         live.delete(pair);
         deps.metrics.activeWebsockets.dec();
         const other = closedBy === 'client' ? upstream : accepted;

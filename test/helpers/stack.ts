@@ -59,8 +59,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   flags?: Record<string, string>;
   emulator?: Partial<EmulatorOptions>;
-  /** Clocks given to every replica's gateway (e.g. usageNow, to move the budgets' day). */
-  gatewayDeps?: Pick<GatewayDeps, 'usageNow' | 'now'>;
+  /** Clocks and intervals given to every replica's gateway (e.g. usageNow, to move the budgets' day). */
+  gatewayDeps?: Pick<GatewayDeps, 'usageNow' | 'now' | 'websocketHeartbeatMs'>;
   /** The Coze app is a channel app (its tokens apply the scope of their request). */
   channelApp?: boolean;
 }
