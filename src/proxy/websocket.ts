@@ -92,6 +92,9 @@ function errorCloseCode(err: Error & { code?: string }): number {
   return 1006;
 }
 
+/** A peer that never answers a close frame is cut after this long, so no socket is left open. */
+const CLOSE_BACKSTOP_MS = 2000;
+
 /** Both ends are pinged this often; one that misses a ping is cut (websocket-heartbeat.ts). */
 const HEARTBEAT_MS = 30_000;
 
@@ -164,6 +167,14 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       upstream.terminate();
       return;
     }
+    // A drain begun while Coze was dialled would wait for this relay, or miss it in its 1001
+    // broadcast and cut it at the deadline: the client, not answered yet, is refused as at the door.
+    if (deps.isDraining()) {
+      upstream.on('error', () => undefined);
+      upstream.close(1001, 'gateway shutting down');
+      setTimeout(() => upstream.terminate(), CLOSE_BACKSTOP_MS).unref();
+      throw new GatewayError('draining');
+    }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
     if (logId) cozeLogIds.set(req, logId);
     // Until ws hands the client over, nothing else watches its socket: should ws refuse the
@@ -200,11 +211,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         const other = closedBy === 'client' ? upstream : accepted;
         const forward = relayCloseCode(code, closedBy);
         if (other.readyState === WebSocket.OPEN) other.close(forward, code === 1006 ? VANISHED_REASON[closedBy] : reason);
-        // A peer that never answers the close frame is cut, so no socket is left open.
         setTimeout(() => {
           accepted.terminate();
           upstream.terminate();
-        }, 2000).unref();
+        }, CLOSE_BACKSTOP_MS).unref();
         usage?.end();
         deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy, cozeLogId: logId, tokens: usage?.counted });
       };
