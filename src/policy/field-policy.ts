@@ -1,3 +1,4 @@
+import { createScanner, type SyntaxKind } from 'jsonc-parser';
 import { GatewayError } from '../errors.js';
 import type { Endpoint, FieldPolicy } from './endpoints.js';
 import { parseJsonObject, type JsonBody, type JsonField } from './json-body.js';
@@ -98,8 +99,12 @@ function checkJson(body: JsonBody, policy: FieldPolicy, options: ScopeOptions, l
   checkDrafts(policy, options, (path) => scopeValue(valueAt(body, path)));
 }
 
+/** A UTF-8 byte-order mark: JSON forbids it (RFC 8259 section 8.1), yet some decoders skip it. */
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 function startsLikeObject(bytes: Buffer): boolean {
-  for (const byte of bytes) {
+  for (let i = bytes.subarray(0, 3).equals(BOM) ? 3 : 0; i < bytes.length; i++) {
+    const byte = bytes[i];
     if (byte === 0x7b) return true;
     // Leading JSON whitespace (space, tab, LF, CR) is skipped; anything else is not an event.
     if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return false;
@@ -135,7 +140,10 @@ function bodyRule(policy: FieldPolicy, options: ScopeOptions, lists: ReturnType<
  * from the gateway while Coze's decoder reads it. Whether it could is decided on the raw bytes:
  * a JSON string decodes to `chat.update` only if the frame holds those bytes or a `\u` escape,
  * so audio frames (tens of KiB of base64) pass after two native byte searches instead of a parse.
- * A frame no JSON parser accepts is not an event (raw audio may start with `{`) and passes.
+ * A frame the strict parser refuses (a byte-order mark, bytes after the object, a comment) is
+ * refused too when a lenient decoder reads it or it names a controlled event type: Coze's decoder
+ * might accept it, and the user id would reach Coze unforced. Anything else is not an event (raw
+ * audio may start with `{`) and passes.
  */
 function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: ScopeOptions, lists: ReturnType<typeof allowlists>): ((frame: Buffer, sessionName: string) => Buffer | undefined) | null {
   // An event is controlled when it has a user field to force, or a scope or draft field to check.
@@ -147,14 +155,15 @@ function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: Scope
   );
   if (rules.size === 0) return null;
   const typeTree = keyTree(['event_type']);
-  const markers = [...rules.keys(), '\\u'].map((m) => Buffer.from(m));
+  const types = [...rules.keys()];
+  const markers = [...types, '\\u'].map((m) => Buffer.from(m));
   return (frame, sessionName) => {
     if (!startsLikeObject(frame) || !markers.some((m) => frame.includes(m))) return frame;
     let event: JsonBody;
     try {
       event = parseJsonObject(frame);
     } catch {
-      return looseJson(frame) ? undefined : frame;
+      return looseJson(frame) || namesEventType(frame, types) ? undefined : frame;
     }
     try {
       assertUnambiguous(event, typeTree);
@@ -184,6 +193,25 @@ function looseJson(frame: Buffer): boolean {
   } catch {
     return false;
   }
+}
+
+// jsonc-parser's SyntaxKind is a const enum, whose values verbatimModuleSyntax cannot import; the
+// types check that these are its values.
+const STRING_TOKEN: SyntaxKind.StringLiteral = 10;
+const EOF_TOKEN: SyntaxKind.EOF = 17;
+
+/**
+ * True when the frame holds one of `types` as it is, or as a JSON string once its escapes are
+ * resolved (`"chat\u002eupdate"`). The scanner reads tokens one after another, without recursion,
+ * so no nesting can overflow the stack, and it skips what it cannot read.
+ */
+function namesEventType(frame: Buffer, types: readonly string[]): boolean {
+  if (types.some((type) => frame.includes(type))) return true;
+  const scanner = createScanner(frame.toString('utf8'), true);
+  for (let token = scanner.scan(); token !== EOF_TOKEN; token = scanner.scan()) {
+    if (token === STRING_TOKEN && types.includes(scanner.getTokenValue())) return true;
+  }
+  return false;
 }
 
 function responseRule(key: string, keep: readonly string[]): (bytes: Buffer) => Buffer {

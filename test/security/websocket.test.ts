@@ -180,6 +180,27 @@ describe('WebSocket hostile input', () => {
       });
     }
 
+    // Not strict JSON, as on the HTTP path (400 bad-json-body there), yet a decoder more lenient
+    // than the gateway's (one that skips a byte-order mark, or stops after the first value)
+    // would apply Bob's user id.
+    const bob = JSON.stringify(forged('bob'));
+    for (const [what, frame] of [
+      ['trailing bytes after the event', Buffer.from(`${bob} }garbage`)],
+      ['a UTF-8 byte-order mark before the event', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(bob)])],
+    ] as const) {
+      it(`ws-chat-update-not-strict-json-refused: ${what} closes the socket with 1008 and never reaches Coze`, async () => {
+        const before = stack.emulator.websockets.length;
+        const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
+        const code = closed(ws);
+        ws.send(frame);
+        const outcome = await Promise.race([code, sleep(5000).then(() => 'still open after 5 s')]);
+        ws.terminate();
+        assert.equal(outcome, 1008);
+        await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket was closed');
+        assert.deepEqual(stack.emulator.websockets[before]?.frames, []);
+      });
+    }
+
     it('a chat.update too deeply nested to check is never forwarded: the socket closes with 1008', async () => {
       const ws = await openWebSocket(`${wsUrl}/v1/chat?bot_id=bot-ok`, { authorization: bearer(jwt) });
       const code = closed(ws);

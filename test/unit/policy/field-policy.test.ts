@@ -76,7 +76,23 @@ describe('field policy: controlled fields of bodies and events', () => {
     ]) {
       assert.equal(run(text), undefined, text.slice(0, 80));
     }
+    // Not strict JSON, yet a more lenient decoder (one that skips a byte-order mark, stops after
+    // the first value, or takes comments) would read a chat.update with the user id unforced.
+    for (const text of [
+      '\uFEFF{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}}}',
+      '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}}} trailing',
+      '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}}}\u0000',
+      '{"event_type":"input_text_buffer.append"}{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob"}}}',
+      '{"event_type":"chat\\u002eupdate","data":{"chat_config":{"user_id":"bob"}}}x',
+      '\uFEFF{"event_type":"chat\\u002eupdate","data":{"chat_config":{"user_id":"bob"}}}',
+      '{"event_type":"chat.update",/* c */"data":{"chat_config":{"user_id":"bob"}}}',
+      '{"event_type":"chat.update","data":{"chat_config":{"user_id":"bob",}}}',
+    ]) {
+      assert.equal(run(text), undefined, JSON.stringify(text));
+    }
+    assert.equal(run('\uFEFF{"event_type":"input_text_buffer.append"}'), '\uFEFF{"event_type":"input_text_buffer.append"}', 'nothing in it could be a chat.update');
     assert.equal(run('{not json at all'), '{not json at all', 'raw audio that starts with { is not an event');
+    assert.equal(run('{\\u00ff raw "audio" \\u12'), '{\\u00ff raw "audio" \\u12', 'nor is raw audio holding a \\u');
     assert.equal(run('binary audio'), 'binary audio');
     assert.equal(createFieldRules(endpoint('ws.audio.speech'), OPTIONS).rewriteEvent, null, 'no controlled event: every frame passes unread');
     assert.equal(createFieldRules(endpoint('ws.chat'), { ...OPTIONS, enforceUserId: false }).rewriteEvent, null);
