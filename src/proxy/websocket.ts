@@ -71,18 +71,26 @@ function frameBytes(data: RawData): Buffer {
 /** Which end of a relayed socket closed (or failed) first. */
 type Side = 'client' | 'coze';
 
-/**
- * The close code the other end is sent when one end closes with `code`. 1006 means the TCP
- * connection dropped without a close frame, and 1006 may never be sent in one (RFC 6455
- * section 7.4.1): the client learns that Coze vanished as 1011 (server error), Coze learns that
- * the client vanished as 1001 (going away). 1005 (a close frame with no code) is a normal close.
- */
-export function relayCloseCode(code: number, closedBy: Side): number {
-  if (code === 1006) return closedBy === 'coze' ? 1011 : 1001;
-  return forwardableCode(code);
-}
+const LOST_REASON: Record<Side, string> = { coze: 'the Coze connection was lost', client: 'the client connection was lost' };
+const FAULT_REASON: Record<Side, string> = { coze: 'Coze broke the WebSocket protocol', client: 'the client broke the WebSocket protocol' };
 
-const VANISHED_REASON: Record<Side, string> = { coze: 'the Coze connection was lost', client: 'the client connection was lost' };
+/**
+ * The close frame the other end is sent when one end closes with `code` (`failed`: ws caught a
+ * fault in that end's frames, or its socket errored). 1006 means the TCP connection dropped
+ * without a close frame, and 1006 may never be sent in one (RFC 6455 section 7.4.1): the client
+ * learns that Coze vanished as 1011 (server error), Coze learns that the client vanished as 1001
+ * (going away). A protocol fault (1002, 1007) was the failing end's own, and ws has closed that
+ * end with the code; the other end did nothing wrong and learns of it as of a drop. A frame
+ * over the size limit is 1009 to both ends (issue 16). A code received in a close frame passes
+ * as it is: frames are relayed unchanged, so what one end objects to came from the other. 1005
+ * (a close frame with no code) is a normal close.
+ */
+export function relayClose(closedBy: Side, code: number, reason: Buffer | string, failed: boolean): { code: number; reason: Buffer | string } {
+  const gone = closedBy === 'coze' ? 1011 : 1001;
+  if (code === 1006) return { code: gone, reason: LOST_REASON[closedBy] };
+  if (failed && (code === 1002 || code === 1007)) return { code: gone, reason: FAULT_REASON[closedBy] };
+  return { code: forwardableCode(code), reason };
+}
 
 /** A failed socket's close code: the ws library names protocol faults; anything else is a drop. */
 function errorCloseCode(err: Error & { code?: string }): number {
@@ -202,15 +210,15 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const stopHeartbeat = keepAlive([accepted, upstream], deps.heartbeatMs ?? HEARTBEAT_MS, (dead) => dead.terminate());
 
       let finished = false;
-      const finish = (closedBy: Side, code: number, reason: Buffer | string) => {
+      const finish = (closedBy: Side, code: number, reason: Buffer | string, failed = false) => {
         if (finished) return;
         finished = true;
         stopHeartbeat();
         live.delete(pair);
         deps.metrics.activeWebsockets.dec();
         const other = closedBy === 'client' ? upstream : accepted;
-        const forward = relayCloseCode(code, closedBy);
-        if (other.readyState === WebSocket.OPEN) other.close(forward, code === 1006 ? VANISHED_REASON[closedBy] : reason);
+        const told = relayClose(closedBy, code, reason, failed);
+        if (other.readyState === WebSocket.OPEN) other.close(told.code, told.reason);
         setTimeout(() => {
           accepted.terminate();
           upstream.terminate();
@@ -220,8 +228,8 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       };
       accepted.on('close', (code, reason) => finish('client', code, reason));
       upstream.on('close', (code, reason) => finish('coze', code, reason));
-      accepted.on('error', (err) => finish('client', errorCloseCode(err), ''));
-      upstream.on('error', (err) => finish('coze', errorCloseCode(err), ''));
+      accepted.on('error', (err) => finish('client', errorCloseCode(err), '', true));
+      upstream.on('error', (err) => finish('coze', errorCloseCode(err), '', true));
     });
   }
 

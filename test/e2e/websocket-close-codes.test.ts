@@ -6,7 +6,8 @@ import { closed, nextMessage, openWebSocket, until } from '../helpers/websocket.
 /**
  * Issue 16 item 10: what each end of a relayed WebSocket learns when the other one goes. An
  * abrupt TCP drop (no close frame) is 1006 locally, a code no close frame may carry: the client
- * gets 1011 when Coze vanished, Coze gets 1001 when the client vanished. An oversized frame is
+ * gets 1011 when Coze vanished, Coze gets 1001 when the client vanished. A protocol fault is the
+ * faulty side's (1007, 1002) and reaches the other side as a drop would. An oversized frame is
  * 1009 on both sides. Codes sent in close frames pass through as they are.
  */
 describe('WebSocket close codes', () => {
@@ -47,6 +48,27 @@ describe('WebSocket close codes', () => {
     assert.equal(await code, 1009);
     await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket closed');
     assert.equal(stack.emulator.websockets[0]?.closeCode, 1009);
+  });
+
+  // A text frame that is not UTF-8.
+  const INVALID_UTF8 = Buffer.from([0x7b, 0xff, 0x7d]);
+
+  it('ws-coze-protocol-fault-is-1011: Coze sending invalid UTF-8 gets 1007 and the client 1011, not 1007', async () => {
+    const { stack, ws } = await relayed();
+    const code = closed(ws);
+    stack.emulator.sendOnWebSocket(0, INVALID_UTF8, false);
+    assert.equal(await code, 1011);
+    await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket closed');
+    assert.equal(stack.emulator.websockets[0]?.closeCode, 1007);
+  });
+
+  it('ws-client-protocol-fault-is-1001: the client sending invalid UTF-8 gets 1007 and Coze 1001, not 1007', async () => {
+    const { stack, ws } = await relayed();
+    const code = closed(ws);
+    ws.send(INVALID_UTF8, { binary: false });
+    assert.equal(await code, 1007);
+    await until(() => stack.emulator.openWebSockets === 0, 'the upstream socket closed');
+    assert.equal(stack.emulator.websockets[0]?.closeCode, 1001);
   });
 
   it('codes sent in close frames pass through unchanged', async () => {
