@@ -143,8 +143,12 @@ function bodyRule(policy: FieldPolicy, options: ScopeOptions, lists: ReturnType<
  * A frame the strict parser refuses (a byte-order mark, bytes after the object, a comment) is
  * refused too when a lenient decoder reads it or it names a controlled event type: Coze's decoder
  * might accept it, and the user id would reach Coze unforced. Anything else is not an event (raw
- * audio may start with `{`) and passes.
+ * audio may start with `{`) and passes. A frame that must be read and is over
+ * MAX_CHECKED_EVENT_BYTES is refused unread: the strict parse costs about 70 ms a MiB of the
+ * event loop every user shares, and the events it reads are small settings, not audio.
  */
+const MAX_CHECKED_EVENT_BYTES = 256 * 1024;
+
 function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: ScopeOptions, lists: ReturnType<typeof allowlists>): ((frame: Buffer, sessionName: string) => Buffer | undefined) | null {
   // An event is controlled when it has a user field to force, or a scope or draft field to check.
   const active = (policy: FieldPolicy) => (options.enforceUserId && (policy.user?.length ?? 0) > 0) || controlledPaths({ ...policy, user: [] }).length > 0;
@@ -159,6 +163,7 @@ function eventRule(events: Readonly<Record<string, FieldPolicy>>, options: Scope
   const markers = [...types, '\\u'].map((m) => Buffer.from(m));
   return (frame, sessionName) => {
     if (!startsLikeObject(frame) || !markers.some((m) => frame.includes(m))) return frame;
+    if (frame.length > MAX_CHECKED_EVENT_BYTES) return undefined;
     let event: JsonBody;
     try {
       event = parseJsonObject(frame);

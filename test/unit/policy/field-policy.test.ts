@@ -94,6 +94,12 @@ describe('field policy: controlled fields of bodies and events', () => {
     assert.equal(run('{not json at all'), '{not json at all', 'raw audio that starts with { is not an event');
     assert.equal(run('{\\u00ff raw "audio" \\u12'), '{\\u00ff raw "audio" \\u12', 'nor is raw audio holding a \\u');
     assert.equal(run('binary audio'), 'binary audio');
+    // A frame that must be read is read only up to 256 KiB: past that the strict parse would hold
+    // the event loop for tens of milliseconds a frame.
+    const escaped = (n: number) => `{"event_type":"conversation.message.create","data":{"content":"${'\\u00e9'.repeat(n)}"}}`;
+    assert.equal(run(escaped(40_000)), escaped(40_000), 'under the bound: read, and passed');
+    assert.equal(run(escaped(50_000)), undefined, 'over it: refused unread');
+    assert.equal(rewrite(Buffer.from(`{"event_type":"input_audio_buffer.append","data":{"delta":"${'A'.repeat(1 << 20)}"}}`), 'alice')?.length, (1 << 20) + 62, 'audio, which names no controlled event, has no such bound');
     assert.equal(createFieldRules(endpoint('ws.audio.speech'), OPTIONS).rewriteEvent, null, 'no controlled event: every frame passes unread');
     assert.equal(createFieldRules(endpoint('ws.chat'), { ...OPTIONS, enforceUserId: false }).rewriteEvent, null);
   });
