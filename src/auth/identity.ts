@@ -33,9 +33,6 @@ export interface Identity {
   claims: Readonly<Record<string, unknown>>;
 }
 
-/** Whom per-caller limits belong to (rate limit, concurrency, budgets): the source and the subject. */
-export const identityKey = (identity: Pick<Identity, 'source' | 'subject'>): string => `${identity.source}:${identity.subject}`;
-
 export interface CredentialRequest {
   headers: IncomingHttpHeaders;
   remoteAddress: string | undefined;

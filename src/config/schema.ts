@@ -461,13 +461,13 @@ export const configSchema = z
           env: 'RATE_LIMIT_RPM',
           default: 0,
           min: 0,
-          description: 'Requests per minute per identity; 0 turns it off. Over it: 429 with Retry-After.',
+          description: 'Requests per minute per session_name; 0 turns it off. Over it: 429 with Retry-After.',
         }),
         maxConcurrentPerIdentity: int({
           env: 'RATE_LIMIT_MAX_CONCURRENT',
           default: 64,
           min: 0,
-          description: 'Requests and WebSockets one identity may have in flight at once on a replica; 0 turns it off. Over it: 429 with Retry-After.',
+          description: 'Requests and WebSockets one session_name may have in flight at once on a replica; 0 turns it off. Over it: 429 with Retry-After.',
         }),
       })
       .strict()
@@ -478,19 +478,19 @@ export const configSchema = z
           env: 'BUDGET_TOKENS_PER_DAY',
           default: 0,
           min: 0,
-          description: 'Coze tokens (input + output, as Coze reports them) per identity per day; 0 turns it off. Over it: 429 budget-exceeded until the day ends.',
+          description: 'Coze tokens (input + output, as Coze reports them) per session_name per day; 0 turns it off. Over it: 429 budget-exceeded until the day ends.',
         }),
         tokensPerMonth: int({
           env: 'BUDGET_TOKENS_PER_MONTH',
           default: 0,
           min: 0,
-          description: 'Coze tokens per identity per calendar month; 0 turns it off.',
+          description: 'Coze tokens per session_name per calendar month; 0 turns it off.',
         }),
         requestsPerDay: int({
           env: 'BUDGET_REQUESTS_PER_DAY',
           default: 0,
           min: 0,
-          description: 'Requests forwarded to Coze (HTTP requests and WebSocket connections) per identity per day; 0 turns it off.',
+          description: 'Requests forwarded to Coze (HTTP requests and WebSocket connections) per session_name per day; 0 turns it off.',
         }),
         timeZone: str({
           env: 'BUDGET_TIME_ZONE',
@@ -500,7 +500,7 @@ export const configSchema = z
         overridesFile: optionalStr({
           env: 'BUDGET_OVERRIDES_FILE',
           description:
-            'YAML or JSON list of per-subject budgets, {subject, source?, tokensPerDay?, tokensPerMonth?, requestsPerDay?}; reloaded when it changes (docs/usage-and-budgets.md).',
+            'YAML or JSON list of per-subject budgets, {subject, source?, tokensPerDay?, tokensPerMonth?, requestsPerDay?}, each applying to every session of its subject; reloaded when it changes (docs/usage-and-budgets.md).',
         }),
         syncIntervalMs: int({
           env: 'BUDGET_SYNC_INTERVAL_MS',

@@ -127,7 +127,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   });
   const authFailures = new Counter({ name: `${PREFIX}auth_failures_total`, help: 'Rejected caller credentials by source and reason.', labelNames: ['source', 'reason'] as const, registers });
   const policyDenials = new Counter({ name: `${PREFIX}policy_denials_total`, help: 'Requests refused by policy, by reason.', labelNames: ['reason'] as const, registers });
-  const rateLimited = new Counter({ name: `${PREFIX}rate_limited_total`, help: 'Requests refused by the per-identity rate limit.', registers });
+  const rateLimited = new Counter({ name: `${PREFIX}rate_limited_total`, help: 'Requests refused by the per-session rate limit.', registers });
   const requestLimits = new Counter({ name: `${PREFIX}request_limits_total`, help: 'Requests refused by a resource limit, by limit: header_count (431), concurrency (429), body_budget (503), body_timeout (408).', labelNames: ['limit'] as const, registers });
   const bufferedRequestBytes = new Gauge({ name: `${PREFIX}buffered_request_bytes`, help: 'Request body bytes held in memory now (JSON bodies being read and checked), out of server.bufferedBodyBudgetBytes.', registers });
   const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });

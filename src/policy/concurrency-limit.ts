@@ -1,8 +1,9 @@
 /**
- * A cap on how many requests (and WebSockets) one identity has in flight on this replica
- * (rateLimit.maxConcurrentPerIdentity), so one caller cannot hold every slot of the body budget
- * or every upstream connection (issue 15, finding 9). Per replica, in memory: a slot is a live
- * connection of this process, which another replica cannot release.
+ * A cap on how many requests (and WebSockets) one session (the key: a session_name, admit.ts)
+ * has in flight on this replica (rateLimit.maxConcurrentPerIdentity), so one caller cannot hold
+ * every slot of the body budget or every upstream connection (issue 15, finding 9). Per
+ * replica, in memory: a slot is a live connection of this process, which another replica cannot
+ * release.
  */
 export interface ConcurrencyLimiter {
   /** A release function for a free slot (call it once the request is over), or undefined when the cap is reached. */

@@ -30,9 +30,9 @@ interface Bucket {
 }
 
 /**
- * A token bucket per identity: `requestsPerMinute` requests, refilled continuously, with a
- * burst of the same size. Memory is bounded (the least recently seen identities are dropped,
- * which only ever forgives them). 0 turns the limit off.
+ * A token bucket per key (a session_name: admit.ts): `requestsPerMinute` requests, refilled
+ * continuously, with a burst of the same size. Memory is bounded (the least recently seen keys
+ * are dropped, which only ever forgives them). 0 turns the limit off.
  */
 export function createRateLimiter(options: { requestsPerMinute: number; now?: () => number; maxKeys?: number }): LocalRateLimiter {
   const now = options.now ?? Date.now;

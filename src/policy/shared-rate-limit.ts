@@ -5,7 +5,7 @@ import { ALLOWED, denied, type LocalRateLimiter, type RateDecision, type RateLim
 
 /**
  * KEYS[1] bucket; ARGV[1] capacity (requests per minute), ARGV[2] wanted, ARGV[3] returned.
- * The identity's token bucket, shared by every replica and refilled by Redis's own clock, so
+ * The session's token bucket, shared by every replica and refilled by Redis's own clock, so
  * replicas with skewed clocks agree. It takes back `returned` unused tokens (never above
  * capacity), then grants min(wanted, whole tokens available) at once. Returns {granted, 0},
  * or {0, ms until one token is available}.
@@ -59,8 +59,8 @@ interface Lease {
 }
 
 /**
- * The per-identity limit shared by every replica (issues 9 and 17), decided locally most of the
- * time. A replica leases a batch of allowance from the identity's Redis bucket (one atomic
+ * The per-session limit shared by every replica (issues 9 and 17), decided locally most of the
+ * time. A replica leases a batch of allowance from the session's Redis bucket (one atomic
  * script) and spends it in memory: a request finding allowance is decided synchronously,
  * without a round trip. Leases start at one request and double while they are used up within
  * LEASE_TTL_MS, up to `maxLease`; what is left when a lease expires goes back to the bucket

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { AuthError, identityKey, type Identity } from '../auth/identity.js';
+import { AuthError, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import { guardRequestTarget } from '../http/request-guard.js';
 import { STEPS, type Maybe, type Steps } from '../maybe.js';
@@ -22,10 +22,11 @@ export interface Admission {
   query: string;
   params: Params;
   identity: Identity;
+  /** Also the key of the caller's limits, budgets and usage: see admit(). */
   sessionName: string;
   /** The token cache key of this request's token: the session_name, or more (mint-request.ts). */
   tokenKey: string;
-  /** Frees the identity's concurrency slot; call it once the request (or socket) is over. */
+  /** Frees the session's concurrency slot; call it once the request (or socket) is over. */
   release(): void;
 }
 
@@ -80,8 +81,15 @@ const CONCURRENCY_RETRY_SECONDS = 1;
 /**
  * Steps 2 to 4 of SPEC section 1, shared by HTTP requests, WebSocket upgrades and token vending:
  * the header count and the path are checked before anything else, then the endpoint, the query's
- * controlled names, then the caller, the identity's concurrency and rate limits, then the session
- * and the endpoint's query rules, then the budgets. Nothing here reaches Coze.
+ * controlled names, then the caller and its session, the session's concurrency and rate limits,
+ * then the endpoint's query rules, then the budgets. Nothing here reaches Coze.
+ *
+ * Every per-caller limit (concurrency, rate, budgets, usage) is keyed by the session_name exactly
+ * as sent to Coze, the unit Coze isolates, so two callers share limits exactly when they share a
+ * Coze session. A key of the source and subject alone merged callers the template tells apart
+ * ({issuer}, {claims.NAME}: "admin" of two tenants): one spent the other's budget and read its
+ * usage. The prefix and the HMAC merge no two rendered names (an HMAC collision aside), so the
+ * final name is as fine as the template; like the Coze history, it moves when they change.
  *
  * The admission is a plain value when the caller's JWT is already verified, the rate limit is
  * decided locally and the budgets are known locally, a promise otherwise (src/maybe.ts); a
@@ -135,6 +143,7 @@ export function admit(
     }
     const matched = endpoint;
     let caller: Identity | undefined;
+    let sessionName = '';
     const identified = deps.authenticate({
       headers: req.headers,
       rawHeaders: req.rawHeaders,
@@ -145,13 +154,14 @@ export function admit(
       steps.chain(identified, (identity): Maybe<RateDecision> => {
         caller = identity;
         trace.source = identity.source;
-        const key = identityKey(identity);
-        release = deps.concurrency.acquire(key);
+        sessionName = deps.sessionName(identity);
+        trace.sessionName = sessionName;
+        release = deps.concurrency.acquire(sessionName);
         if (!release) {
           deps.metrics.requestLimits.labels('concurrency').inc();
           throw new GatewayError('too-many-concurrent', { headers: { 'retry-after': String(CONCURRENCY_RETRY_SECONDS) } });
         }
-        return deps.rateLimiter.take(key);
+        return deps.rateLimiter.take(sessionName);
       }),
       (limit): Admission => {
         if (!limit.allowed) {
@@ -164,12 +174,10 @@ export function admit(
           throw new GatewayError('route-forbidden', { detail: WRONG_TRANSPORT[options.transport] });
         }
         const identity = caller as Identity;
-        const sessionName = deps.sessionName(identity);
-        trace.sessionName = sessionName;
         const forwardedQuery = matched.rules.rewriteQuery(query, params, sessionName);
         const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
         // Last, so that only a request the gateway will forward is counted against the budgets.
-        deps.budgets?.admit(matched, identity);
+        deps.budgets?.admit(matched, identity, sessionName);
         return { endpoint: matched, route: matched.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release: release as () => void };
       },
     );

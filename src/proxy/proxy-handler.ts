@@ -158,7 +158,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         admit(deps, req, trace, { endpoint: deps.usageEndpoint }),
         (asking) => {
           wait.hold(asking.release);
-          steps.after(serveUsage(res, asking.identity, usage.report), wait.release, fail);
+          steps.after(serveUsage(res, asking.identity, asking.sessionName, usage.report), wait.release, fail);
         },
         fail,
       );
@@ -310,7 +310,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     function relay(result: InspectedResponse): void {
       log.bytesIn = body.bytesIn();
-      log.usage = deps.usage?.track(admission.endpoint, admission.identity);
+      log.usage = deps.usage?.track(admission.endpoint, admission.sessionName);
       relayResponse({
         upstream,
         res,
@@ -369,7 +369,7 @@ interface Wait {
   /** Coze's answer from its first byte: cut if the client leaves before the relay watches it. */
   answer: UpstreamResponse | undefined;
   /**
-   * Takes the admission's release (the identity's concurrency slot), called once the response
+   * Takes the admission's release (the session's concurrency slot), called once the response
    * closes; at once if it closed already (the client left while an admission step waited).
    */
   hold(release: () => void): void;

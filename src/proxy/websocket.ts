@@ -144,7 +144,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       socket.destroy();
       return;
     }
-    // The identity's slot is held for the socket's whole life.
+    // The session's slot is held for the socket's whole life.
     socket.once('close', admission.release);
     const { endpoint } = admission;
 
@@ -155,7 +155,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const usage = deps.usage?.track(admission.endpoint, admission.identity);
+    const usage = deps.usage?.track(admission.endpoint, admission.sessionName);
     const { upstream, logId } = await dialCoze(deps, {
       tokenKey: admission.tokenKey,
       target(accessToken) {

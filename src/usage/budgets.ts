@@ -1,4 +1,4 @@
-import { identityKey, type Identity } from '../auth/identity.js';
+import type { Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
 import type { Endpoint } from '../policy/endpoints.js';
 import { BUDGET_NAMES, type BudgetKind, type BudgetLimits, type BudgetName, type OverrideTable } from './budget-overrides.js';
@@ -26,10 +26,14 @@ export interface Budgets {
    * request. Token budgets spare the endpoint table's token-free endpoints (reads, polls,
    * uploads). The gateway's own endpoints are never counted: POST /gateway/token is checked
    * (a vended token spends tokens where the gateway cannot see them), GET /gateway/usage
-   * (local and token-free) never refused.
+   * (local and token-free) never refused. Counts are the session's (`sessionName`, as for the
+   * rate limit: admit.ts); the limits are the identity's, for overrides name subjects.
    */
-  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity): void;
-  /** The limits in force for an identity, its override applied. */
+  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity, sessionName: string): void;
+  /**
+   * The limits in force for an identity, its override applied. An override names a subject, so
+   * it sets the limits of each of that subject's sessions (one per tenant, say), each counted apart.
+   */
   limitsOf(identity: Identity): BudgetLimits;
 }
 
@@ -63,13 +67,12 @@ export function createBudgets(options: BudgetsOptions): Budgets {
 
   return {
     limitsOf,
-    admit(endpoint, identity) {
+    admit(endpoint, identity, sessionName) {
       const local = endpoint.transport === 'local';
       if (local && endpoint.tokenFree) return;
-      const key = identityKey(identity);
       const limits = globalOff && options.overrides().size === 0 ? global : limitsOf(identity);
       if (limits.requestsPerDay !== null || limits.tokensPerDay !== null || limits.tokensPerMonth !== null) {
-        const view = options.counter.view(key);
+        const view = options.counter.view(sessionName);
         // Of the budgets used up, the one whose window ends last: its reset is when a retry can pass.
         let exhausted: BudgetName | undefined;
         const check = (name: BudgetName, used: number) => {
@@ -84,7 +87,7 @@ export function createBudgets(options: BudgetsOptions): Budgets {
         }
         if (exhausted !== undefined) refuse(exhausted, limits[exhausted] as number, view);
       }
-      if (!local) options.counter.record(key, { requests: 1 });
+      if (!local) options.counter.record(sessionName, { requests: 1 });
     },
   };
 }

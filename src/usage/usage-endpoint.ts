@@ -7,8 +7,8 @@ import type { UsageWindows } from './usage-windows.js';
 
 export interface UsageReportDeps {
   windows: UsageWindows;
-  /** The caller's counts, as fresh as the shared store can make them; `shared` false when it could not. */
-  read(identity: Identity): Promise<{ view: UsageView; shared: boolean }>;
+  /** The session's counts, as fresh as the shared store can make them; `shared` false when it could not. */
+  read(sessionName: string): Promise<{ view: UsageView; shared: boolean }>;
   limitsOf(identity: Identity): BudgetLimits;
 }
 
@@ -30,12 +30,13 @@ function windowJson(windows: UsageWindows, view: WindowView, budget: { tokens: n
 
 /**
  * `GET /gateway/usage`: the caller's own usage and what is left of its budgets, this day and
- * this month (docs/usage-and-budgets.md has the JSON). The identity is the authenticated
- * caller's and nothing in the request can name another, so nobody reads anyone else's figures.
- * The answer is personal: never stored by a cache.
+ * this month (docs/usage-and-budgets.md has the JSON). The figures are those of the caller's
+ * session, the unit budgets count (admit.ts), derived from the authenticated identity; nothing
+ * in the request can name another, so nobody reads anyone else's figures. The answer is
+ * personal: never stored by a cache.
  */
-export async function serveUsage(res: ServerResponse, identity: Identity, deps: UsageReportDeps): Promise<void> {
-  const { view, shared } = await deps.read(identity);
+export async function serveUsage(res: ServerResponse, identity: Identity, sessionName: string, deps: UsageReportDeps): Promise<void> {
+  const { view, shared } = await deps.read(sessionName);
   const limits = deps.limitsOf(identity);
   sendPrivateJson(res, {
     identity: { source: identity.source, subject: identity.subject },

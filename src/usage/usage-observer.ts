@@ -68,7 +68,7 @@ const field = (value: unknown, name: string): unknown => (typeof value === 'obje
  * metrics hang there). Ids already counted are remembered (bounded) on this replica, so a chat
  * polled to its end and then retrieved again, or streamed and then retrieved, counts once.
  */
-export function createUsageObservers(options: { onCount(route: string, identityKey: string, counts: TokenCounts): void; maxRememberedIds?: number }) {
+export function createUsageObservers(options: { onCount(route: string, sessionName: string, counts: TokenCounts): void; maxRememberedIds?: number }) {
   const seen = new LRUCache<string, true>({ max: options.maxRememberedIds ?? 100_000 });
   const firstTime = (id: string | undefined) => {
     if (id === undefined) return true;
@@ -77,7 +77,7 @@ export function createUsageObservers(options: { onCount(route: string, identityK
     return true;
   };
 
-  return function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, identityKey: string): RequestUsage | undefined {
+  return function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string): RequestUsage | undefined {
     const shape = endpoint.usage;
     if (!shape) return undefined;
     const route = endpoint.name;
@@ -90,7 +90,7 @@ export function createUsageObservers(options: { onCount(route: string, identityK
       if (!counts || !firstTime(id)) return;
       const counted = request.counted;
       request.counted = counted ? { input: counted.input + counts.input, output: counted.output + counts.output, total: counted.total + counts.total } : counts;
-      options.onCount(route, identityKey, counts);
+      options.onCount(route, sessionName, counts);
     };
     // endedByEvent: the event itself says the chat has ended, whatever its data holds.
     const chat = (obj: unknown, endedByEvent = false) => {

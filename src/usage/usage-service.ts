@@ -1,4 +1,3 @@
-import { identityKey, type Identity } from '../auth/identity.js';
 import type { GatewayConfig } from '../config/load.js';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../policy/endpoints.js';
@@ -13,8 +12,8 @@ import { createUsageWindows } from './usage-windows.js';
 export interface UsageService {
   /** The budget step of admission (synchronous). */
   budgets: Budgets;
-  /** A watcher for one answer or socket of `endpoint`; undefined for endpoints that report no usage. */
-  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, identity: Identity): RequestUsage | undefined;
+  /** A watcher for one answer or socket of `endpoint`, counting for the session; undefined for endpoints that report no usage. */
+  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string): RequestUsage | undefined;
   /** What GET /gateway/usage reads. */
   report: UsageReportDeps;
   counter: UsageCounter;
@@ -35,7 +34,7 @@ export interface UsageServiceOptions {
 const REPORT_SYNC_TIMEOUT_MS = 1000;
 
 /**
- * Per-identity usage and budgets (issue 18), wired: the windows in the configured time zone,
+ * Per-session usage and budgets (issue 18), wired: the windows in the configured time zone,
  * the counter (Redis-shared when a store is given), the overrides file, the budget gate of
  * admission, the per-request usage watchers, and what the usage endpoint reports.
  */
@@ -76,8 +75,8 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
     onRefused: (window, kind) => metrics.budgetRefusals.labels(window, kind).inc(),
   });
   const watch = createUsageObservers({
-    onCount(route, key, counts) {
-      counter.record(key, counts);
+    onCount(route, sessionName, counts) {
+      counter.record(sessionName, counts);
       metrics.countTokens(route, counts.input, counts.output);
     },
   });
@@ -85,17 +84,16 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
   return {
     budgets,
     counter,
-    track: (endpoint, identity) => watch(endpoint, identityKey(identity)),
+    track: watch,
     report: {
       windows,
       limitsOf: (identity) => budgets.limitsOf(identity),
-      async read(identity) {
-        const key = identityKey(identity);
+      async read(sessionName) {
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, REPORT_SYNC_TIMEOUT_MS, false)));
-        const shared = options.store ? await Promise.race([counter.sync(key), timeout]) : false;
+        const shared = options.store ? await Promise.race([counter.sync(sessionName), timeout]) : false;
         clearTimeout(timer);
-        return { view: counter.view(key), shared };
+        return { view: counter.view(sessionName), shared };
       },
     },
     async close() {

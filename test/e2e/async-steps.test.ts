@@ -27,6 +27,7 @@ const CASES = [
   './emulator-fidelity.test.ts',
   './usage-counting.test.ts',
   './budgets.test.ts',
+  './limits-per-session.test.ts',
   './coze-hooks.test.ts',
   '../faults/upstream-streams.test.ts',
 ];
