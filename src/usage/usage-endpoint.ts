@@ -40,6 +40,7 @@ export async function serveUsage(res: ServerResponse, identity: Identity, sessio
   const limits = deps.limitsOf(identity);
   sendPrivateJson(res, {
     identity: { source: identity.source, subject: identity.subject },
+    session_name: sessionName,
     time_zone: deps.windows.timeZone,
     shared,
     day: windowJson(deps.windows, view.day, { tokens: limits.tokensPerDay, requests: limits.requestsPerDay }),

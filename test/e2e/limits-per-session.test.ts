@@ -28,6 +28,7 @@ const list = (url: string, jwt: string) => raw(url, { path: '/v1/conversations?b
 const vend = (url: string, jwt: string) => raw(url, { method: 'POST', path: '/gateway/token', headers: headers(jwt) });
 
 interface UsageAnswer {
+  session_name: string;
   day: { requests: number; total_tokens: number; remaining: { requests: number } };
 }
 const usage = async (url: string, jwt: string) => JSON.parse((await raw(url, { path: '/gateway/usage', headers: headers(jwt) })).body) as UsageAnswer;
@@ -86,6 +87,7 @@ for (const setup of SETUPS) {
       assert.deepEqual([a.day.requests, a.day.total_tokens, a.day.remaining.requests], [2, 28, 0]);
       const bAfter = await usage(stack.url, adminB);
       assert.deepEqual([bAfter.day.requests, bAfter.day.total_tokens, bAfter.day.remaining.requests], [2, 28, 0]);
+      assert.ok(a.session_name && bAfter.session_name && a.session_name !== bAfter.session_name, 'each answer names the session it counts');
     });
   });
 }
