@@ -124,6 +124,18 @@ function parseWithout(merged: Tree, error: z.ZodError): ParsedConfig | undefined
   return again.success ? again.data : undefined;
 }
 
+/**
+ * Integers as numbers, except those a number would round (past 2^53: a 19-digit Coze bot id),
+ * which stay their digits: a text setting takes them as they were written, and a numeric one
+ * refuses them by its own bounds.
+ */
+function exactIntegers(value: unknown): unknown {
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
+  if (Array.isArray(value)) return value.map(exactIntegers);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, exactIntegers(v)]));
+  return value;
+}
+
 function readYaml(path: string, label: string, issues: ConfigIssue[]): Tree {
   let text: string;
   try {
@@ -133,7 +145,7 @@ function readYaml(path: string, label: string, issues: ConfigIssue[]): Tree {
     return {};
   }
   try {
-    const value: unknown = parseYaml(text);
+    const value: unknown = exactIntegers(parseYaml(text, { intAsBigInt: true }));
     if (value === null || value === undefined) return {};
     if (typeof value !== 'object' || Array.isArray(value)) {
       issues.push({ key: 'config', env: 'GATEWAY_CONFIG', message: `${label} must hold a YAML mapping` });

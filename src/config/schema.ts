@@ -44,7 +44,17 @@ function parseBoolString(value: unknown): unknown {
   return value;
 }
 
+/**
+ * A YAML number where the setting is text: Coze's ids are all digits, and Helm's `--set` and many
+ * editors write them unquoted. load.ts reads integers past 2^53 as their digits, so none is rounded.
+ */
+function numberAsText(value: unknown): unknown {
+  return typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value;
+}
+
 function parseListString(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(numberAsText);
+  if (typeof value === 'number') return [numberAsText(value)];
   if (typeof value !== 'string') return value;
   return value
     .split(',')
@@ -65,11 +75,11 @@ function bool(meta: Omit<SettingMeta, 'type' | 'default'> & { default: boolean }
 }
 
 function str(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string }) {
-  return leaf(z.string().default(meta.default), { ...meta, type: 'string' });
+  return leaf(z.preprocess(numberAsText, z.string()).default(meta.default), { ...meta, type: 'string' });
 }
 
 function optionalStr(meta: Omit<SettingMeta, 'type' | 'default'>) {
-  return leaf(z.string().min(1).optional(), { ...meta, type: 'string' });
+  return leaf(z.preprocess(numberAsText, z.string().min(1)).optional(), { ...meta, type: 'string' });
 }
 
 /** Base URLs take no path (paths are appended); `withPath` is for URLs of one resource (a JWKS). */

@@ -56,6 +56,19 @@ describe('config loading', () => {
     assert.equal(config.coze.wsBaseUrl, 'wss://ws.coze.com');
   });
 
+  it('yaml-unquoted-ids: Coze ids written as YAML numbers (Helm --set, editors) are taken as their digits, a 19-digit bot id not rounded', () => {
+    const file = join(dir, 'ids.yaml');
+    writeFileSync(file, 'coze:\n  appId: 1127900106117\n  accountId: 42\npolicy:\n  allowedBotIds: [7351234567890123456, "7351234567890123457"]\n  allowedWorkflowIds: 7351234567890123458\n');
+    const { COZE_APP_ID: _app, ...env } = baseEnv;
+    const config = loadConfig({ env: { ...env, GATEWAY_CONFIG: file } });
+    assert.equal(config.coze.appId, '1127900106117');
+    assert.equal(config.coze.accountId, '42');
+    assert.deepEqual(config.policy.allowedBotIds, ['7351234567890123456', '7351234567890123457']);
+    assert.deepEqual(config.policy.allowedWorkflowIds, ['7351234567890123458']);
+    writeFileSync(file, 'server:\n  port: 123456789012345678901\n');
+    assert.equal(issuesOf(() => loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file } }))[0]?.key, 'server.port', 'a numeric setting still refuses what does not fit');
+  });
+
   it('takes --config and --<yaml.key>=value flags', () => {
     const file = join(dir, 'flags.yaml');
     writeFileSync(file, 'coze:\n  accountId: "42"\n');
