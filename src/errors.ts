@@ -41,7 +41,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     code: 400004,
     message:
-      'The caller identity maps to an invalid session_name (it must be 1 to 128 printable ASCII characters). Check the identity claims and session.template.',
+      'The caller identity maps to an invalid session_name (it must be 1 to 128 printable ASCII characters). Check the identity claims and session.template: each claim it names must be a string.',
   },
   'bad-request': {
     status: 400,
@@ -74,7 +74,7 @@ export const ERROR_CATALOGUE = {
     status: 400,
     code: 400010,
     message:
-      'The caller identity maps to an invalid custom_consumer for Coze (it must be 1 to 128 printable ASCII characters). Check the identity claims and coze.sessionContext.customConsumer.',
+      'The caller identity maps to an invalid custom_consumer for Coze (it must be 1 to 128 printable ASCII characters). Check the identity claims and coze.sessionContext.customConsumer: each claim it names must be a string.',
   },
   'credential-missing': {
     status: 401,

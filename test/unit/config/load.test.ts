@@ -210,6 +210,16 @@ describe('config: budgets and Coze hooks (issue 18)', () => {
     ]);
   });
 
+  it('template-adjacent-placeholders-refused: two placeholders with no text between them stop start-up, in either template', () => {
+    const between = '{claims.tenant} and {subject} have no text between them, so "ab"+"c" and "a"+"bc" would render alike; separate them, e.g. {claims.tenant}:{subject}';
+    assert.deepEqual(one({ SESSION_NAME_TEMPLATE: '{claims.tenant}{subject}' }), [{ key: 'session.template', env: 'SESSION_NAME_TEMPLATE', message: between }]);
+    assert.deepEqual(one({ COZE_CUSTOM_CONSUMER: '{claims.tenant}{subject}' }), [{ key: 'coze.sessionContext.customConsumer', env: 'COZE_CUSTOM_CONSUMER', message: between }]);
+    assert.deepEqual(one({ SESSION_NAME_TEMPLATE: '{issuer}%{subject}' }), [
+      { key: 'session.template', env: 'SESSION_NAME_TEMPLATE', message: 'the text between {issuer} and {subject} may not start with "%", which escapes the values' },
+    ]);
+    assert.equal(loadConfig({ env: { ...baseEnv, SESSION_NAME_TEMPLATE: '{claims.tenant}:{subject}', COZE_CUSTOM_CONSUMER: 't-{claims.tenant}/{subject}' } }).session.template, '{claims.tenant}:{subject}');
+  });
+
   it('refuses a scope without bots, with bots outside the allowlist, or vended permissions broader than proxied ones', () => {
     assert.equal(one({ COZE_SCOPE_ENABLED: 'true' })[0]?.key, 'coze.scope.botIdList');
     assert.deepEqual(one({ COZE_SCOPE_ENABLED: 'true', ALLOWED_BOT_IDS: 'b1', COZE_SCOPE_BOT_IDS: 'b1,b2' }), [
