@@ -243,8 +243,16 @@ function issueFor(settings: SettingInfo[], key: string, message: string): Config
   return { key, ...(s?.env ? { env: s.env } : {}), message };
 }
 
+/** Two listeners on one port clash when their hosts do: the same address, or a wildcard on either side. */
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+const hostsOverlap = (a: string, b: string) => a === b || WILDCARD_HOSTS.has(a) || WILDCARD_HOSTS.has(b);
+
 function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[], requireIdentity: boolean): GatewayConfig | undefined {
-  const { coze } = config;
+  const { coze, server, admin } = config;
+  // Port 0 picks a free port for each listener: they never clash.
+  if (server.port !== 0 && server.port === admin.port && hostsOverlap(server.host, admin.host)) {
+    issues.push(issueFor(settings, 'admin.port', `is server.port too (${server.port}): the API and the admin endpoints need a port each`));
+  }
   const maxRefreshBefore = maxRefreshBeforeSeconds(coze.tokenTtlSeconds);
   if (coze.refreshBeforeSeconds > maxRefreshBefore) {
     issues.push(

@@ -69,6 +69,14 @@ describe('config loading', () => {
     assert.equal(issuesOf(() => loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file } }))[0]?.key, 'server.port', 'a numeric setting still refuses what does not fit');
   });
 
+  it('ports-clash: server.port and admin.port on one address are refused at load, as check-config reports it (serve failed later with EADDRINUSE)', () => {
+    const issues = issuesOf(() => loadConfig({ env: { ...baseEnv, PORT: '19095', ADMIN_PORT: '19095' } }));
+    assert.deepEqual(issues.map((i) => i.key), ['admin.port']);
+    assert.match(issues[0]?.message ?? '', /server\.port too \(19095\)/);
+    assert.ok(loadConfig({ env: { ...baseEnv, PORT: '19095', ADMIN_PORT: '19095', HOST: '127.0.0.1', ADMIN_HOST: '127.0.0.2' } }), 'two addresses may share a port number');
+    assert.ok(loadConfig({ env: { ...baseEnv, PORT: '0', ADMIN_PORT: '0' } }), 'port 0 is a free port each');
+  });
+
   it('takes --config and --<yaml.key>=value flags', () => {
     const file = join(dir, 'flags.yaml');
     writeFileSync(file, 'coze:\n  accountId: "42"\n');
