@@ -52,6 +52,12 @@ describe('Dockerfile', () => {
     assert.match(command.join(' '), /http:\/\/127\.0\.0\.1:' \+ \(process\.env\.ADMIN_PORT \|\| 9091\) \+ '\/healthz'/);
   });
 
+  it('npm-pack-builds: npm pack builds dist first, so the package holds what its bin names', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[]; scripts: Record<string, string> };
+    assert.match(pkg.scripts.prepack ?? '', /npm run build/, 'prepack builds (a fresh clone has no dist)');
+    for (const target of Object.values(pkg.bin)) assert.ok(pkg.files.some((f) => target.startsWith(`${f}/`)), `${target} is in files`);
+  });
+
   it('starts node directly in exec form, exposes both ports and carries OCI labels', () => {
     assert.equal(runtime.find((i) => i.op === 'ENTRYPOINT')?.args, '["node", "dist/main.js"]');
     assert.equal(runtime.find((i) => i.op === 'CMD')?.args, '["serve"]');
