@@ -28,7 +28,7 @@ for (const alg of ['RS256', 'ES256', 'HS256'] as const) {
   let verifyKey: CryptoKey | Uint8Array;
   let signKey: CryptoKey | Uint8Array;
   let source;
-  const common = { issuer: ['bench'], subjectClaim: 'sub', clockToleranceSeconds: 30, jwksCooldownSeconds: 30, jwksCacheMaxAgeSeconds: 600, algorithms: [alg] };
+  const common = { issuer: ['bench'], audience: ['bench'], subjectClaim: 'sub', clockToleranceSeconds: 30, jwksCooldownSeconds: 30, jwksCacheMaxAgeSeconds: 600, algorithms: [alg] };
   if (alg === 'HS256') {
     const secret = new TextEncoder().encode('a-bench-secret-that-is-32-bytes-long!!');
     verifyKey = signKey = secret;
@@ -39,8 +39,8 @@ for (const alg of ['RS256', 'ES256', 'HS256'] as const) {
     signKey = pair.privateKey;
     source = await createJwtSource({ ...common, publicKey: await exportSPKI(pair.publicKey) });
   }
-  const token = await new SignJWT({}).setProtectedHeader({ alg }).setSubject('u').setIssuer('bench').setExpirationTime('1h').sign(signKey);
-  const verify = () => jwtVerify(token, verifyKey, { algorithms: [alg], issuer: 'bench' });
+  const token = await new SignJWT({}).setProtectedHeader({ alg }).setSubject('u').setIssuer('bench').setAudience('bench').setExpirationTime('1h').sign(signKey);
+  const verify = () => jwtVerify(token, verifyKey, { algorithms: [alg], issuer: 'bench', audience: 'bench' });
   await opsPerSecond(verify, 4);
   const req = { headers: { authorization: `Bearer ${token}` }, remoteAddress: '127.0.0.1' };
   results[alg] = {

@@ -7,7 +7,7 @@ import { connectRedis } from './cache/redis-client.js';
 import { redisTopology, type RedisTopology } from './cache/redis-topology.js';
 import { createRedisTokenStore, redisNamespace } from './cache/redis-token-store.js';
 import { createTokenSealer } from './cache/token-crypto.js';
-import { parseEncryptionKey, splitKeys, type GatewayConfig } from './config/load.js';
+import { configWarnings, parseEncryptionKey, splitKeys, type GatewayConfig } from './config/load.js';
 import { createJwtSigner } from './coze/jwt-signer.js';
 import { createMintBreaker } from './coze/mint-breaker.js';
 import { createTokenCache, type TokenCache } from './coze/token-cache.js';
@@ -78,6 +78,7 @@ export interface Gateway {
  */
 export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<Gateway> {
   const logger = deps.logger ?? createLogger({ level: config.log.level });
+  for (const warning of configWarnings(config)) logger.warn(warning);
   const registry = deps.registry ?? new Registry();
   const now = deps.now ?? Date.now;
   let draining = false;

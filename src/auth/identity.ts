@@ -174,6 +174,7 @@ export async function createAuthenticatorFromConfig(
         ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
         ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
         ...(jwt.audience ? { audience: jwt.audience } : {}),
+        allowMissingAudience: jwt.allowMissingAudience,
         subjectClaim: jwt.subjectClaim,
         clockToleranceSeconds: jwt.clockToleranceSeconds,
         jwksCooldownSeconds: jwt.jwksCooldownSeconds,

@@ -19,8 +19,12 @@ export interface JwtSourceOptions {
   publicKey?: string;
   secret?: string;
   algorithms?: string[];
+  /** Required (SPEC section 3.1). */
   issuer?: string[];
+  /** Required, unless allowMissingAudience. */
   audience?: string[];
+  /** For an identity provider that sets no aud: tokens without aud pass, tokens with any aud are refused. */
+  allowMissingAudience?: boolean;
   subjectClaim: string;
   clockToleranceSeconds: number;
   jwksCooldownSeconds: number;
@@ -38,6 +42,13 @@ const VERIFIED_TTL_MS = 60_000;
 /** The longest a failed JWKS fetch holds further fetches back. */
 const JWKS_FAILURE_HOLD_MS = 5000;
 const KEY_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
+/**
+ * The typ values of an access token: JWT, or at+jwt (RFC 9068). The identity provider's key
+ * also signs other JWTs that can carry a sub, its iss and this gateway's aud: logout tokens
+ * (logout+jwt, OpenID Connect Back-Channel Logout), security event tokens (secevent+jwt, RFC
+ * 8417), introspection answers. Explicit typing keeps them apart (RFC 8725 section 3.11).
+ */
+const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt']);
 
 interface Verified {
   identity: Identity;
@@ -47,11 +58,17 @@ interface Verified {
 /**
  * Caller JWTs, verified with jose under strict settings (SPEC section 3.1): a restricted
  * algorithm list (so `alg: none` and HS/RS confusion cannot verify), a required `exp`, the
- * configured `iss`/`aud`, an `iat` that is not in the future, and a clock tolerance. `jku`/`x5u` headers are ignored: keys come only
- * from the configured source. Successful verifications are cached per token, since
- * verifying the same token on every request is the largest avoidable cost on the hot path.
+ * configured `iss`/`aud`, an access token's `typ` if any, an `iat` that is not in the future,
+ * and a clock tolerance. `jku`/`x5u` headers are ignored: keys come only from the configured
+ * source. Successful verifications are cached per token, since verifying the same token on
+ * every request is the largest avoidable cost on the hot path.
  */
 export async function createJwtSource(options: JwtSourceOptions): Promise<IdentitySourceImpl> {
+  // The config loader says so to the operator; this guards every other caller.
+  if (!options.issuer?.length) throw new TypeError('a JWT source needs an issuer (SPEC section 3.1)');
+  const audience = options.audience?.length ? options.audience : undefined;
+  if (!audience && !options.allowMissingAudience) throw new TypeError('a JWT source needs an audience, or allowMissingAudience (SPEC section 3.1)');
+  if (audience && options.allowMissingAudience) throw new TypeError('set audience or allowMissingAudience, not both');
   const now = options.now ?? Date.now;
   const algorithms = options.algorithms ?? (options.secret ? ['HS256'] : KEY_ALGORITHMS);
   let key: JWTVerifyGetKey | CryptoKey | Uint8Array;
@@ -113,20 +130,25 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
 
   async function verifyOnce(token: string): Promise<Identity> {
     let payload: JWTPayload;
+    let type: unknown;
     try {
       const result = await jwtVerify(token, key as JWTVerifyGetKey, {
         algorithms,
         requiredClaims: ['exp'],
         clockTolerance: options.clockToleranceSeconds,
         currentDate: new Date(now()),
-        ...(options.issuer?.length ? { issuer: options.issuer } : {}),
-        ...(options.audience?.length ? { audience: options.audience } : {}),
+        issuer: options.issuer,
+        ...(audience ? { audience } : {}),
       });
       payload = result.payload;
+      type = result.protectedHeader.typ;
       if (remote) jwksFetched = true;
     } catch (err) {
       throw toAuthError(err);
     }
+    if (!isAccessTokenType(type)) throw new AuthError('jwt', 'bad_claims', 'The JWT typ header names another kind of token (expected JWT or at+jwt).');
+    // allowMissingAudience: a token that names an audience names some application, never this gateway.
+    if (!audience && payload.aud !== undefined) throw new AuthError('jwt', 'bad_claims', 'The JWT aud claim is not accepted.');
     // jose checks iat only against maxTokenAge; a token issued in the future (a skewed or forged
     // issuer clock) is refused here, with the same tolerance as exp and nbf (issue 15, finding 6).
     if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + options.clockToleranceSeconds) {
@@ -185,6 +207,14 @@ function failFastWhileDown(remote: JWTVerifyGetKey, holdMs: number, now: () => n
 
 function isFetchFailure(err: unknown): boolean {
   return err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network|Expected 200 OK/i.test(err.message));
+}
+
+/** No typ, or an access token's; media type names are case-insensitive and "application/" may be left out (RFC 7515 section 4.1.9). */
+function isAccessTokenType(typ: unknown): boolean {
+  if (typ === undefined) return true;
+  if (typeof typ !== 'string') return false;
+  const name = typ.toLowerCase();
+  return ACCESS_TOKEN_TYPES.has(name.startsWith('application/') ? name.slice('application/'.length) : name);
 }
 
 function readClaim(payload: JWTPayload, path: string): unknown {

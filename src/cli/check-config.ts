@@ -1,4 +1,4 @@
-import { loadConfig } from '../config/load.js';
+import { configWarnings, loadConfig } from '../config/load.js';
 import { describeMintError } from '../coze/coze-errors.js';
 import { createJwtSigner } from '../coze/jwt-signer.js';
 import { scopesFromConfig } from '../coze/mint-request.js';
@@ -13,6 +13,7 @@ export async function runCheckConfig(args: ParsedArgs): Promise<number> {
   const { mint: session, ...flags } = args.flags;
   const config = loadConfig({ flags, env: process.env });
   process.stdout.write(`configuration is valid (Coze app ${config.coze.appId} at ${config.coze.baseUrl}, aud ${config.coze.audience})\n`);
+  for (const warning of configWarnings(config)) process.stderr.write(`coze-session-gateway: warning: ${warning}\n`);
   if (session === undefined) return 0;
 
   const signer = await createJwtSigner({

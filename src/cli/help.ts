@@ -30,6 +30,8 @@ Most used settings (YAML key / environment variable):
   coze.privateKeyFile / COZE_PRIVATE_KEY_FILE    PEM private key (required, or COZE_PRIVATE_KEY)
   coze.baseUrl / COZE_BASE_URL                   https://api.coze.cn (default) or https://api.coze.com
   identity.jwt.jwksUrl / IDENTITY_JWT_JWKS_URL   verify your users' JWTs (or publicKey / secret)
+  identity.jwt.issuer / IDENTITY_JWT_ISSUER      the iss of those JWTs (required with a JWT source)
+  identity.jwt.audience / IDENTITY_JWT_AUDIENCE  their aud (required with a JWT source)
   identity.apiKeys.file / IDENTITY_API_KEYS_FILE API keys as {subject, sha256}
   identity.trustedHeader.name / IDENTITY_TRUSTED_HEADER   header set by your auth proxy or app
   server.port / PORT (8080)   admin.port / ADMIN_PORT (9091)   log.level / LOG_LEVEL (info)

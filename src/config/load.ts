@@ -284,6 +284,7 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   if ((jwt.publicKey || jwt.jwksUrl) && jwt.algorithms?.some((a) => a.startsWith('HS'))) {
     issues.push(issueFor(settings, 'identity.jwt.algorithms', 'HS algorithms cannot be used with a public key or JWKS (key confusion)'));
   }
+  if (jwtKeys > 0) checkJwtClaims(jwt, settings, issues);
   if (config.identity.apiKeys.file) {
     try {
       loadApiKeyFile(config.identity.apiKeys.file);
@@ -398,6 +399,50 @@ function checkCozeHooks(config: ParsedConfig, settings: SettingInfo[], issues: C
   const broader = (vending ?? []).filter((p) => !scope.permissionList.includes(p));
   if (broader.length > 0) issues.push(issueFor(settings, 'tokenVending.permissionList', `vended tokens are never broader than proxied ones; not in coze.scope.permissionList: ${broader.join(', ')}`));
   if (vending !== undefined && vending.length === 0) issues.push(issueFor(settings, 'tokenVending.permissionList', 'must name at least one permission point'));
+}
+
+/**
+ * SPEC section 3.1 enforces iss and aud, but left unset they were not checked at all: a token
+ * the same key signed for another application or another tenant got in. So a JWT source needs
+ * both. An identity provider that sets no aud has one way out, explicit and warned about at
+ * every start-up (configWarnings).
+ */
+function checkJwtClaims(jwt: ParsedConfig['identity']['jwt'], settings: SettingInfo[], issues: ConfigIssue[]): void {
+  if (!jwt.issuer?.length) {
+    issues.push(
+      issueFor(
+        settings,
+        'identity.jwt.issuer',
+        'required with a JWT source: the iss of the tokens meant for this gateway, e.g. https://idp.example.com (a comma list for several). Unset, a token from any issuer whose signature verifies would be accepted',
+      ),
+    );
+  }
+  if (jwt.audience?.length && jwt.allowMissingAudience) {
+    issues.push(issueFor(settings, 'identity.jwt.allowMissingAudience', 'set either identity.jwt.audience or identity.jwt.allowMissingAudience, not both: with an audience, a token without aud is refused'));
+  } else if (!jwt.audience?.length && !jwt.allowMissingAudience) {
+    const optOut = settings.find((s) => s.key === 'identity.jwt.allowMissingAudience');
+    issues.push(
+      issueFor(
+        settings,
+        'identity.jwt.audience',
+        'required with a JWT source: the aud your identity provider puts in the tokens meant for this gateway, e.g. its client id or API identifier (a comma list for several). Unset, a token it issued for any other application would be accepted. ' +
+          `For an identity provider that sets no aud at all, set identity.jwt.allowMissingAudience (${optOut?.env ?? 'IDENTITY_JWT_ALLOW_MISSING_AUDIENCE'}) to true instead`,
+      ),
+    );
+  }
+}
+
+/** Settings that are allowed but weaken a defence: `serve` logs them and check-config prints them, at every start. */
+export function configWarnings(config: GatewayConfig): string[] {
+  const { jwt } = config.identity;
+  const warnings: string[] = [];
+  if ((jwt.jwksUrl || jwt.publicKey || jwt.secret) && jwt.allowMissingAudience) {
+    warnings.push(
+      'identity.jwt.allowMissingAudience (IDENTITY_JWT_ALLOW_MISSING_AUDIENCE) is true: JWTs without an aud claim are accepted, so a token your identity provider issued for another application gets in when it carries no aud either. ' +
+        'Set identity.jwt.audience once your identity provider can put one in its tokens.',
+    );
+  }
+  return warnings;
 }
 
 /** True for a time zone name Intl knows (IANA names and UTC). */

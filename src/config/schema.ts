@@ -349,8 +349,21 @@ export const configSchema = z
               defaultText: 'RS256, ES256 and EdDSA for keys; HS256 for a secret',
               description: `Allowed JWT algorithms (comma list of ${JWT_ALGORITHMS.join(', ')}). Never "none".`,
             }),
-            issuer: optionalList({ env: 'IDENTITY_JWT_ISSUER', description: 'Required iss (comma list allowed).' }),
-            audience: optionalList({ env: 'IDENTITY_JWT_AUDIENCE', description: 'Required aud (comma list allowed).' }),
+            issuer: optionalList({
+              env: 'IDENTITY_JWT_ISSUER',
+              description: 'The iss a JWT must carry, e.g. https://idp.example.com (comma list allowed). Required with a JWT source.',
+            }),
+            audience: optionalList({
+              env: 'IDENTITY_JWT_AUDIENCE',
+              description:
+                'The aud a JWT must carry: what your identity provider puts in tokens meant for this gateway, e.g. its client id or API identifier (comma list allowed). Required with a JWT source, unless identity.jwt.allowMissingAudience: a token the provider issued for another application is refused.',
+            }),
+            allowMissingAudience: bool({
+              env: 'IDENTITY_JWT_ALLOW_MISSING_AUDIENCE',
+              default: false,
+              description:
+                'Opt-out, for an identity provider that puts no aud in its tokens (Amazon Cognito access tokens, for one), instead of identity.jwt.audience: JWTs without aud are accepted and a JWT with any aud is refused. Weaker: a token the provider issued for another application gets in when it carries no aud either. Start-up logs a warning while it is on.',
+            }),
             subjectClaim: str({
               env: 'IDENTITY_JWT_SUBJECT_CLAIM',
               default: 'sub',

@@ -41,7 +41,8 @@ describe('command line', () => {
   });
 
   it('config-reports-every-bad-setting: the example of issue 16 lists all three settings', async () => {
-    const res = await run(['check-config'], { ...env, PORT: '99999', IDENTITY_JWT_SECRET: 'short', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: 'foo' });
+    const jwtClaims = { IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_AUDIENCE: 'my-app' };
+    const res = await run(['check-config'], { ...env, ...jwtClaims, PORT: '99999', IDENTITY_JWT_SECRET: 'short', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: 'foo' });
     assert.equal(res.code, 2);
     assert.equal(
       res.stderr,
@@ -53,6 +54,22 @@ describe('command line', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('jwt-issuer-and-audience-required: a JWT source without them exits 2 naming both with the other bad settings; the audience opt-out is a warning line', async () => {
+    const { IDENTITY_API_KEYS_FILE: _keys, ...coze } = env;
+    const jwtOnly = { ...coze, IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' };
+    const res = await run(['check-config'], { ...jwtOnly, PORT: 'eighty' });
+    assert.equal(res.code, 2);
+    const lines = res.stderr.split('\n');
+    assert.equal(lines[0], 'coze-session-gateway: invalid configuration:');
+    assert.deepEqual(lines.slice(1, -1).map((l) => /^ {2}- ([^:]+):/.exec(l)?.[1]), ['server.port (PORT)', 'identity.jwt.issuer (IDENTITY_JWT_ISSUER)', 'identity.jwt.audience (IDENTITY_JWT_AUDIENCE)'], res.stderr);
+    assert.ok(res.stderr.includes('identity.jwt.allowMissingAudience (IDENTITY_JWT_ALLOW_MISSING_AUDIENCE)'), 'the opt-out is named');
+
+    const optedOut = await run(['check-config'], { ...jwtOnly, IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_ALLOW_MISSING_AUDIENCE: 'true' });
+    assert.equal(optedOut.code, 0, optedOut.stderr);
+    assert.match(optedOut.stdout, /configuration is valid/);
+    assert.match(optedOut.stderr, /^coze-session-gateway: warning: identity\.jwt\.allowMissingAudience \(IDENTITY_JWT_ALLOW_MISSING_AUDIENCE\) is true: JWTs without an aud claim are accepted/m);
   });
 
   it('api-keys-file-is-config: a missing or malformed identity.apiKeys.file exits 2 naming the setting and the file', async () => {

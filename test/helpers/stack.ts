@@ -121,7 +121,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     replicas.add(replica);
     return replica;
   }
-  const { config, gateway, server, logs, url } = await startReplica({});
+  // A config the loader refuses must not leave the emulator listening (the test process would never end).
+  const { config, gateway, server, logs, url } = await startReplica({}).catch(async (err: unknown) => {
+    await emulator.close();
+    throw err;
+  });
 
   return {
     emulator,

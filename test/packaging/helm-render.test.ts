@@ -294,6 +294,9 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       ['no key at all', { secret: { privateKey: '' } }, 'secret.privateKey (the Coze OAuth app PEM) or existingSecret is required'],
       ['no app id', { config: { coze: { appId: '' } } }, 'config.coze.appId is required'],
       ['no identity source', { config: { identity: { jwt: { jwksUrl: null } } } }, 'configure an identity source'],
+      ['a JWT source without iss', { config: { identity: { jwt: { issuer: null } } } }, 'config.identity.jwt.issuer is required with a JWT source'],
+      ['a JWT source without aud', { config: { identity: { jwt: { audience: null } } } }, 'config.identity.jwt.audience is required with a JWT source'],
+      ['an HS secret without iss and aud', { config: { identity: { jwt: { jwksUrl: null, issuer: null, audience: null } } }, secret: { identityJwtSecret: 's'.repeat(32) } }, 'config.identity.jwt.issuer is required with a JWT source'],
       ['Redis without a key', { secret: { redisUrl: 'redis://r:6379' } }, 'secret.redisUrl needs secret.redisEncryptionKey'],
       ['Cluster without a key', { config: { cache: { redisClusterNodes: ['r:6379'] } } }, 'config.cache.redisClusterNodes needs secret.redisEncryptionKey'],
       ['two Redis topologies', { secret: { redisUrl: 'redis://r:6379', redisEncryptionKey: 'k' }, config: { cache: { redisSentinels: ['s:26379'], redisSentinelName: 'm' } } }, 'set only one Redis topology: secret.redisUrl and config.cache.redisSentinels'],
@@ -307,6 +310,8 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       const error = await renderError(CHART, [base, values]);
       assert.ok(error.includes(message), `${name}: expected "${message}" in: ${error}`);
     }
+    // The audience opt-out, said explicitly, renders.
+    assert.ok((await render(CHART, [base, { config: { identity: { jwt: { audience: null, allowMissingAudience: true } } } }])).has('Deployment'));
     // A percentage below 100% is fine.
     assert.equal((await render(CHART, [base, { pdb: { enabled: true, minAvailable: '50%' } }])).find<K8sObject & { spec: { minAvailable: string } }>('PodDisruptionBudget').spec.minAvailable, '50%');
     // From an app chart, an emptied image tag cannot silently fall back to the app's version.

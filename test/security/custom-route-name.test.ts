@@ -73,7 +73,7 @@ describe('custom-route-name: a renamed route keeps its endpoint policy', () => {
   });
 
   const refused = (policy: Record<string, unknown>, message: RegExp) => {
-    const env = { COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: stack.privateKeyPem, IDENTITY_JWT_SECRET: 'x'.repeat(32), GATEWAY_CONFIG: configFile(policy) };
+    const env = { COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: stack.privateKeyPem, IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_JWT_ISSUER: 'https://idp.example', IDENTITY_JWT_AUDIENCE: 'gateway', GATEWAY_CONFIG: configFile(policy) };
     assert.throws(
       () => loadConfig({ env }),
       (err: unknown) => {

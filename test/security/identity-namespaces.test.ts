@@ -29,7 +29,8 @@ describe('identity-namespaces: two sources cannot share a session_name by accide
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const base = () => ({ COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: stack.privateKeyPem });
+  // The iss and aud a JWT source needs; without a JWT source they are not used.
+  const base = () => ({ COZE_APP_ID: '1', COZE_KEY_ID: 'k', COZE_PRIVATE_KEY: stack.privateKeyPem, IDENTITY_JWT_ISSUER: 'https://idp.example', IDENTITY_JWT_AUDIENCE: 'gateway' });
 
   for (const [what, env] of [
     ['a JWT secret and API keys', { IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: '' }],

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { ConfigError } from '../../src/config/load.js';
 import { assertEnvelope, request, startDecoy } from '../helpers/http.js';
 import { assertNothingReachedCoze, CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
 
@@ -131,6 +132,21 @@ describe('caller JWTs with a static key', () => {
     await refused(await sign(stack.callerKey, { ...good(), aud: 'another-app' }));
     await refused(await sign(stack.callerKey, { ...good(), aud: [] }));
     await refused(await sign(stack.callerKey, { ...good(), iss: [CALLER_ISSUER] }));
+  });
+
+  it('jwt-typ-explicit: a token typed as another kind of JWT (logout token, security event, introspection answer) is refused; JWT, at+jwt or no typ pass', async () => {
+    // What the identity provider's key also signs, with this gateway's iss, aud and a sub (RFC 8725 section 3.11).
+    for (const typ of ['logout+jwt', 'application/logout+jwt', 'secevent+jwt', 'token-introspection+jwt', 'dpop+jwt']) {
+      const jwt = await sign(stack.callerKey, good(), { typ });
+      await refused(jwt);
+      assert.match((await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${jwt}` } })).json().msg, /typ header/, typ);
+    }
+    await refused(await sign(stack.callerKey, good(), { typ: ['JWT'] }));
+    // RFC 7515: media type names are case-insensitive and "application/" may be left out.
+    for (const typ of [undefined, 'JWT', 'jwt', 'at+jwt', 'application/at+jwt', 'application/jwt']) {
+      const res = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(stack.callerKey, good(), typ === undefined ? {} : { typ })}` } });
+      assert.equal(res.status, 200, `${String(typ)}: ${res.body}`);
+    }
   });
 
   it('refuses a subject that is not a non-empty string', async () => {
@@ -267,3 +283,38 @@ describe('caller JWTs against a JWKS endpoint', () => {
   });
 });
 
+describe('caller JWTs: iss and aud are always checked (SPEC section 3.1)', () => {
+  it('jwt-audience-required: a JWT source without identity.jwt.issuer and identity.jwt.audience does not start (a token the IdP signed for any other application was accepted)', async () => {
+    // A gateway that does start is closed again, so that the failure is reported rather than hung.
+    const err = await startStack({ env: { IDENTITY_JWT_ISSUER: '', IDENTITY_JWT_AUDIENCE: '' } }).then(
+      (started) => started.close(),
+      (refused: unknown) => refused,
+    );
+    assert.ok(err instanceof ConfigError, `start-up should have been refused: ${String(err)}`);
+    assert.deepEqual(err.issues.map((i) => `${i.key} (${i.env})`), ['identity.jwt.issuer (IDENTITY_JWT_ISSUER)', 'identity.jwt.audience (IDENTITY_JWT_AUDIENCE)']);
+  });
+
+  describe('with the explicit opt-out identity.jwt.allowMissingAudience', () => {
+    let stack: Stack;
+    before(async () => {
+      stack = await startStack({ env: { IDENTITY_JWT_AUDIENCE: '', IDENTITY_JWT_ALLOW_MISSING_AUDIENCE: 'true' } });
+    });
+    after(() => stack.close());
+
+    it('accepts a token without aud, refuses one that names any audience, and warns at start-up', async () => {
+      const { aud: _aud, ...noAud } = good();
+      const ok = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(stack.callerKey, noAud)}` } });
+      assert.equal(ok.status, 200, ok.body);
+      stack.emulator.reset();
+      for (const aud of [CALLER_AUDIENCE, 'payroll-app', ['payroll-app']]) {
+        const res = await request(stack.url, { path: '/v1/bots/b', headers: { authorization: `Bearer ${await sign(stack.callerKey, { ...good(), aud })}` } });
+        assertEnvelope(res, 401, 'credential-invalid');
+        assert.match(res.json().msg, /aud claim is not accepted/);
+      }
+      assertNothingReachedCoze(stack);
+      const warnings = stack.logs.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'warn' && l.msg.includes('identity.jwt.allowMissingAudience'));
+      assert.equal(warnings.length, 1, stack.logs.join('\n'));
+      assert.match(warnings[0]?.msg ?? '', /JWTs without an aud claim are accepted/);
+    });
+  });
+});

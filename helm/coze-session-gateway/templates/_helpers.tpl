@@ -145,12 +145,20 @@ Included once, from configmap.yaml, which both modes render.
 {{- if not $v.config.coze.keyId }}
 {{- fail "config.coze.keyId is required" }}
 {{- end }}
-{{- if eq $v.mode "standalone" }}
-{{- $identity := $v.config.identity | default dict }}
+{{- $identity := ($v.config | default dict).identity | default dict }}
 {{- $jwt := $identity.jwt | default dict }}
 {{- $header := $identity.trustedHeader | default dict }}
+{{- if eq $v.mode "standalone" }}
 {{- if not (or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret $v.secret.apiKeys $v.existingSecretKeys.apiKeys $header.name) }}
 {{- fail "configure an identity source: config.identity.jwt.jwksUrl, secret.identityJwtSecret, secret.apiKeys or config.identity.trustedHeader.name" }}
+{{- end }}
+{{- end }}
+{{- if or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret }}
+{{- if not $jwt.issuer }}
+{{- fail "config.identity.jwt.issuer is required with a JWT source: the iss of the tokens meant for this gateway, e.g. [https://idp.example.com]" }}
+{{- end }}
+{{- if not (or $jwt.audience $jwt.allowMissingAudience) }}
+{{- fail "config.identity.jwt.audience is required with a JWT source: the aud of the tokens meant for this gateway, e.g. [my-app] (or config.identity.jwt.allowMissingAudience: true for an identity provider that sets no aud)" }}
 {{- end }}
 {{- end }}
 {{- $cache := ($v.config | default dict).cache | default dict }}

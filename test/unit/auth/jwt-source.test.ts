@@ -26,8 +26,9 @@ describe('jwt source: one verification per token', () => {
   let privateKey: CryptoKey;
   let publicKey: string;
   let counter: ReturnType<typeof countVerifications>;
-  const sign = (subject: string, issuer = 'https://idp') => new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject(subject).setIssuer(issuer).setExpirationTime('1h').sign(privateKey);
-  const source = () => createJwtSource({ publicKey, issuer: ['https://idp'], subjectClaim: 'sub', clockToleranceSeconds: 30, jwksCooldownSeconds: 30, jwksCacheMaxAgeSeconds: 600 });
+  const sign = (subject: string, issuer = 'https://idp') => new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject(subject).setIssuer(issuer).setAudience('gateway').setExpirationTime('1h').sign(privateKey);
+  const settings = () => ({ publicKey, subjectClaim: 'sub', clockToleranceSeconds: 30, jwksCooldownSeconds: 30, jwksCacheMaxAgeSeconds: 600 });
+  const source = () => createJwtSource({ ...settings(), issuer: ['https://idp'], audience: ['gateway'] });
   const request = (jwt: string) => ({ headers: { authorization: `Bearer ${jwt}` }, remoteAddress: '127.0.0.1' });
 
   before(async () => {
@@ -61,5 +62,20 @@ describe('jwt source: one verification per token', () => {
     }
     assert.ok(counter.count - before <= 1, `${counter.count - before} signature checks for 20 concurrent requests`);
     await assert.rejects(async () => jwt.authenticate(request(token)), AuthError);
+  });
+
+  it('jwt-source-needs-iss-and-aud: a source without an issuer, or without an audience and its explicit opt-out, is a programmer error', async () => {
+    await assert.rejects(createJwtSource({ ...settings(), audience: ['gateway'] }), { name: 'TypeError', message: 'a JWT source needs an issuer (SPEC section 3.1)' });
+    for (const audience of [undefined, []]) {
+      await assert.rejects(createJwtSource({ ...settings(), issuer: ['https://idp'], ...(audience ? { audience } : {}) }), {
+        name: 'TypeError',
+        message: 'a JWT source needs an audience, or allowMissingAudience (SPEC section 3.1)',
+      });
+    }
+    await assert.rejects(createJwtSource({ ...settings(), issuer: ['https://idp'], audience: ['gateway'], allowMissingAudience: true }), TypeError);
+    const optedOut = await createJwtSource({ ...settings(), issuer: ['https://idp'], allowMissingAudience: true });
+    const noAud = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('alice').setIssuer('https://idp').setExpirationTime('1h').sign(privateKey);
+    assert.equal((await optedOut.authenticate(request(noAud)))?.subject, 'alice');
+    await assert.rejects(async () => optedOut.authenticate(request(await sign('alice'))), (err: unknown) => err instanceof AuthError && err.failure === 'bad_claims' && /aud/.test(err.message));
   });
 });

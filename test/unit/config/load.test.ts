@@ -38,7 +38,7 @@ describe('config loading', () => {
 
   it('accepts a JWKS URL with a path (regression: the base-URL rule refused every real JWKS URL)', () => {
     const { IDENTITY_API_KEYS_FILE: _keys, ...env } = baseEnv;
-    const config = loadConfig({ env: { ...env, IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' } });
+    const config = loadConfig({ env: { ...env, IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_AUDIENCE: 'my-app' } });
     assert.equal(config.identity.jwt.jwksUrl, 'https://idp.example.com/.well-known/jwks.json');
     const issues = issuesOf(() => loadConfig({ env: { ...env, COZE_BASE_URL: 'https://api.coze.cn/v1' } }));
     assert.equal(issues[0]?.key, 'coze.baseUrl', 'base URLs still take no path');
@@ -139,7 +139,8 @@ describe('config loading', () => {
   });
 
   it('config-reports-every-bad-setting: schema errors and cross-setting checks are listed together', () => {
-    const issues = issuesOf(() => loadConfig({ env: { ...baseEnv, PORT: '99999', IDENTITY_JWT_SECRET: 'short', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: 'foo' } }));
+    const jwtClaims = { IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_AUDIENCE: 'my-app' };
+    const issues = issuesOf(() => loadConfig({ env: { ...baseEnv, ...jwtClaims, PORT: '99999', IDENTITY_JWT_SECRET: 'short', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: 'foo' } }));
     assert.deepEqual(
       issues.map((i) => `${i.key} (${i.env}): ${i.message}`),
       [
@@ -163,6 +164,50 @@ describe('config loading', () => {
     // An identity setting that was given but refused is reported as itself, not as "none configured".
     const refused = issuesOf(() => loadConfig({ env: { ...env, IDENTITY_JWT_JWKS_URL: 'not a url' } }));
     assert.deepEqual(refused.map((i) => i.key), ['identity.jwt.jwksUrl']);
+  });
+
+  it('jwt-issuer-and-audience-required: a JWT source without identity.jwt.issuer and identity.jwt.audience is refused, naming both (any token its key verifies was accepted)', () => {
+    const { IDENTITY_API_KEYS_FILE: _a, ...env } = baseEnv;
+    const claims = { IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_AUDIENCE: 'my-app' };
+    for (const source of [{ IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' }, { IDENTITY_JWT_PUBLIC_KEY: key.publicSpki }, { IDENTITY_JWT_SECRET: 'x'.repeat(32) }]) {
+      assert.deepEqual(issuesOf(() => loadConfig({ env: { ...env, ...source } })), [
+        {
+          key: 'identity.jwt.issuer',
+          env: 'IDENTITY_JWT_ISSUER',
+          message: 'required with a JWT source: the iss of the tokens meant for this gateway, e.g. https://idp.example.com (a comma list for several). Unset, a token from any issuer whose signature verifies would be accepted',
+        },
+        {
+          key: 'identity.jwt.audience',
+          env: 'IDENTITY_JWT_AUDIENCE',
+          message:
+            'required with a JWT source: the aud your identity provider puts in the tokens meant for this gateway, e.g. its client id or API identifier (a comma list for several). Unset, a token it issued for any other application would be accepted. ' +
+            'For an identity provider that sets no aud at all, set identity.jwt.allowMissingAudience (IDENTITY_JWT_ALLOW_MISSING_AUDIENCE) to true instead',
+        },
+      ]);
+      assert.deepEqual(issuesOf(() => loadConfig({ env: { ...env, ...source, IDENTITY_JWT_ISSUER: claims.IDENTITY_JWT_ISSUER } })).map((i) => i.key), ['identity.jwt.audience']);
+      assert.deepEqual(issuesOf(() => loadConfig({ env: { ...env, ...source, IDENTITY_JWT_AUDIENCE: claims.IDENTITY_JWT_AUDIENCE } })).map((i) => i.key), ['identity.jwt.issuer']);
+      const config = loadConfig({ env: { ...env, ...source, ...claims } });
+      assert.deepEqual([config.identity.jwt.issuer, config.identity.jwt.audience], [['https://idp.example.com'], ['my-app']]);
+    }
+    // An empty list is no setting, and the issues come with the other bad settings, at once.
+    const listed = issuesOf(() => loadConfig({ env: { ...env, IDENTITY_JWT_SECRET: 'short', IDENTITY_JWT_ISSUER: ',', PORT: 'eighty' } }));
+    assert.deepEqual(listed.map((i) => i.key), ['server.port', 'identity.jwt.secret', 'identity.jwt.issuer', 'identity.jwt.audience']);
+  });
+
+  it('jwt-allow-missing-audience: the explicit opt-out for an identity provider without aud loads, but not next to identity.jwt.audience', () => {
+    const { IDENTITY_API_KEYS_FILE: _a, ...env } = baseEnv;
+    const jwt = { IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', IDENTITY_JWT_ISSUER: 'https://idp.example.com' };
+    const config = loadConfig({ env: { ...env, ...jwt, IDENTITY_JWT_ALLOW_MISSING_AUDIENCE: 'true' } });
+    assert.equal(config.identity.jwt.allowMissingAudience, true);
+    assert.equal(config.identity.jwt.audience, undefined);
+    assert.deepEqual(issuesOf(() => loadConfig({ env: { ...env, ...jwt, IDENTITY_JWT_ALLOW_MISSING_AUDIENCE: 'true', IDENTITY_JWT_AUDIENCE: 'my-app' } })), [
+      {
+        key: 'identity.jwt.allowMissingAudience',
+        env: 'IDENTITY_JWT_ALLOW_MISSING_AUDIENCE',
+        message: 'set either identity.jwt.audience or identity.jwt.allowMissingAudience, not both: with an audience, a token without aud is refused',
+      },
+    ]);
+    assert.equal(loadConfig({ env: { ...env, ...jwt, IDENTITY_JWT_AUDIENCE: 'my-app' } }).identity.jwt.allowMissingAudience, false, 'off by default');
   });
 
   it('requires an identity source and refuses contradictory identity settings', () => {
