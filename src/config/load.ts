@@ -458,27 +458,44 @@ export function isTimeZone(name: string): boolean {
 /**
  * Several identity sources share one namespace of subjects unless the session name carries the
  * source: JWT subject "alice" and API key subject "alice" would get one session_name, so one
- * Coze history (issue 15, finding 11). Start-up refuses that ambiguity unless the operator
- * says the subjects of every source name the same people (session.sharedNamespace).
+ * Coze history (issue 15, finding 11). Several accepted issuers are the same ambiguity inside
+ * the JWT source: sub "admin" of tenant A and of tenant B. Start-up refuses either unless the
+ * operator says the subjects all name the same people (session.sharedNamespace).
  */
 function checkNamespaces(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[]): void {
   const { identity, session } = config;
+  if (session.sharedNamespace) return;
+  const envOf = (key: string, fallback: string) => settings.find((s) => s.key === key)?.env ?? fallback;
+  const sharedNamespace = `session.sharedNamespace (${envOf('session.sharedNamespace', 'SESSION_SHARED_NAMESPACE')})`;
   const sources = [
     identity.trustedHeader.name ? 'trusted_header' : undefined,
     identity.jwt.jwksUrl || identity.jwt.publicKey || identity.jwt.secret ? 'jwt' : undefined,
     identity.apiKeys.file ? 'api_key' : undefined,
   ].filter((s): s is string => s !== undefined);
-  if (sources.length < 2 || session.sharedNamespace || session.template.includes('{source}')) return;
-  const shared = settings.find((s) => s.key === 'session.sharedNamespace');
-  issues.push(
-    issueFor(
-      settings,
-      'session.template',
-      `several identity sources are configured (${sources.join(', ')}) and "${session.template}" does not hold {source}, so the same subject from two sources would get one session_name and share one Coze history. ` +
-        `Either put {source} in the template (e.g. "{source}:{subject}"; existing users' histories then move to new session names), ` +
-        `or set session.sharedNamespace (${shared?.env ?? 'SESSION_SHARED_NAMESPACE'}) to true if every source names the same people.`,
-    ),
-  );
+  if (sources.length > 1 && !session.template.includes('{source}')) {
+    issues.push(
+      issueFor(
+        settings,
+        'session.template',
+        `several identity sources are configured (${sources.join(', ')}) and "${session.template}" does not hold {source}, so the same subject from two sources would get one session_name and share one Coze history. ` +
+          `Either put {source} in the template (e.g. "{source}:{subject}"; existing users' histories then move to new session names), ` +
+          `or set ${sharedNamespace} to true if every source names the same people.`,
+      ),
+    );
+  }
+  const issuers = [...new Set(identity.jwt.issuer ?? [])];
+  if (sources.includes('jwt') && issuers.length > 1 && !session.template.includes('{issuer}')) {
+    // "|" cannot occur in an issuer URL, so no subject of one issuer can spell another issuer's name.
+    issues.push(
+      issueFor(
+        settings,
+        'session.template',
+        `identity.jwt.issuer (${envOf('identity.jwt.issuer', 'IDENTITY_JWT_ISSUER')}) accepts several issuers (${issuers.join(', ')}) and "${session.template}" does not hold {issuer}, so the same subject from two issuers would get one session_name and share one Coze history. ` +
+          `Either put {issuer} in the template (e.g. "{issuer}|{subject}"; existing users' histories then move to new session names), ` +
+          `or set ${sharedNamespace} to true if every issuer names the same people (or a claim in the template tells them apart).`,
+      ),
+    );
+  }
 }
 
 /** api.coze.cn -> ws.coze.cn, api.coze.com -> ws.coze.com (Coze's realtime docs: https://www.coze.cn/open/docs/developer_guides/streaming_chat_api). */

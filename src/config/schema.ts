@@ -351,7 +351,8 @@ export const configSchema = z
             }),
             issuer: optionalList({
               env: 'IDENTITY_JWT_ISSUER',
-              description: 'The iss a JWT must carry, e.g. https://idp.example.com (comma list allowed). Required with a JWT source.',
+              description:
+                'The iss a JWT must carry, e.g. https://idp.example.com (comma list allowed). Required with a JWT source. With several, session.template must hold {issuer} (or see session.sharedNamespace).',
             }),
             audience: optionalList({
               env: 'IDENTITY_JWT_AUDIENCE',
@@ -424,7 +425,7 @@ export const configSchema = z
           env: 'SESSION_SHARED_NAMESPACE',
           default: false,
           description:
-            'With several identity sources and a template without {source}, the same subject from two sources gets one session_name (one Coze history). Start-up refuses that unless this is true: set it only if every source names the same people.',
+            'With several identity sources and a template without {source}, or several issuers in identity.jwt.issuer and a template without {issuer}, the same subject from two of them gets one session_name (one Coze history). Start-up refuses that unless this is true: set it only if they all name the same people.',
         }),
         hmacSecret: optionalStr({
           env: 'SESSION_NAME_HMAC_SECRET',

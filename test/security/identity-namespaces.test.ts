@@ -4,15 +4,28 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { SignJWT } from 'jose';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { request } from '../helpers/http.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
+
+function issuesOf(fn: () => unknown): ConfigError['issues'] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.issues;
+  }
+  assert.fail('expected a ConfigError');
+}
 
 /**
  * Issue 15, finding 11: identity sources shared one namespace. With the default `{subject}`
  * template, JWT subject `alice` and API key subject `alice` got the same session_name, so one
  * Coze history, and nothing warned. Start-up now refuses several sources with a template that
  * does not hold {source}, and says how to choose; session.sharedNamespace is the explicit opt-in.
+ * Several accepted issuers (identity.jwt.issuer) are the same ambiguity within the JWT source:
+ * sub `admin` of tenant A and of tenant B got one session_name; the template needs {issuer}.
  */
 describe('identity-namespaces: two sources cannot share a session_name by accident', () => {
   let dir: string;
@@ -60,6 +73,53 @@ describe('identity-namespaces: two sources cannot share a session_name by accide
     assert.ok(loadConfig({ env: { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: keysFile, SESSION_NAME_TEMPLATE: 'tenant-{source}-{subject}' } }));
     const shared = loadConfig({ env: { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_API_KEYS_FILE: keysFile, SESSION_SHARED_NAMESPACE: 'true' } });
     assert.equal(shared.session.sharedNamespace, true);
+  });
+
+  it('jwt-issuers-share-no-namespace: several accepted issuers and a template without {issuer} are refused, naming the settings and how to choose', () => {
+    // sub "admin" of tenant A and of tenant B got one session_name, so one Coze history.
+    const tenants = { ...base(), IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_JWT_ISSUER: 'https://tenant-a.example,https://tenant-b.example' };
+    assert.throws(
+      () => loadConfig({ env: tenants }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.deepEqual(err.issues, [
+          {
+            key: 'session.template',
+            env: 'SESSION_NAME_TEMPLATE',
+            message:
+              'identity.jwt.issuer (IDENTITY_JWT_ISSUER) accepts several issuers (https://tenant-a.example, https://tenant-b.example) and "{subject}" does not hold {issuer}, so the same subject from two issuers would get one session_name and share one Coze history. ' +
+              'Either put {issuer} in the template (e.g. "{issuer}|{subject}"; existing users\' histories then move to new session names), ' +
+              'or set session.sharedNamespace (SESSION_SHARED_NAMESPACE) to true if every issuer names the same people (or a claim in the template tells them apart).',
+          },
+        ]);
+        return true;
+      },
+    );
+    assert.equal(loadConfig({ env: { ...tenants, SESSION_NAME_TEMPLATE: '{issuer}|{subject}' } }).session.template, '{issuer}|{subject}');
+    assert.equal(loadConfig({ env: { ...tenants, SESSION_SHARED_NAMESPACE: 'true' } }).session.sharedNamespace, true);
+    assert.ok(loadConfig({ env: { ...tenants, IDENTITY_JWT_ISSUER: 'https://tenant-a.example,https://tenant-a.example' } }), 'one issuer listed twice is one namespace');
+    // With several sources as well, each ambiguity is named; the template can settle both.
+    const issues = issuesOf(() => loadConfig({ env: { ...tenants, IDENTITY_API_KEYS_FILE: keysFile } }));
+    assert.deepEqual(issues.map((i) => [i.key, /several identity sources/.test(i.message), /accepts several issuers/.test(i.message)]), [
+      ['session.template', true, false],
+      ['session.template', false, true],
+    ]);
+    assert.ok(loadConfig({ env: { ...tenants, IDENTITY_API_KEYS_FILE: keysFile, SESSION_NAME_TEMPLATE: '{source}|{issuer}|{subject}' } }));
+  });
+
+  it('with {issuer} in the template, admin of two issuers are two Coze sessions with two histories', async () => {
+    const tenantB = 'https://tenant-b.example';
+    const replica = await stack.replica({ IDENTITY_JWT_ISSUER: `${CALLER_ISSUER},${tenantB}`, SESSION_NAME_TEMPLATE: '{source}|{issuer}|{subject}' });
+    const admin = async (issuer: string) => ({
+      authorization: `Bearer ${await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('admin').setIssuer(issuer).setAudience(CALLER_AUDIENCE).setIssuedAt().setExpirationTime('1h').sign(stack.callerKey)}`,
+      'content-type': 'application/json',
+    });
+    const created = await request(replica.url, { method: 'POST', path: '/v1/conversation/create', headers: await admin(CALLER_ISSUER), body: '{"bot_id":"b"}' });
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, `jwt|${CALLER_ISSUER}|admin`);
+    const conversationId = (JSON.parse(created.body) as { data: { id: string } }).data.id;
+    const other = await request(replica.url, { method: 'POST', path: `/v1/conversation/message/list?conversation_id=${conversationId}`, headers: await admin(tenantB), body: '{}' });
+    assert.equal(stack.emulator.requests.at(-1)?.sessionName, `jwt|${tenantB}|admin`);
+    assert.equal((JSON.parse(other.body) as { code: number }).code, 4101, "tenant B's admin cannot read tenant A's admin's conversation");
   });
 
   it('with {source} in the template, JWT alice and API key alice are two Coze sessions with two histories', async () => {
