@@ -14,17 +14,20 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).u
  * that never answers a ping; the gateway pings every 100 ms.
  */
 describe('WebSocket: a Coze side gone silent', () => {
-  const silentCoze = new WebSocketServer({ port: 0, host: '127.0.0.1', autoPong: false });
+  let silentCoze: WebSocketServer;
   let stack: Stack;
   before(async () => {
+    // Made here, not when the file loads: 'listening' must not fire before anyone waits for it
+    // (async-steps.test.ts loads every file first and runs this suite much later).
+    silentCoze = new WebSocketServer({ port: 0, host: '127.0.0.1', autoPong: false });
     await once(silentCoze, 'listening');
     const { port } = silentCoze.address() as AddressInfo;
     stack = await startStack({ env: { COZE_WS_BASE_URL: `ws://127.0.0.1:${port}`, RATE_LIMIT_MAX_CONCURRENT: '1' }, gatewayDeps: { websocketHeartbeatMs: 100 } });
   });
   after(async () => {
     await stack?.close();
-    for (const socket of silentCoze.clients) socket.terminate();
-    silentCoze.close();
+    for (const socket of silentCoze?.clients ?? []) socket.terminate();
+    silentCoze?.close();
   });
 
   it('ws-silent-coze-detected: the client gets 1011 within a bounded time, the Coze socket is cut and the concurrency slot is free again', async () => {
