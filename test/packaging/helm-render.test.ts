@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { listSettings } from '../../src/config/schema.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const CHART = join(ROOT, 'helm/coze-session-gateway');
@@ -115,6 +116,8 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
   }
 
   const ci = (chart: string, name: string) => join(chart, 'ci', name);
+  /** {a: {b: value}} from "a.b". */
+  const nested = (key: string, value: unknown): Record<string, unknown> => key.split('.').reduceRight<unknown>((inner, part) => ({ [part]: inner }), value) as Record<string, unknown>;
   const envOf = (c: Container) => Object.fromEntries(c.env.map((e) => [e.name, e.value]));
   const full = 'rel-coze-session-gateway';
 
@@ -227,6 +230,32 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.match(r.notes, /through Redis \(Cluster\)/);
   });
 
+  it('secret-settings-never-in-configmap: every secret setting of the schema fails the render under config, and the secret.* key it names reaches the gateway as its *_FILE', async () => {
+    const base = ci(CHART, 'default-values.yaml');
+    // Marked secret by the schema only so that it may come from a file: a public key may sit in the ConfigMap.
+    const publicSettings = ['identity.jwt.publicKey'];
+    const secrets = listSettings().filter((s) => s.secret && !publicSettings.includes(s.key));
+    assert.ok(secrets.length >= 9, secrets.map((s) => s.key).join(', '));
+    for (const setting of secrets) {
+      const error = await renderError(CHART, [base, { config: nested(setting.key, 'inline-secret') }]);
+      const named = new RegExp(
+        String.raw`config\.${setting.key.replaceAll('.', '\\.')} would put a secret in the ConfigMap: set secret\.(\w+) instead \(with existingSecret: the key ([\w.-]+) in that Secret(?: and existingSecretKeys\.(\w+): true)?\)`,
+      ).exec(error);
+      assert.ok(named, `${setting.key}: ${error}`);
+      const [, value, file, existingKey] = named as unknown as [string, string, string, string | undefined];
+      const path = `/etc/coze-session-gateway/secrets/${file}`;
+
+      // The secret.* key it names is mounted and passed as the setting's own *_FILE variable.
+      const inline = await render(CHART, [base, { secret: { redisEncryptionKey: 'k', [value]: `value-of-${value}` } }]);
+      assert.equal(envOf(inline.find<Deployment>('Deployment').spec.template.spec.containers[0] as Container)[setting.fileEnv as string], path, `secret.${value} -> ${setting.fileEnv}`);
+      assert.equal(inline.find<K8sObject & { stringData: Record<string, string> }>('Secret').stringData[file], `value-of-${value}`, `secret.${value} -> the Secret's ${file}`);
+
+      // And so is the key of an existing Secret, declared in existingSecretKeys.
+      const existing = await render(CHART, [base, { secret: { privateKey: null }, existingSecret: 'mine', existingSecretKeys: existingKey ? { [existingKey]: true } : {} }]);
+      assert.equal(envOf(existing.find<Deployment>('Deployment').spec.template.spec.containers[0] as Container)[setting.fileEnv as string], path, `existingSecretKeys.${existingKey} -> ${setting.fileEnv}`);
+    }
+  });
+
   it('redis-ca-in-sidecar: the sidecar template mounts the Redis CA too', async () => {
     const r = await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { 'coze-session-gateway': { redisTlsCaSecret: { name: 'redis-tls' }, config: { cache: { redisClusterNodes: ['redis:6379'], redisTls: true } }, secret: { redisEncryptionKey: 'k' } } }]);
     const pod = r.find<Deployment>('Deployment').spec.template.spec;
@@ -303,7 +332,9 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       ['Sentinels without a master name', { secret: { redisEncryptionKey: 'k' }, config: { cache: { redisSentinels: ['s:26379'] } } }, 'config.cache.redisSentinels needs config.cache.redisSentinelName'],
       ['a CA without TLS (Cluster)', { secret: { redisEncryptionKey: 'k' }, config: { cache: { redisClusterNodes: ['r:6379'] } }, redisTlsCaSecret: { name: 'redis-tls' } }, 'redisTlsCaSecret needs config.cache.redisTls: true'],
       ['a CA without TLS (one node)', { secret: { redisUrl: 'redis://r:6379', redisEncryptionKey: 'k' }, redisTlsCaSecret: { name: 'redis-tls' } }, 'redisTlsCaSecret needs TLS: secret.redisUrl must be a rediss:// URL'],
-      ['a Redis password in the ConfigMap', { config: { cache: { redisPassword: 'pw' } } }, 'config.cache.redisPassword would put a secret in the ConfigMap: set it under secret (or existingSecretKeys)'],
+      ['a Redis password in the ConfigMap', { config: { cache: { redisPassword: 'pw' } } }, 'config.cache.redisPassword would put a secret in the ConfigMap: set secret.redisPassword instead (with existingSecret: the key redis-password in that Secret and existingSecretKeys.redisPassword: true)'],
+      ['a misspelt secret', { secret: { previousEncryptionKey: 'k' } }, 'secret.previousEncryptionKey is not a secret this chart knows'],
+      ['a misspelt existing key', { existingSecretKeys: { sessionHmac: true } }, 'existingSecretKeys.sessionHmac is not a key this chart knows'],
       ['unknown mode', { mode: 'daemonset' }, 'mode must be standalone or sidecar, not daemonset'],
     ];
     for (const [name, values, message] of cases) {

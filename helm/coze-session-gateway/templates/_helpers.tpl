@@ -49,37 +49,51 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- add .Values.preStopSleepSeconds (default 30 .Values.config.server.shutdownGraceSeconds) .Values.terminationGraceMarginSeconds }}
 {{- end }}
 
+{{/*
+The secret files, one per secret setting of the gateway (src/config/schema.ts marks them secret:
+they may come from <ENV>_FILE). Each row: `value`, its name under secret (the file's content) and
+existingSecretKeys (the existing Secret holds the file); `file`, its key in the Secret and its
+name under /etc/coze-session-gateway/secrets; `env`, the *_FILE variable pointing at it;
+`setting`, the gateway setting it fills, which the validate guard keeps out of config (it would
+sit in the ConfigMap in plain text); `existing`, when the existingSecretKeys names differ from
+`value`; `always`, for the key every Secret holds. identity.jwt.publicKey is marked secret by the
+schema only so that it may come from a file: a public key may sit in config.
+Returned as YAML ({files: [...]}) for fromYaml; a list keeps the environment in this order.
+*/}}
+{{- define "coze-session-gateway.secretFiles" -}}
+files:
+  - { value: privateKey, file: private-key.pem, env: COZE_PRIVATE_KEY_FILE, setting: coze.privateKey, always: true }
+  - { value: identityJwtSecret, file: identity-jwt-secret, env: IDENTITY_JWT_SECRET_FILE, setting: identity.jwt.secret }
+  - { value: sessionHmacSecret, file: session-hmac-secret, env: SESSION_NAME_HMAC_SECRET_FILE, setting: session.hmacSecret }
+  - { value: customConsumerHmacSecret, file: custom-consumer-hmac-secret, env: COZE_CUSTOM_CONSUMER_HMAC_SECRET_FILE, setting: coze.sessionContext.customConsumerHmacSecret }
+  # Not a secret setting (identity.apiKeys.file is a path), but the list holds key hashes.
+  - { value: apiKeys, file: api-keys.yaml, env: IDENTITY_API_KEYS_FILE }
+  - { value: redisUrl, file: redis-url, env: REDIS_URL_FILE, setting: cache.redisUrl, existing: [redis] }
+  - { value: redisEncryptionKey, file: redis-encryption-key, env: CACHE_ENCRYPTION_KEY_FILE, setting: cache.encryptionKey, existing: [redis, redisEncryptionKey] }
+  - { value: previousEncryptionKeys, file: redis-previous-encryption-keys, env: CACHE_PREVIOUS_ENCRYPTION_KEYS_FILE, setting: cache.previousEncryptionKeys }
+  - { value: redisPassword, file: redis-password, env: REDIS_PASSWORD_FILE, setting: cache.redisPassword }
+  - { value: redisSentinelPassword, file: redis-sentinel-password, env: REDIS_SENTINEL_PASSWORD_FILE, setting: cache.redisSentinelPassword }
+{{- end }}
+
+{{/* The rows of secretFiles whose file the Secret holds: set under secret, or declared in existingSecretKeys. */}}
+{{- define "coze-session-gateway.presentSecretFiles" -}}
+{{- $present := list -}}
+{{- $keys := .Values.existingSecretKeys | default dict -}}
+{{- range (include "coze-session-gateway.secretFiles" . | fromYaml).files -}}
+{{- $row := . -}}
+{{- $declared := false -}}
+{{- range ($row.existing | default (list $row.value)) }}{{ if index $keys . }}{{ $declared = true }}{{ end }}{{ end -}}
+{{- if or $row.always (index ($.Values.secret | default dict) $row.value) $declared }}{{ $present = append $present $row }}{{ end -}}
+{{- end -}}
+{{- toYaml (dict "files" $present) -}}
+{{- end }}
+
 {{/* Secret files become *_FILE variables: secrets never sit in the environment. */}}
 {{- define "coze-session-gateway.secretEnv" -}}
-- name: COZE_PRIVATE_KEY_FILE
-  value: /etc/coze-session-gateway/secrets/private-key.pem
-{{- if or .Values.secret.identityJwtSecret .Values.existingSecretKeys.identityJwtSecret }}
-- name: IDENTITY_JWT_SECRET_FILE
-  value: /etc/coze-session-gateway/secrets/identity-jwt-secret
-{{- end }}
-{{- if or .Values.secret.sessionHmacSecret .Values.existingSecretKeys.sessionHmacSecret }}
-- name: SESSION_NAME_HMAC_SECRET_FILE
-  value: /etc/coze-session-gateway/secrets/session-hmac-secret
-{{- end }}
-{{- if or .Values.secret.apiKeys .Values.existingSecretKeys.apiKeys }}
-- name: IDENTITY_API_KEYS_FILE
-  value: /etc/coze-session-gateway/secrets/api-keys.yaml
-{{- end }}
-{{- if or .Values.secret.redisUrl .Values.existingSecretKeys.redis }}
-- name: REDIS_URL_FILE
-  value: /etc/coze-session-gateway/secrets/redis-url
-{{- end }}
-{{- if or .Values.secret.redisEncryptionKey .Values.existingSecretKeys.redis .Values.existingSecretKeys.redisEncryptionKey }}
-- name: CACHE_ENCRYPTION_KEY_FILE
-  value: /etc/coze-session-gateway/secrets/redis-encryption-key
-{{- end }}
-{{- if or .Values.secret.redisPassword .Values.existingSecretKeys.redisPassword }}
-- name: REDIS_PASSWORD_FILE
-  value: /etc/coze-session-gateway/secrets/redis-password
-{{- end }}
-{{- if or .Values.secret.redisSentinelPassword .Values.existingSecretKeys.redisSentinelPassword }}
-- name: REDIS_SENTINEL_PASSWORD_FILE
-  value: /etc/coze-session-gateway/secrets/redis-sentinel-password
+{{- range $i, $row := (include "coze-session-gateway.presentSecretFiles" . | fromYaml).files }}
+{{- if $i }}{{ "\n" }}{{ end -}}
+- name: {{ $row.env }}
+  value: /etc/coze-session-gateway/secrets/{{ $row.file }}
 {{- end }}
 {{- with .Values.redisTlsCaSecret }}
 {{- if .name }}
@@ -161,12 +175,40 @@ Included once, from configmap.yaml, which both modes render.
 {{- fail "config.identity.jwt.audience is required with a JWT source: the aud of the tokens meant for this gateway, e.g. [my-app] (or config.identity.jwt.allowMissingAudience: true for an identity provider that sets no aud)" }}
 {{- end }}
 {{- end }}
+{{- $secretFiles := (include "coze-session-gateway.secretFiles" . | fromYaml).files }}
+{{- /* A secret under config would sit in the ConfigMap in plain text, readable by anyone who may read ConfigMaps. */}}
+{{- range $secretFiles }}
+{{- if .setting }}
+{{- $node := $v.config | default dict }}
+{{- $found := true }}
+{{- range $part := splitList "." .setting }}
+{{- if and $found (kindIs "map" $node) (hasKey $node $part) }}{{ $node = index $node $part }}{{ else }}{{ $found = false }}{{ end }}
+{{- end }}
+{{- if $found }}
+{{- $existing := printf "the key %s in that Secret" .file }}
+{{- if not .always }}{{ $existing = printf "%s and existingSecretKeys.%s: true" $existing (last (.existing | default (list .value))) }}{{ end }}
+{{- fail (printf "config.%s would put a secret in the ConfigMap: set secret.%s instead (with existingSecret: %s)" .setting .value $existing) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* A misspelt or unknown key would be dropped without a word, and the gateway would run without it. */}}
+{{- $known := list }}
+{{- $knownExisting := list }}
+{{- range $secretFiles }}
+{{- $known = append $known .value }}
+{{- if not .always }}{{ $knownExisting = concat $knownExisting (.existing | default (list .value)) }}{{ end }}
+{{- end }}
+{{- range $key, $_ := $v.secret | default dict }}
+{{- if not (has $key $known) }}
+{{- fail (printf "secret.%s is not a secret this chart knows; the keys are %s" $key (join ", " $known)) }}
+{{- end }}
+{{- end }}
+{{- range $key, $_ := $v.existingSecretKeys | default dict }}
+{{- if not (has $key $knownExisting) }}
+{{- fail (printf "existingSecretKeys.%s is not a key this chart knows; the keys are %s" $key (join ", " (uniq $knownExisting))) }}
+{{- end }}
+{{- end }}
 {{- $cache := ($v.config | default dict).cache | default dict }}
-{{- range $key := list "redisUrl" "redisPassword" "redisSentinelPassword" "encryptionKey" "previousEncryptionKeys" }}
-{{- if hasKey $cache $key }}
-{{- fail (printf "config.cache.%s would put a secret in the ConfigMap: set it under secret (or existingSecretKeys)" $key) }}
-{{- end }}
-{{- end }}
 {{- $redis := include "coze-session-gateway.redisTopologies" . | splitList "," | compact }}
 {{- if gt (len $redis) 1 }}
 {{- fail (printf "set only one Redis topology: %s" (join " and " $redis)) }}
