@@ -256,6 +256,23 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     }
   });
 
+  it('existing-secret-takes-no-inline-values: with existingSecret any secret.* value fails the render, naming it; existingSecretKeys without existingSecret too', async () => {
+    const base = ci(CHART, 'default-values.yaml');
+    const defaults = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as { secret: Record<string, string>; existingSecretKeys: Record<string, boolean> };
+    // No Secret is rendered with existingSecret: an inline value would reach no pod, and its *_FILE would point at a key the user's Secret may lack.
+    for (const value of Object.keys(defaults.secret)) {
+      const error = await renderError(CHART, [base, { existingSecret: 'mine', secret: { privateKey: null, [value]: 'inline' } }]);
+      assert.ok(error.includes(`set either existingSecret or secret.${value}, not both: with existingSecret the chart renders no Secret, so the value would reach no pod; put it in the Secret mine under the key `), `${value}: ${error}`);
+    }
+    // The chart's own Secret holds only what secret.* sets: a key declared for an existing Secret would be missing.
+    for (const key of Object.keys(defaults.existingSecretKeys)) {
+      const error = await renderError(CHART, [base, { existingSecretKeys: { [key]: true } }]);
+      assert.ok(error.includes(`existingSecretKeys.${key}: true declares keys of an existingSecret, which is not set`), `${key}: ${error}`);
+    }
+    // ci/existing-secret-values.yaml declares its keys the supported way, and renders.
+    assert.ok((await render(CHART, [ci(CHART, 'existing-secret-values.yaml')])).has('Deployment'));
+  });
+
   it('redis-ca-in-sidecar: the sidecar template mounts the Redis CA too', async () => {
     const r = await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { 'coze-session-gateway': { redisTlsCaSecret: { name: 'redis-tls' }, config: { cache: { redisClusterNodes: ['redis:6379'], redisTls: true } }, secret: { redisEncryptionKey: 'k' } } }]);
     const pod = r.find<Deployment>('Deployment').spec.template.spec;

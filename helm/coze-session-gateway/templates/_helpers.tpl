@@ -147,34 +147,6 @@ Included once, from configmap.yaml, which both modes render.
 {{- if not (has $v.mode (list "standalone" "sidecar")) }}
 {{- fail (printf "mode must be standalone or sidecar, not %v" $v.mode) }}
 {{- end }}
-{{- if and $v.existingSecret $v.secret.privateKey }}
-{{- fail "set either existingSecret or secret.privateKey, not both" }}
-{{- end }}
-{{- if and (not $v.existingSecret) (not $v.secret.privateKey) }}
-{{- fail "secret.privateKey (the Coze OAuth app PEM) or existingSecret is required" }}
-{{- end }}
-{{- if not $v.config.coze.appId }}
-{{- fail "config.coze.appId is required" }}
-{{- end }}
-{{- if not $v.config.coze.keyId }}
-{{- fail "config.coze.keyId is required" }}
-{{- end }}
-{{- $identity := ($v.config | default dict).identity | default dict }}
-{{- $jwt := $identity.jwt | default dict }}
-{{- $header := $identity.trustedHeader | default dict }}
-{{- if eq $v.mode "standalone" }}
-{{- if not (or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret $v.secret.apiKeys $v.existingSecretKeys.apiKeys $header.name) }}
-{{- fail "configure an identity source: config.identity.jwt.jwksUrl, secret.identityJwtSecret, secret.apiKeys or config.identity.trustedHeader.name" }}
-{{- end }}
-{{- end }}
-{{- if or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret }}
-{{- if not $jwt.issuer }}
-{{- fail "config.identity.jwt.issuer is required with a JWT source: the iss of the tokens meant for this gateway, e.g. [https://idp.example.com]" }}
-{{- end }}
-{{- if not (or $jwt.audience $jwt.allowMissingAudience) }}
-{{- fail "config.identity.jwt.audience is required with a JWT source: the aud of the tokens meant for this gateway, e.g. [my-app] (or config.identity.jwt.allowMissingAudience: true for an identity provider that sets no aud)" }}
-{{- end }}
-{{- end }}
 {{- $secretFiles := (include "coze-session-gateway.secretFiles" . | fromYaml).files }}
 {{- /* A secret under config would sit in the ConfigMap in plain text, readable by anyone who may read ConfigMaps. */}}
 {{- range $secretFiles }}
@@ -206,6 +178,53 @@ Included once, from configmap.yaml, which both modes render.
 {{- range $key, $_ := $v.existingSecretKeys | default dict }}
 {{- if not (has $key $knownExisting) }}
 {{- fail (printf "existingSecretKeys.%s is not a key this chart knows; the keys are %s" $key (join ", " (uniq $knownExisting))) }}
+{{- end }}
+{{- end }}
+{{- /*
+With existingSecret the chart renders no Secret: an inline secret.* value would reach no pod,
+while its *_FILE variable would point at a key the user's Secret may lack (the gateway stops on
+ENOENT). existingSecretKeys says which keys that Secret holds, and means nothing without it.
+*/}}
+{{- if $v.existingSecret }}
+{{- range $secretFiles }}
+{{- if index ($v.secret | default dict) .value }}
+{{- $declare := "" }}
+{{- if not .always }}{{ $declare = printf " and set existingSecretKeys.%s: true" (last (.existing | default (list .value))) }}{{ end }}
+{{- fail (printf "set either existingSecret or secret.%s, not both: with existingSecret the chart renders no Secret, so the value would reach no pod; put it in the Secret %s under the key %s%s" .value $v.existingSecret .file $declare) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- range $key, $on := $v.existingSecretKeys | default dict }}
+{{- if $on }}
+{{- $values := list }}
+{{- range $secretFiles }}{{ if has $key (.existing | default (list .value)) }}{{ $values = append $values (printf "secret.%s" .value) }}{{ end }}{{ end }}
+{{- fail (printf "existingSecretKeys.%s: true declares keys of an existingSecret, which is not set: the chart's own Secret would lack them and the gateway would not start; set %s instead" $key (join " and " $values)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (not $v.existingSecret) (not $v.secret.privateKey) }}
+{{- fail "secret.privateKey (the Coze OAuth app PEM) or existingSecret is required" }}
+{{- end }}
+{{- if not $v.config.coze.appId }}
+{{- fail "config.coze.appId is required" }}
+{{- end }}
+{{- if not $v.config.coze.keyId }}
+{{- fail "config.coze.keyId is required" }}
+{{- end }}
+{{- $identity := ($v.config | default dict).identity | default dict }}
+{{- $jwt := $identity.jwt | default dict }}
+{{- $header := $identity.trustedHeader | default dict }}
+{{- if eq $v.mode "standalone" }}
+{{- if not (or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret $v.secret.apiKeys $v.existingSecretKeys.apiKeys $header.name) }}
+{{- fail "configure an identity source: config.identity.jwt.jwksUrl, secret.identityJwtSecret, secret.apiKeys or config.identity.trustedHeader.name" }}
+{{- end }}
+{{- end }}
+{{- if or $jwt.jwksUrl $jwt.publicKey $v.secret.identityJwtSecret $v.existingSecretKeys.identityJwtSecret }}
+{{- if not $jwt.issuer }}
+{{- fail "config.identity.jwt.issuer is required with a JWT source: the iss of the tokens meant for this gateway, e.g. [https://idp.example.com]" }}
+{{- end }}
+{{- if not (or $jwt.audience $jwt.allowMissingAudience) }}
+{{- fail "config.identity.jwt.audience is required with a JWT source: the aud of the tokens meant for this gateway, e.g. [my-app] (or config.identity.jwt.allowMissingAudience: true for an identity provider that sets no aud)" }}
 {{- end }}
 {{- end }}
 {{- $cache := ($v.config | default dict).cache | default dict }}
