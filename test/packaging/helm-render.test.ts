@@ -294,6 +294,36 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     );
   });
 
+  it('networkpolicy-egress-reaches-the-idp: the JWKS URL\'s port is open (an in-cluster Keycloak on 8080), Coze\'s own ports, and extraEgress as given', async () => {
+    type Egress = Array<{ ports?: Array<{ port: number; protocol: string }>; to?: unknown[] }>;
+    const egressOf = (r: Rendered) => r.find<K8sObject & { spec: { egress: Egress } }>('NetworkPolicy').spec.egress;
+    const keycloak = { config: { identity: { jwt: { jwksUrl: 'http://keycloak.auth.svc:8080/realms/app/protocol/openid-connect/certs' } } }, networkPolicy: { enabled: true } };
+    const egress = egressOf(await render(CHART, [ci(CHART, 'default-values.yaml'), keycloak]));
+    // /readyz waits for one JWKS fetch: without this rule the pods never become Ready. Any destination: the IdP is a Service in the cluster.
+    assert.deepEqual(egress.find((e) => e.ports?.some((p) => p.port === 8080)), { ports: [{ port: 8080, protocol: 'TCP' }] });
+    assert.deepEqual(egress.find((e) => e.ports?.some((p) => p.port === 443))?.to, [{ ipBlock: { cidr: '0.0.0.0/0' } }]);
+
+    // An https URL without a port is 443, which cozeEgressCidrs may have narrowed to Coze's ranges; jwksEgressTo narrows the IdP's rule.
+    const auth = [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'auth' } } }];
+    const narrowed = egressOf(await render(CHART, [ci(CHART, 'default-values.yaml'), { networkPolicy: { enabled: true, cozeEgressCidrs: ['203.0.113.0/24'], jwksEgressTo: auth } }]));
+    assert.deepEqual(narrowed.slice(1), [
+      { ports: [{ port: 443, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '203.0.113.0/24' } }] },
+      { ports: [{ port: 443, protocol: 'TCP' }], to: auth },
+    ]);
+
+    // Coze behind an egress proxy on its own port, and extra rules appended as given.
+    const extra = { ports: [{ port: 8443, protocol: 'TCP' }], to: [{ podSelector: { matchLabels: { app: 'audit-sink' } } }] };
+    const proxied = egressOf(
+      await render(CHART, [ci(CHART, 'default-values.yaml'), { config: { coze: { baseUrl: 'http://coze-proxy.egress.svc:3128', wsBaseUrl: 'ws://coze-proxy.egress.svc:3129' } }, networkPolicy: { enabled: true, extraEgress: [extra] } }]),
+    );
+    assert.deepEqual(proxied[1]?.ports, [
+      { port: 443, protocol: 'TCP' },
+      { port: 3128, protocol: 'TCP' },
+      { port: 3129, protocol: 'TCP' },
+    ]);
+    assert.deepEqual(proxied.at(-1), extra);
+  });
+
   it('sidecar mode, chart side (ci/sidecar-values.yaml): only the ConfigMap and the Secret', async () => {
     const r = await render(CHART, [ci(CHART, 'sidecar-values.yaml')]);
     assert.deepEqual(r.objects.map((o) => o.kind).sort(), ['ConfigMap', 'Secret']);

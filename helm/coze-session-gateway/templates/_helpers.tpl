@@ -103,6 +103,13 @@ files:
 {{- end }}
 {{- end }}
 
+{{/* The TCP port of a URL: its own, or its scheme's (80 for http and ws, 443 for https and wss). */}}
+{{- define "coze-session-gateway.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if $port }}{{ $port }}{{ else if has $url.scheme (list "http" "ws") }}80{{ else }}443{{ end -}}
+{{- end }}
+
 {{/*
 The Redis topologies the values set, as a comma list of the values that set them (empty: no
 Redis). The validate guard refuses more than one.
