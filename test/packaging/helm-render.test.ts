@@ -163,7 +163,11 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.equal(r.find<K8sObject & { spec: { minAvailable: number } }>('PodDisruptionBudget').spec.minAvailable, 1);
     const policy = r.find<K8sObject & { spec: { ingress: Array<{ ports: Array<{ port: string }>; from: unknown[] }>; egress: Array<{ ports: Array<{ port: number }> }> } }>('NetworkPolicy').spec;
     assert.deepEqual(policy.ingress.find((i) => i.ports[0]?.port === 'http')?.from, [{ podSelector: { matchLabels: { app: 'my-app' } } }]);
-    assert.deepEqual(policy.ingress.find((i) => i.ports[0]?.port === 'admin')?.from, [{ podSelector: {} }], 'empty metricsFrom: this namespace only');
+    // The ServiceMonitor's Prometheus lives in another namespace: the example lets it reach the admin port.
+    assert.deepEqual(policy.ingress.find((i) => i.ports[0]?.port === 'admin')?.from, [
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } },
+    ]);
+    assert.doesNotMatch(r.notes, /WARNING/);
     assert.ok(policy.egress.some((e) => e.ports[0]?.port === 6379), 'egress to Redis');
     const env = envOf(r.find<Deployment>('Deployment').spec.template.spec.containers[0] as Container);
     assert.equal(env.REDIS_URL_FILE, '/etc/coze-session-gateway/secrets/redis-url');
@@ -322,6 +326,15 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       { port: 3129, protocol: 'TCP' },
     ]);
     assert.deepEqual(proxied.at(-1), extra);
+  });
+
+  it('servicemonitor-behind-networkpolicy-warns: a ServiceMonitor with the NetworkPolicy on and metricsFrom empty gets a NOTES warning (Prometheus could not scrape)', async () => {
+    const both = { metrics: { serviceMonitor: { enabled: true } }, networkPolicy: { enabled: true } };
+    const r = await render(CHART, [ci(CHART, 'default-values.yaml'), both]);
+    assert.match(r.notes, /WARNING: the NetworkPolicy admits only pods of namespace apps to the admin port \(networkPolicy\.metricsFrom\s+is empty\), so a Prometheus in another namespace cannot scrape/);
+    const peers = await render(CHART, [ci(CHART, 'default-values.yaml'), both, { networkPolicy: { metricsFrom: [{ namespaceSelector: {} }] } }]);
+    assert.doesNotMatch(peers.notes, /WARNING/);
+    assert.doesNotMatch((await render(CHART, [ci(CHART, 'default-values.yaml'), { metrics: both.metrics }])).notes, /WARNING/, 'no NetworkPolicy, nothing to warn of');
   });
 
   it('sidecar mode, chart side (ci/sidecar-values.yaml): only the ConfigMap and the Secret', async () => {
