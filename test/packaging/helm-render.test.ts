@@ -337,6 +337,27 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.doesNotMatch((await render(CHART, [ci(CHART, 'default-values.yaml'), { metrics: both.metrics }])).notes, /WARNING/, 'no NetworkPolicy, nothing to warn of');
   });
 
+  it('ports-follow-config: config.server.port and config.admin.port reach the container (PORT and ADMIN_PORT beat the file), its ports, the metrics Service and the NOTES', async () => {
+    const ports = { config: { server: { port: 8081 }, admin: { port: 9100 } }, metrics: { serviceMonitor: { enabled: true } } };
+    const r = await render(CHART, [ci(CHART, 'default-values.yaml'), ports]);
+    const gateway = r.find<Deployment>('Deployment').spec.template.spec.containers[0] as Container & { ports: Array<{ name: string; containerPort: number }> };
+    assert.deepEqual({ PORT: envOf(gateway).PORT, ADMIN_PORT: envOf(gateway).ADMIN_PORT }, { PORT: '8081', ADMIN_PORT: '9100' });
+    assert.deepEqual(gateway.ports, [
+      { name: 'http', containerPort: 8081 },
+      { name: 'admin', containerPort: 9100 },
+    ]);
+    // The Services and the probes name the ports, so they follow.
+    assert.equal(r.find<K8sObject & { spec: { ports: Array<{ targetPort: string }> } }>('Service', full).spec.ports[0]?.targetPort, 'http');
+    assert.deepEqual(r.find<K8sObject & { spec: { ports: unknown[] } }>('Service', `${full}-metrics`).spec.ports, [{ name: 'admin', port: 9100, targetPort: 'admin' }]);
+    assert.match(r.notes, /on the admin port 9100/);
+    // Unset: the gateway's defaults, as before.
+    const plain = envOf((await render(CHART, [ci(CHART, 'default-values.yaml')])).find<Deployment>('Deployment').spec.template.spec.containers[0] as Container);
+    assert.deepEqual({ PORT: plain.PORT, ADMIN_PORT: plain.ADMIN_PORT }, { PORT: '8080', ADMIN_PORT: '9091' });
+    // In sidecar mode sidecar.port and sidecar.adminPort set them: a different config port would be ignored, so it is refused.
+    const error = await renderError(CHART, [ci(CHART, 'sidecar-values.yaml'), { config: { server: { port: 8081 } } }]);
+    assert.ok(error.includes('in sidecar mode the gateway listens on sidecar.port (8080), not config.server.port (8081): set sidecar.port instead'), error);
+  });
+
   it('sidecar mode, chart side (ci/sidecar-values.yaml): only the ConfigMap and the Secret', async () => {
     const r = await render(CHART, [ci(CHART, 'sidecar-values.yaml')]);
     assert.deepEqual(r.objects.map((o) => o.kind).sort(), ['ConfigMap', 'Secret']);

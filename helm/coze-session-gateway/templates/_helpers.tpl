@@ -44,6 +44,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/*
+The gateway's ports: config.server.port and config.admin.port when set, else the gateway's own
+defaults. The container's PORT and ADMIN_PORT, its ports, the probes and the Services follow them
+(environment variables beat the config file, so fixed ones would silently win over config).
+*/}}
+{{- define "coze-session-gateway.port" -}}
+{{- (((.Values.config | default dict).server | default dict).port | default 8080) | int -}}
+{{- end }}
+
+{{- define "coze-session-gateway.adminPort" -}}
+{{- (((.Values.config | default dict).admin | default dict).port | default 9091) | int -}}
+{{- end }}
+
 {{/* Drain window: preStop sleep + the gateway's own grace + a margin before SIGKILL. */}}
 {{- define "coze-session-gateway.terminationGracePeriodSeconds" -}}
 {{- add .Values.preStopSleepSeconds (default 30 .Values.config.server.shutdownGraceSeconds) .Values.terminationGraceMarginSeconds }}
@@ -153,6 +166,15 @@ Included once, from configmap.yaml, which both modes render.
 {{- $v := .Values -}}
 {{- if not (has $v.mode (list "standalone" "sidecar")) }}
 {{- fail (printf "mode must be standalone or sidecar, not %v" $v.mode) }}
+{{- end }}
+{{- /* In an app's pod the sidecar container sets PORT and ADMIN_PORT from sidecar.*, which beat the config file. */}}
+{{- if eq $v.mode "sidecar" }}
+{{- range $setting, $value := dict "server.port" "port" "admin.port" "adminPort" }}
+{{- $section := index ($v.config | default dict) (first (splitList "." $setting)) | default dict }}
+{{- if and (hasKey $section "port") (ne (int $section.port) (int (index $v.sidecar $value))) }}
+{{- fail (printf "in sidecar mode the gateway listens on sidecar.%s (%v), not config.%s (%v): set sidecar.%s instead" $value (index $v.sidecar $value) $setting $section.port $value) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $secretFiles := (include "coze-session-gateway.secretFiles" . | fromYaml).files }}
 {{- /* A secret under config would sit in the ConfigMap in plain text, readable by anyone who may read ConfigMaps. */}}
