@@ -392,6 +392,30 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.equal(examplePod.volumes.find((v) => v.secret)?.secret?.defaultMode, 0o440);
   });
 
+  it('sidecar-pods-roll-on-gateway-changes: sidecarPodAnnotations hashes the gateway\'s ConfigMap and Secret, and the example pod pulls with the gateway\'s imagePullSecrets', async () => {
+    const annotationsOf = async (values: Record<string, unknown>) =>
+      (await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { 'coze-session-gateway': values }])).find<Deployment>('Deployment').spec.template.metadata.annotations;
+    const before = await annotationsOf({});
+    for (const key of ['checksum/config', 'checksum/secret']) assert.match(before[key] ?? '', /^[0-9a-f]{64}$/, key);
+    const config = await annotationsOf({ config: { policy: { enforceUserId: false } } });
+    assert.notEqual(config['checksum/config'], before['checksum/config'], 'a config change rolls the app pods');
+    assert.equal(config['checksum/secret'], before['checksum/secret']);
+    const secret = await annotationsOf({ secret: { privateKey: 'another PEM' } });
+    assert.notEqual(secret['checksum/secret'], before['checksum/secret'], 'a Secret change rolls the app pods');
+    assert.equal(secret['checksum/config'], before['checksum/config']);
+
+    // Standalone pods roll on the same changes.
+    const standalone = async (values: Record<string, unknown>) => (await render(CHART, [ci(CHART, 'default-values.yaml'), values])).find<Deployment>('Deployment').spec.template.metadata.annotations;
+    const base = await standalone({});
+    assert.notEqual((await standalone({ config: { policy: { enforceUserId: false } } }))['checksum/config'], base['checksum/config']);
+    assert.notEqual((await standalone({ secret: { sessionHmacSecret: 'x'.repeat(32) } }))['checksum/secret'], base['checksum/secret']);
+
+    // In sidecar mode the gateway chart renders no pod: its pull secrets go on the app's pod.
+    const pulled = await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml'), { imagePullSecrets: [{ name: 'app-registry' }], 'coze-session-gateway': { imagePullSecrets: [{ name: 'gateway-registry' }] } }]);
+    assert.deepEqual((pulled.find<Deployment>('Deployment').spec.template.spec as PodSpec & { imagePullSecrets: unknown }).imagePullSecrets, [{ name: 'app-registry' }, { name: 'gateway-registry' }]);
+    assert.match((await render(CHART, [ci(CHART, 'sidecar-values.yaml'), { imagePullSecrets: [{ name: 'gateway-registry' }] }])).notes, /The app's pod pulls the gateway's image: list gateway-registry in its imagePullSecrets/);
+  });
+
   it('chart-guards-fail-the-render on contradictory or missing values, naming them', async () => {
     const base = ci(CHART, 'default-values.yaml');
     const cases: Array<[string, Record<string, unknown>, string]> = [

@@ -44,6 +44,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The ConfigMap's data: the gateway's config file. */}}
+{{- define "coze-session-gateway.configData" -}}
+config.yaml: |
+  {{- toYaml .Values.config | nindent 2 }}
+{{- end }}
+
+{{/*
+Pod annotations that roll the pods when the gateway's ConfigMap or Secret changes (a pod reads
+its config once, at start-up). Hashes of what this chart renders into them, so that an app chart
+running the sidecar gets them too (sidecarPodAnnotations): it cannot include this chart's
+template files. With existingSecret the Secret is not this chart's: changes to it roll nothing.
+*/}}
+{{- define "coze-session-gateway.checksumAnnotations" -}}
+checksum/config: {{ include "coze-session-gateway.configData" . | sha256sum }}
+checksum/secret: {{ include "coze-session-gateway.secretData" . | sha256sum }}
+{{- end }}
+
 {{/*
 The gateway's ports: config.server.port and config.admin.port when set, else the gateway's own
 defaults. The container's PORT and ADMIN_PORT, its ports, the probes and the Services follow them
@@ -99,6 +116,17 @@ files:
 {{- if or $row.always (index ($.Values.secret | default dict) $row.value) $declared }}{{ $present = append $present $row }}{{ end -}}
 {{- end -}}
 {{- toYaml (dict "files" $present) -}}
+{{- end }}
+
+{{/* The Secret's stringData: one key per secret file set under secret (never with existingSecret). */}}
+{{- define "coze-session-gateway.secretData" -}}
+{{- range $i, $row := (include "coze-session-gateway.secretFiles" . | fromYaml).files }}
+{{- $content := index ($.Values.secret | default dict) $row.value }}
+{{- if or $row.always $content }}
+{{- if $i }}{{ "\n" }}{{ end -}}
+{{ $row.file }}: {{ $content | default "" | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Secret files become *_FILE variables: secrets never sit in the environment. */}}
@@ -313,6 +341,15 @@ own image, ports or secrets.
 {{- end -}}
 {{- toYaml (dict "Values" $values "Chart" (dict "Name" "coze-session-gateway" "AppVersion" $appVersion) "Release" (dict "Name" .Release.Name "Service" .Release.Service)) -}}
 {{- end -}}
+
+{{/*
+The checksum annotations for the pod template of an app chart that runs the sidecar (include it
+under template.metadata.annotations with the app chart's own context), so that its pods roll
+when the gateway's config or Secret changes, as the standalone Deployment's do.
+*/}}
+{{- define "coze-session-gateway.sidecarPodAnnotations" -}}
+{{- include "coze-session-gateway.checksumAnnotations" (include "coze-session-gateway.sidecarScope" . | fromYaml) -}}
+{{- end }}
 
 {{/*
 The gateway container for an app's own pod (sidecar mode): listed under initContainers, its
