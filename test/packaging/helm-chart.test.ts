@@ -83,7 +83,7 @@ describe('Helm chart', () => {
     assert.match(deployment, /terminationGracePeriodSeconds: \{\{ include "coze-session-gateway\.terminationGracePeriodSeconds" \. \}\}/);
     assert.match(read(join(CHART, 'templates', '_helpers.tpl')), /add \.Values\.preStopSleepSeconds \(default 30 \.Values\.config\.server\.shutdownGraceSeconds\) \.Values\.terminationGraceMarginSeconds/);
     assert.match(deployment, /annotations:\s*\n\s*# Roll the pods when the config or the secrets change\.\s*\n\s*\{\{- include "coze-session-gateway\.checksumAnnotations" \. \| nindent 8 \}\}/);
-    assert.match(read(join(CHART, 'templates', '_helpers.tpl')), /define "coze-session-gateway\.checksumAnnotations"[\s\S]*checksum\/config: \{\{ include "coze-session-gateway\.configData" \. \| sha256sum \}\}\s*\n\s*checksum\/secret:/);
+    assert.match(read(join(CHART, 'templates', '_helpers.tpl')), /define "coze-session-gateway\.checksumAnnotations"[\s\S]*checksum\/config: \{\{ include "coze-session-gateway\.configFile" \. \| sha256sum \}\}\s*\n\s*checksum\/secret:/);
     // The sidecar example's pods roll too.
     assert.match(read(join(APP_CHART, 'templates', 'deployment.yaml')), /annotations:[\s\S]*\{\{- include "coze-session-gateway\.sidecarPodAnnotations" \. \| nindent 8 \}\}/);
     assert.ok(!/containerPort: 9091[\s\S]*port: 9091/.test(read(join(CHART, 'templates', 'service.yaml'))), 'no admin port on the main Service');

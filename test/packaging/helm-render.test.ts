@@ -416,6 +416,38 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.match((await render(CHART, [ci(CHART, 'sidecar-values.yaml'), { imagePullSecrets: [{ name: 'gateway-registry' }] }])).notes, /The app's pod pulls the gateway's image: list gateway-registry in its imagePullSecrets/);
   });
 
+  it('reloaded-files-roll-no-pod: budgetOverrides is a second ConfigMap key that budgets.overridesFile names, mounted without subPath; it and the API keys file change without a rollout', async () => {
+    const base = ci(CHART, 'default-values.yaml');
+    const overrides = [{ subject: 'alice@example.com', tokensPerDay: 200000 }, { subject: 'load-test', source: 'api_key', requestsPerDay: 'unlimited' }];
+    const r = await render(CHART, [base, { budgetOverrides: overrides }]);
+    const data = r.find<K8sObject & { data: Record<string, string> }>('ConfigMap').data;
+    assert.ok(data['budget-overrides.yaml'], `a budget-overrides.yaml key among ${Object.keys(data).join(', ')}`);
+    assert.deepEqual(parseYaml(data['budget-overrides.yaml']), overrides);
+    const config = parseYaml(data['config.yaml'] as string) as { budgets: { overridesFile: string } };
+    assert.equal(config.budgets.overridesFile, '/etc/coze-session-gateway/config/budget-overrides.yaml');
+    const pod = r.find<Deployment>('Deployment').spec.template.spec;
+    const mounts = (pod.containers[0] as Container & { volumeMounts: Array<{ name: string; mountPath: string; subPath?: string }> }).volumeMounts;
+    assert.equal(mounts.find((m) => m.name === 'config')?.mountPath, '/etc/coze-session-gateway/config', 'the whole ConfigMap, so the file is next to config.yaml');
+    assert.deepEqual(pod.volumes.find((v) => v.name === 'config')?.configMap, { name: full }, 'every key of the ConfigMap, no items list');
+
+    // Kubernetes updates a ConfigMap or Secret volume in place only when it is not mounted through subPath.
+    const sidecarPod = (await render(APP_CHART, [ci(APP_CHART, 'default-values.yaml')])).find<Deployment>('Deployment').spec.template.spec;
+    for (const c of [...pod.containers, ...(sidecarPod.initContainers ?? [])] as Array<Container & { volumeMounts: Array<{ subPath?: string }> }>) {
+      assert.ok(c.volumeMounts.every((m) => m.subPath === undefined), `${c.name}: no subPath mount`);
+    }
+
+    // The gateway reloads both files itself: editing them rolls no pod. Setting one (a new setting or variable) does.
+    const annotations = async (values: Record<string, unknown>) => (await render(CHART, [base, values])).find<Deployment>('Deployment').spec.template.metadata.annotations;
+    const edited = await annotations({ budgetOverrides: [{ subject: 'alice@example.com', tokensPerDay: 0 }] });
+    assert.deepEqual(edited, r.find<Deployment>('Deployment').spec.template.metadata.annotations, 'an edited overrides list rolls no pod');
+    assert.notEqual((await annotations({}))['checksum/config'], edited['checksum/config'], 'turning overrides on changes the config file');
+    const keys = (subject: string) => ({ secret: { apiKeys: `- {subject: ${subject}, sha256: ${'a'.repeat(64)}}` } });
+    assert.deepEqual(await annotations(keys('alice')), await annotations(keys('bob')), 'an edited API keys file rolls no pod');
+
+    const error = await renderError(CHART, [base, { budgetOverrides: overrides, config: { budgets: { overridesFile: '/data/overrides.yaml' } } }]);
+    assert.ok(error.includes('set either budgetOverrides or config.budgets.overridesFile, not both'), error);
+  });
+
   it('chart-guards-fail-the-render on contradictory or missing values, naming them', async () => {
     const base = ci(CHART, 'default-values.yaml');
     const cases: Array<[string, Record<string, unknown>, string]> = [

@@ -44,21 +44,51 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* The ConfigMap's data: the gateway's config file. */}}
+{{/* Where the ConfigMap's budgetOverrides key is mounted: a file in the config folder. */}}
+{{- define "coze-session-gateway.budgetOverridesPath" -}}
+/etc/coze-session-gateway/config/budget-overrides.yaml
+{{- end }}
+
+{{/* The gateway's config file: config, with budgets.overridesFile pointing at budgetOverrides when set. */}}
+{{- define "coze-session-gateway.configFile" -}}
+{{- $config := deepCopy (.Values.config | default dict) -}}
+{{- if .Values.budgetOverrides -}}
+{{- $budgets := $config.budgets | default dict -}}
+{{- $_ := set $budgets "overridesFile" (include "coze-session-gateway.budgetOverridesPath" .) -}}
+{{- $_ := set $config "budgets" $budgets -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end }}
+
+{{/* The ConfigMap's data: the config file, and the budget overrides when set. */}}
 {{- define "coze-session-gateway.configData" -}}
 config.yaml: |
-  {{- toYaml .Values.config | nindent 2 }}
+  {{- include "coze-session-gateway.configFile" . | nindent 2 }}
+{{- with .Values.budgetOverrides }}
+budget-overrides.yaml: |
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
-Pod annotations that roll the pods when the gateway's ConfigMap or Secret changes (a pod reads
-its config once, at start-up). Hashes of what this chart renders into them, so that an app chart
-running the sidecar gets them too (sidecarPodAnnotations): it cannot include this chart's
-template files. With existingSecret the Secret is not this chart's: changes to it roll nothing.
+Pod annotations that roll the pods when what the gateway reads once, at start-up, changes: its
+config file and its secrets. Hashes of what this chart renders, so that an app chart running the
+sidecar gets them too (sidecarPodAnnotations): it cannot include this chart's template files.
+Left out on purpose: the budget overrides and the API keys file (rows marked `reloaded` in
+secretFiles). The gateway watches both and reloads them when Kubernetes updates the mounted
+volume in place (it does for a ConfigMap or Secret volume mounted as a folder, never through
+subPath), so a change takes effect in every pod within the kubelet's sync delay, without a
+rollout; rolling every pod to revoke one API key would be slower and cut streams. Setting or
+emptying either still rolls the pods: the config file or the environment changes with it.
+With existingSecret the Secret is not this chart's: changes to it roll nothing.
 */}}
 {{- define "coze-session-gateway.checksumAnnotations" -}}
-checksum/config: {{ include "coze-session-gateway.configData" . | sha256sum }}
-checksum/secret: {{ include "coze-session-gateway.secretData" . | sha256sum }}
+{{- $secrets := dict -}}
+{{- range (include "coze-session-gateway.secretFiles" . | fromYaml).files -}}
+{{- if not .reloaded }}{{ $_ := set $secrets .file (index ($.Values.secret | default dict) .value | default "") }}{{ end -}}
+{{- end -}}
+checksum/config: {{ include "coze-session-gateway.configFile" . | sha256sum }}
+checksum/secret: {{ toYaml $secrets | sha256sum }}
 {{- end }}
 
 {{/*
@@ -86,8 +116,9 @@ existingSecretKeys (the existing Secret holds the file); `file`, its key in the 
 name under /etc/coze-session-gateway/secrets; `env`, the *_FILE variable pointing at it;
 `setting`, the gateway setting it fills, which the validate guard keeps out of config (it would
 sit in the ConfigMap in plain text); `existing`, when the existingSecretKeys names differ from
-`value`; `always`, for the key every Secret holds. identity.jwt.publicKey is marked secret by the
-schema only so that it may come from a file: a public key may sit in config.
+`value`; `always`, for the key every Secret holds; `reloaded`, for a file the gateway reloads
+when it changes. identity.jwt.publicKey is marked secret by the schema only so that it may come
+from a file: a public key may sit in config.
 Returned as YAML ({files: [...]}) for fromYaml; a list keeps the environment in this order.
 */}}
 {{- define "coze-session-gateway.secretFiles" -}}
@@ -96,8 +127,9 @@ files:
   - { value: identityJwtSecret, file: identity-jwt-secret, env: IDENTITY_JWT_SECRET_FILE, setting: identity.jwt.secret }
   - { value: sessionHmacSecret, file: session-hmac-secret, env: SESSION_NAME_HMAC_SECRET_FILE, setting: session.hmacSecret }
   - { value: customConsumerHmacSecret, file: custom-consumer-hmac-secret, env: COZE_CUSTOM_CONSUMER_HMAC_SECRET_FILE, setting: coze.sessionContext.customConsumerHmacSecret }
-  # Not a secret setting (identity.apiKeys.file is a path), but the list holds key hashes.
-  - { value: apiKeys, file: api-keys.yaml, env: IDENTITY_API_KEYS_FILE }
+  # Not a secret setting (identity.apiKeys.file is a path), but the list holds key hashes. The
+  # gateway reloads it when it changes: no checksum rolls the pods for it (checksumAnnotations).
+  - { value: apiKeys, file: api-keys.yaml, env: IDENTITY_API_KEYS_FILE, reloaded: true }
   - { value: redisUrl, file: redis-url, env: REDIS_URL_FILE, setting: cache.redisUrl, existing: [redis] }
   - { value: redisEncryptionKey, file: redis-encryption-key, env: CACHE_ENCRYPTION_KEY_FILE, setting: cache.encryptionKey, existing: [redis, redisEncryptionKey] }
   - { value: previousEncryptionKeys, file: redis-previous-encryption-keys, env: CACHE_PREVIOUS_ENCRYPTION_KEYS_FILE, setting: cache.previousEncryptionKeys }
@@ -282,6 +314,14 @@ ENOENT). existingSecretKeys says which keys that Secret holds, and means nothing
 {{- end }}
 {{- if not (or $jwt.audience $jwt.allowMissingAudience) }}
 {{- fail "config.identity.jwt.audience is required with a JWT source: the aud of the tokens meant for this gateway, e.g. [my-app] (or config.identity.jwt.allowMissingAudience: true for an identity provider that sets no aud)" }}
+{{- end }}
+{{- end }}
+{{- if $v.budgetOverrides }}
+{{- if not (kindIs "slice" $v.budgetOverrides) }}
+{{- fail "budgetOverrides must be a list of {subject, source?, tokensPerDay?, tokensPerMonth?, requestsPerDay?} (docs/usage-and-budgets.md)" }}
+{{- end }}
+{{- if ((($v.config | default dict).budgets | default dict).overridesFile) }}
+{{- fail "set either budgetOverrides or config.budgets.overridesFile, not both: with budgetOverrides the chart mounts the file and sets overridesFile itself" }}
 {{- end }}
 {{- end }}
 {{- $cache := ($v.config | default dict).cache | default dict }}
