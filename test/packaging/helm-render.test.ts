@@ -487,6 +487,16 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
     assert.ok(tagless.includes("coze-session-gateway: image.tag is empty; set it (an app chart cannot see this chart's appVersion)"), tagless);
   });
 
+  it('prestop-zero-means-no-hook: preStopSleepSeconds 0 renders no preStop hook (a 0 s sleep is refused before Kubernetes 1.33), and the grace period drops by the same', async () => {
+    const r = await render(CHART, [ci(CHART, 'default-values.yaml'), { preStopSleepSeconds: 0 }]);
+    const pod = r.find<Deployment>('Deployment').spec.template.spec;
+    assert.equal((pod.containers[0] as Container & { lifecycle?: unknown }).lifecycle, undefined);
+    assert.equal(pod.terminationGracePeriodSeconds, 40, 'drain 30 + margin 10');
+    assert.match(r.notes, /Pods drain for 40 s on shutdown \(no preStop \+ drain 30 s \+ margin\)/);
+    const error = await renderError(CHART, [ci(CHART, 'default-values.yaml'), { preStopSleepSeconds: -1 }]);
+    assert.ok(error.includes('preStopSleepSeconds must be a whole number of seconds, 0 for no preStop hook, not -1'), error);
+  });
+
   it('kubeVersion: Kubernetes before 1.30 (no preStop sleep action) is refused; provider builds of 1.30 pass', async () => {
     const error = await renderError(CHART, [ci(CHART, 'default-values.yaml')], { kubeVersion: '1.29.9' });
     assert.ok(error.includes('chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.9'), error);

@@ -341,6 +341,9 @@ ENOENT). existingSecretKeys says which keys that Secret holds, and means nothing
 {{- if and ($v.redisTlsCaSecret | default dict).name $v.secret.redisUrl (not (hasPrefix "rediss://" $v.secret.redisUrl)) }}
 {{- fail "redisTlsCaSecret needs TLS: secret.redisUrl must be a rediss:// URL" }}
 {{- end }}
+{{- if not (regexMatch "^[0-9]+$" (toString $v.preStopSleepSeconds)) }}
+{{- fail (printf "preStopSleepSeconds must be a whole number of seconds, 0 for no preStop hook, not %v" $v.preStopSleepSeconds) }}
+{{- end }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
