@@ -300,6 +300,17 @@ ENOENT). existingSecretKeys says which keys that Secret holds, and means nothing
 {{- if not $v.config.coze.keyId }}
 {{- fail "config.coze.keyId is required" }}
 {{- end }}
+{{- /* Helm reads an unquoted number in a values file as a float: a 19-digit bot id is rounded, and
+toYaml writes 1127900106117 as 1.127900106117e+12. An id set with --set is an integer, written exactly. */}}
+{{- range $path := list "coze.appId" "coze.accountId" "coze.keyId" "coze.scope.botIdList" "policy.allowedBotIds" "policy.allowedWorkflowIds" "policy.allowedAppIds" }}
+{{- $node := $v.config | default dict }}
+{{- range $part := splitList "." $path }}{{ $node = (kindIs "map" $node) | ternary (index ($node | default dict) $part) nil }}{{ end }}
+{{- range $value := (kindIs "slice" $node) | ternary $node (list $node) }}
+{{- if kindIs "float64" $value }}
+{{- fail (printf "config.%s must be quoted in a values file (\"%s\"): Helm reads an unquoted number as a float, which rounds long ids" $path (toString $value)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $identity := ($v.config | default dict).identity | default dict }}
 {{- $jwt := $identity.jwt | default dict }}
 {{- $header := $identity.trustedHeader | default dict }}
