@@ -475,7 +475,7 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       ['unknown mode', { mode: 'daemonset' }, 'mode must be standalone or sidecar, not daemonset'],
       // A values file's unquoted number is a float to Helm: long ids are rounded, and 1127900106117 renders as 1.127900106117e+12.
       ['an unquoted app id', { config: { coze: { appId: 1127900106117 } } }, 'config.coze.appId must be quoted in a values file'],
-      ['an unquoted bot id', { config: { policy: { allowedBotIds: ['7351234567890123456', 7351234567890123457] } } }, 'config.policy.allowedBotIds must be quoted in a values file'],
+      ['an unquoted bot id', { config: { policy: { allowedBotIds: ['7351234567890123456', 7351234567890123] } } }, 'config.policy.allowedBotIds must be quoted in a values file'],
     ];
     for (const [name, values, message] of cases) {
       const error = await renderError(CHART, [base, values]);
