@@ -281,7 +281,7 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
   }
 
   return {
-    async mintOnce(sessionName, mint, usable) {
+    async mintOnce(sessionName, mint, usable, refuse) {
       const mintAlone = () => {
         options.onUnsharedMint?.();
         return mint();
@@ -297,6 +297,9 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): SharedTo
           const stored = await step('read', () => read(k), contact);
           if (stored === DOWN) return await mintAlone();
           if (stored && usable(stored)) return stored;
+          // Held (the mint breaker): what another replica stored was served above; no lock now.
+          const refused = refuse?.();
+          if (refused) throw refused;
 
           const claimed = await step('lock', () => call(redis.csgAcquire(k.lock, k.fence, options.lockTtlMs, claim)), contact);
           // An acquire whose answer never came may have taken the lock all the same. Left there,

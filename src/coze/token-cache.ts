@@ -20,8 +20,10 @@ export interface SharedTokenStore {
   /**
    * The token of `sessionName` as some replica minted it: a stored one when `usable`, else one
    * minted through a cross-replica lock, by this replica (`mint`) or by another that held it.
+   * `refuse` is asked once no usable token is stored, before the lock: a held mint still
+   * serves what another replica stored, and takes no lock.
    */
-  mintOnce(sessionName: string, mint: () => Promise<CozeToken>, usable: (token: CozeToken) => boolean): Promise<CozeToken>;
+  mintOnce(sessionName: string, mint: () => Promise<CozeToken>, usable: (token: CozeToken) => boolean, refuse?: () => Error | undefined): Promise<CozeToken>;
   /** Compare-and-delete across replicas; false when another token is stored (or none). */
   invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean>;
 }
@@ -30,7 +32,8 @@ export interface TokenCacheOptions {
   mint: (sessionName: string) => Promise<CozeToken>;
   /**
    * Why a mint of this session would fail now without reaching Coze (the mint breaker's hold):
-   * asked before a mint starts, so a held mint takes no Redis lock and wakes no other replica.
+   * asked before a mint starts (with a shared level, after its read), so a held mint takes no
+   * Redis lock and wakes no other replica.
    */
   refuse?: (sessionName: string) => Error | undefined;
   shared?: SharedTokenStore;
@@ -123,12 +126,14 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const sharedUsable = (token: CozeToken) => token.expiresAt * 1000 - now() > refreshBeforeMs * (1 + JITTER_RATIO) + MIN_REMAINING_MS && !revoked.has(token.accessToken);
 
   function startMint(sessionName: string): Promise<CozeToken> {
-    const refused = options.refuse?.(sessionName);
-    const minted = refused
-      ? Promise.reject(refused)
-      : options.shared
-        ? options.shared.mintOnce(sessionName, () => options.mint(sessionName), sharedUsable)
-        : options.mint(sessionName);
+    const refuse = options.refuse;
+    let minted: Promise<CozeToken>;
+    if (options.shared) {
+      minted = options.shared.mintOnce(sessionName, () => options.mint(sessionName), sharedUsable, refuse && (() => refuse(sessionName)));
+    } else {
+      const refused = refuse?.(sessionName);
+      minted = refused ? Promise.reject(refused) : options.mint(sessionName);
+    }
     const pending = minted
       .then((token) => {
         store(sessionName, token);

@@ -66,6 +66,18 @@ describe('redis token store', { skip: redisMissing }, () => {
     });
   const KEY = randomBytes(32);
 
+  it('held-mint-serves-stored: a mint refused by the breaker still gets the token another replica stored, and a miss takes no lock', async () => {
+    const namespace = ns();
+    const token = { accessToken: 'czs_from_a', expiresAt: inFuture(900) };
+    await store({ namespace }).mintOnce('alice', async () => token, always);
+    const held = new Error('held');
+    const replicaB = store({ namespace });
+    const got = await replicaB.mintOnce('alice', async () => assert.fail('no mint'), always, () => held);
+    assert.equal(got.accessToken, 'czs_from_a', 'served from Redis although the mint is held');
+    await assert.rejects(replicaB.mintOnce('bob', async () => assert.fail('no mint'), always, () => held), (err: unknown) => err === held);
+    assert.deepEqual(await redis.keys(`${namespace}:*lock*`), [], 'no lock taken for the held miss');
+  });
+
   it('stores tokens encrypted: neither the token nor the session name can be read without the key', async () => {
     const namespace = ns();
     const token = { accessToken: `czs_${randomBytes(24).toString('base64url')}`, expiresAt: inFuture(900) };
