@@ -201,6 +201,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
   const proxyHandler = createProxyHandler({
     ...admitDeps,
     tokens,
+    now,
     forwarder,
     cors: createCors(config.cors.allowedOrigins),
     logger,

@@ -52,13 +52,11 @@ export interface TokenCache {
   lookup(sessionName: string): Maybe<TokenLookup>;
   /**
    * Drops the entry only if it still holds `accessToken`, so a racer never drops a newer token;
-   * with a shared level, there too. Resolves whether this replica's entry was dropped.
+   * with a shared level, there too. Resolves whether it was dropped here or there.
    */
   invalidateIfSame(sessionName: string, accessToken: string): Promise<boolean>;
   /** The cached token without any side effect (vending compares old_token with it). */
   peek(sessionName: string): CozeToken | undefined;
-  /** How long ago this replica cached the session's token; undefined when none is cached. */
-  heldForMs(sessionName: string): number | undefined;
   readonly size: number;
   readonly inflight: number;
 }
@@ -69,8 +67,6 @@ interface Entry {
   refreshAtMs: number;
   /** ms; past it the token is never served. */
   expiresAtMs: number;
-  /** ms; when this replica cached it. */
-  storedAtMs: number;
   /** ms; no background refresh starts before it (the last one failed). */
   retryAtMs: number;
   refreshFailures: number;
@@ -114,7 +110,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
     const expiresAtMs = token.expiresAt * 1000;
     // Jitter spreads the refreshes of tokens minted in one burst.
     const refreshAtMs = Math.max(now(), expiresAtMs - refreshBeforeMs * (1 + JITTER_RATIO * random()));
-    entries.set(sessionName, { token, refreshAtMs, expiresAtMs, storedAtMs: now(), retryAtMs: 0, refreshFailures: 0 });
+    entries.set(sessionName, { token, refreshAtMs, expiresAtMs, retryAtMs: 0, refreshFailures: 0 });
   }
 
   /**
@@ -211,18 +207,13 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
         revoked.set(accessToken, true);
       }
       // Awaited: the re-mint that follows must not read the revoked token back from Redis.
-      if (options.shared) await options.shared.invalidateIfSame(sessionName, accessToken);
-      return dropped;
+      const droppedShared = options.shared ? await options.shared.invalidateIfSame(sessionName, accessToken) : false;
+      return dropped || droppedShared;
     },
 
     peek(sessionName: string): CozeToken | undefined {
       const entry = entries.peek(sessionName);
       return entry && now() < entry.expiresAtMs ? entry.token : undefined;
-    },
-
-    heldForMs(sessionName: string): number | undefined {
-      const entry = entries.peek(sessionName);
-      return entry && now() - entry.storedAtMs;
     },
 
     get size() {

@@ -20,7 +20,7 @@ import { planBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
 import { filterResponse } from './response-filter.js';
 import { InspectionIdle, inspectResponse, type InspectedResponse } from './rewrite-response.js';
-import { VENDING_PATH, vendToken } from '../vending/token-vending.js';
+import { createTokenVendor, VENDING_PATH } from '../vending/token-vending.js';
 import type { TokenKeys } from '../coze/mint-request.js';
 import { serveUsage } from '../usage/usage-endpoint.js';
 import type { RequestUsage } from '../usage/usage-observer.js';
@@ -28,6 +28,8 @@ import type { UsageService } from '../usage/usage-service.js';
 
 export interface ProxyHandlerDeps extends AdmitDeps {
   tokens: TokenCache;
+  /** The clock of token vending's re-mint floor; Date.now when absent. */
+  now?: () => number;
   forwarder: Forwarder;
   cors: ReturnType<typeof createCors>;
   logger: Logger;
@@ -74,6 +76,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   const readOptions = { idleTimeoutMs: deps.streamIdleTimeoutMs };
   const onLimit = (limit: 'body_budget' | 'body_timeout') => deps.metrics.requestLimits.labels(limit).inc();
   const requestLog = createRequestLog(deps.logger);
+  const vendToken = createTokenVendor(deps.tokens, deps.now);
   const usagePath = deps.usage ? deps.usageEndpoint?.path : undefined;
   const usageQuery = `${usagePath}?`;
 
@@ -144,7 +147,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         admit(deps, req, trace, { endpoint: deps.vendingEndpoint }),
         (vending) => {
           wait.hold(vending.release);
-          steps.after(vendToken(req, res, vending, deps.tokens, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey), wait.release, fail);
+          steps.after(vendToken(req, res, vending, deps.tokenKeys ? deps.tokenKeys.vended(vending.identity, vending.sessionName) : vending.tokenKey), wait.release, fail);
         },
         fail,
       );

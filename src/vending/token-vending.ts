@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
@@ -10,38 +11,50 @@ import { sendPrivateJson } from '../http/private-json.js';
 export const VENDING_PATH = '/gateway/token';
 const MAX_VENDING_BODY_BYTES = 8 * 1024;
 /**
- * A token reported bad is re-minted only once this replica has held it this long: the caller
- * holds the token it reports, so without a floor one signed-in user could make the gateway ask
- * Coze's token endpoint on every call, spending the app's rate for everyone.
+ * A session's token is re-minted on a report (`old_token`) at most once in this long on each
+ * replica: the caller holds the token it reports, so without a floor one signed-in user could
+ * make every call an exchange at Coze's token endpoint, spending the app's rate for everyone.
  */
-export const MIN_REPORTED_TOKEN_AGE_MS = 30_000;
+export const REPORTED_REMINT_INTERVAL_MS = 30_000;
+const MAX_REMEMBERED_REMINTS = 10_000;
+
+export type TokenVendor = (req: IncomingMessage, res: ServerResponse, admission: Admission, tokenKey?: string) => Promise<void>;
 
 /**
  * `POST /gateway/token`: hands the caller the Coze token of their own session, for the Web Chat
  * SDK's `auth.onRefreshToken` (https://www.coze.cn/open/docs/developer_guides/install_web_sdk). The session always comes from the
  * authenticated identity, never from the client. If the SDK reports the token it holds as bad
- * (`old_token` equal to the cached one, held for at least 30 s), a fresh one is minted. `tokenKey` names the vended
- * token, which may carry a narrower scope than proxied ones (mint-request.ts).
+ * (`old_token`), that token is dropped here and in Redis and a fresh one is minted, unless a
+ * report re-minted this session's token moments ago (429 with Retry-After). `tokenKey` names the
+ * vended token, which may carry a narrower scope than proxied ones (mint-request.ts).
  */
-export async function vendToken(req: IncomingMessage, res: ServerResponse, admission: Admission, tokens: TokenCache, tokenKey: string = admission.tokenKey): Promise<void> {
-  const oldToken = await readOldToken(req);
-  if (oldToken !== undefined && tokens.peek(tokenKey)?.accessToken === oldToken) {
-    const heldForMs = tokens.heldForMs(tokenKey) ?? MIN_REPORTED_TOKEN_AGE_MS;
-    if (heldForMs < MIN_REPORTED_TOKEN_AGE_MS) {
-      throw new GatewayError('rate-limited', {
-        headers: { 'retry-after': String(Math.ceil((MIN_REPORTED_TOKEN_AGE_MS - heldForMs) / 1000)) },
-        detail: 'This token was issued moments ago; a new one can be asked for once it is 30 s old.',
-      });
+export function createTokenVendor(tokens: TokenCache, now: () => number = Date.now): TokenVendor {
+  const reminted = new LRUCache<string, number>({ max: MAX_REMEMBERED_REMINTS });
+  return async (req, res, admission, tokenKey = admission.tokenKey) => {
+    const oldToken = await readOldToken(req);
+    if (oldToken !== undefined) {
+      const last = reminted.get(tokenKey);
+      const sinceMs = last === undefined ? Infinity : now() - last;
+      if (sinceMs < REPORTED_REMINT_INTERVAL_MS) {
+        // A report of a token already replaced is served the current one; the same token again waits.
+        if (tokens.peek(tokenKey)?.accessToken === oldToken) {
+          throw new GatewayError('rate-limited', {
+            headers: { 'retry-after': String(Math.ceil((REPORTED_REMINT_INTERVAL_MS - sinceMs) / 1000)) },
+            detail: 'A new token was issued for this session moments ago; another can be asked for 30 s after it.',
+          });
+        }
+      } else if (await tokens.invalidateIfSame(tokenKey, oldToken)) {
+        reminted.set(tokenKey, now());
+      }
     }
-    await tokens.invalidateIfSame(tokenKey, oldToken);
-  }
-  const token = await lookupToken(tokens, tokenKey);
-  sendPrivateJson(res, {
-    access_token: token.accessToken,
-    expires_in: token.expiresAt,
-    token_type: 'Bearer',
-    session_name: admission.sessionName,
-  });
+    const token = await lookupToken(tokens, tokenKey);
+    sendPrivateJson(res, {
+      access_token: token.accessToken,
+      expires_in: token.expiresAt,
+      token_type: 'Bearer',
+      session_name: admission.sessionName,
+    });
+  };
 }
 
 async function readOldToken(req: IncomingMessage): Promise<string | undefined> {

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { MIN_REPORTED_TOKEN_AGE_MS } from '../../src/vending/token-vending.js';
+import { randomBytes } from 'node:crypto';
+import { REPORTED_REMINT_INTERVAL_MS } from '../../src/vending/token-vending.js';
+import { redisMissing, startRedis, type RedisServer } from '../helpers/redis.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 describe('token vending (POST /gateway/token)', () => {
   let stack: Stack;
   let alice: string;
   let bob: string;
-  // The gateway's clock runs ahead of the real one by what a test adds here.
-  let ahead = 0;
 
   before(async () => {
-    stack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true', CORS_ALLOWED_ORIGINS: 'https://app.example' }, gatewayDeps: { now: () => Date.now() + ahead } });
+    stack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true', CORS_ALLOWED_ORIGINS: 'https://app.example' } });
     alice = await stack.callerToken('alice');
     bob = await stack.callerToken('bob');
   });
@@ -41,7 +41,6 @@ describe('token vending (POST /gateway/token)', () => {
     assert.equal(stranger.body.access_token, first.body.access_token, 'an old_token that is not the cached one changes nothing');
     assert.equal(stack.emulator.stats.exchanges, exchanges);
 
-    ahead += MIN_REPORTED_TOKEN_AGE_MS;
     const renewed = await request(stack.url).post('/gateway/token').set('authorization', `Bearer ${alice}`).send({ old_token: first.body.access_token }).expect(200);
     assert.notEqual(renewed.body.access_token, first.body.access_token);
     assert.equal(stack.emulator.stats.exchanges, exchanges + 1);
@@ -68,20 +67,48 @@ describe('token vending: re-mint floor', () => {
   });
   after(() => floorStack.close());
 
-  it('vending-remint-floor: a token reported bad moments after it was issued is not re-minted: 429 with Retry-After, then renewed once it is 30 s old', async () => {
+  it('vending-remint-floor: a report re-mints once; the new token reported again within 30 s is 429 with Retry-After, an older one gets the current token, and 30 s later a report re-mints again', async () => {
     const carol = await floorStack.callerToken('carol');
-    const first = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${carol}`).expect(200);
+    const vend = (old?: string) => request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${carol}`).send(old === undefined ? {} : { old_token: old });
+    const t1 = (await vend().expect(200)).body.access_token as string;
     const exchanges = floorStack.emulator.stats.exchanges;
+    const t2 = (await vend(t1).expect(200)).body.access_token as string;
+    assert.notEqual(t2, t1);
+    assert.equal(floorStack.emulator.stats.exchanges, exchanges + 1, 'the first report re-mints at once');
     for (let i = 0; i < 20; i++) {
-      const refused = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${carol}`).send({ old_token: first.body.access_token }).expect(429);
+      const refused = await vend(t2).expect(429);
       assert.equal(refused.headers['x-gateway-error'], 'rate-limited');
       assert.ok(Number(refused.headers['retry-after']) >= 1 && Number(refused.headers['retry-after']) <= 30, refused.headers['retry-after']);
     }
-    assert.equal(floorStack.emulator.stats.exchanges, exchanges, 'twenty reports in a row asked Coze for nothing');
-    floorAhead += MIN_REPORTED_TOKEN_AGE_MS;
-    const renewed = await request(floorStack.url).post('/gateway/token').set('authorization', `Bearer ${await floorStack.callerToken('carol')}`).send({ old_token: first.body.access_token }).expect(200);
-    assert.notEqual(renewed.body.access_token, first.body.access_token);
-    assert.equal(floorStack.emulator.stats.exchanges, exchanges + 1);
+    assert.equal((await vend(t1).expect(200)).body.access_token, t2, 'a report of a token already replaced gets the current one');
+    assert.equal(floorStack.emulator.stats.exchanges, exchanges + 1, 'twenty reports in a row asked Coze for nothing');
+    floorAhead += REPORTED_REMINT_INTERVAL_MS;
+    const t3 = (await vend(t2).expect(200)).body.access_token as string;
+    assert.notEqual(t3, t2);
+    assert.equal(floorStack.emulator.stats.exchanges, exchanges + 2);
+  });
+});
+
+describe('token vending with replicas on Redis', { skip: redisMissing }, () => {
+  let redisServer: RedisServer;
+  let stack: Stack;
+  before(async () => {
+    redisServer = await startRedis();
+    stack = await startStack({ env: { TOKEN_VENDING_ENABLED: 'true', REDIS_URL: redisServer.url, CACHE_ENCRYPTION_KEY: randomBytes(32).toString('base64') } });
+  });
+  after(async () => {
+    await stack?.close();
+    await redisServer?.stop();
+  });
+
+  it('vending-report-on-another-replica: a token minted on one replica and reported on another is dropped from Redis and re-minted there, not handed back', async () => {
+    const dana = await stack.callerToken('dana');
+    const other = await stack.replica();
+    const first = (await request(stack.url).post('/gateway/token').set('authorization', `Bearer ${dana}`).expect(200)).body.access_token as string;
+    stack.emulator.revokeToken(first);
+    const renewed = (await request(other.url).post('/gateway/token').set('authorization', `Bearer ${dana}`).send({ old_token: first }).expect(200)).body.access_token as string;
+    assert.notEqual(renewed, first, 'the revoked token is not served back from Redis');
+    assert.equal(stack.emulator.sessionForToken(renewed), 'dana');
   });
 });
 
