@@ -313,7 +313,10 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
     issues.push(issueFor(settings, 'session.template', (err as Error).message.replace(/^session\.template: /, '')));
   }
   // Only once the identity settings are sound: which sources exist is not known before.
-  if (!issues.some((i) => i.key.startsWith('identity.'))) checkNamespaces(config, settings, issues);
+  if (!issues.some((i) => i.key.startsWith('identity.'))) {
+    checkNamespaces(config, settings, issues);
+    checkClaimTemplates(config, settings, issues);
+  }
   if (config.session.hmacSecret && Buffer.byteLength(config.session.hmacSecret) < 32) {
     issues.push(issueFor(settings, 'session.hmacSecret', 'must be at least 32 bytes'));
   }
@@ -462,6 +465,27 @@ export function isTimeZone(name: string): boolean {
  * the JWT source: sub "admin" of tenant A and of tenant B. Start-up refuses either unless the
  * operator says the subjects all name the same people (session.sharedNamespace).
  */
+/**
+ * Only a JWT carries claims: an API-key or trusted-header caller has none, so a template naming
+ * `{claims.NAME}` would refuse every such caller with 400 (session-name.ts takes no missing claim).
+ */
+function checkClaimTemplates(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[]): void {
+  const { identity } = config;
+  const claimless = [identity.apiKeys.file ? 'api_key' : undefined, identity.trustedHeader.name ? 'trusted_header' : undefined].filter((s): s is string => s !== undefined);
+  if (claimless.length === 0) return;
+  const templates: Array<[string, string | undefined]> = [
+    ['session.template', config.session.template],
+    ['coze.sessionContext.customConsumer', config.coze.sessionContext.customConsumer],
+  ];
+  for (const [key, template] of templates) {
+    const claim = template?.match(/\{claims\.[^}]*\}/)?.[0];
+    // A template already refused is reported once.
+    if (claim && !issues.some((i) => i.key === key)) {
+      issues.push(issueFor(settings, key, `names ${claim}, but only JWT callers carry claims: every ${claimless.join(' and ')} caller would be refused with 400. Take the claim out, or configure only the JWT source`));
+    }
+  }
+}
+
 function checkNamespaces(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIssue[]): void {
   const { identity, session } = config;
   if (session.sharedNamespace) return;

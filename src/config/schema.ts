@@ -418,7 +418,7 @@ export const configSchema = z
           env: 'SESSION_NAME_TEMPLATE',
           default: '{subject}',
           description:
-            'Placeholders {subject}, {issuer} (empty without one), {source}, {claims.NAME} (a string claim: a caller without it, or with another type, gets 400). Two placeholders need text between them, not starting with %. In every value but the last, % and the first character of each text between placeholders are percent-encoded, so no value can pass for a separator and two identities never share a name.',
+            'Placeholders {subject}, {issuer} (empty without one), {source}, {claims.NAME} (a string claim: a caller without it, or with another type, gets 400; JWT callers only, so start-up refuses it next to API keys or a trusted header). Two placeholders need text between them, not starting with %. In every value but the last, % and the first character of each text between placeholders are percent-encoded, so no value can pass for a separator and two identities never share a name.',
         }),
         prefix: str({ env: 'SESSION_NAME_PREFIX', default: '', description: 'Prepended to every session_name, e.g. a tenant or environment.' }),
         sharedNamespace: bool({

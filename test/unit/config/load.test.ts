@@ -77,6 +77,14 @@ describe('config loading', () => {
     assert.ok(loadConfig({ env: { ...baseEnv, PORT: '0', ADMIN_PORT: '0' } }), 'port 0 is a free port each');
   });
 
+  it('claims-need-jwt-only: a template naming {claims.NAME} is refused when API-key or trusted-header callers, who carry no claims, would all get 400', () => {
+    const issues = issuesOf(() => loadConfig({ env: { ...baseEnv, SESSION_NAME_TEMPLATE: '{source}:{claims.tenant}:{subject}' } }));
+    assert.deepEqual(issues.map((i) => i.key), ['session.template']);
+    assert.match(issues[0]?.message ?? '', /names \{claims\.tenant\}, but only JWT callers carry claims: every api_key caller would be refused/);
+    const { IDENTITY_API_KEYS_FILE: _keys, ...jwtOnly } = baseEnv;
+    assert.ok(loadConfig({ env: { ...jwtOnly, IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_JWT_ISSUER: 'https://idp.example', IDENTITY_JWT_AUDIENCE: 'gw', SESSION_NAME_TEMPLATE: '{claims.tenant}/{subject}' } }), 'a JWT-only gateway may name claims');
+  });
+
   it('takes --config and --<yaml.key>=value flags', () => {
     const file = join(dir, 'flags.yaml');
     writeFileSync(file, 'coze:\n  accountId: "42"\n');
@@ -230,7 +238,10 @@ function generateEcPem(): string {
 }
 
 describe('config: budgets and Coze hooks (issue 18)', () => {
-  const one = (env: Record<string, string>) => issuesOf(() => loadConfig({ env: { ...baseEnv, ...env } }));
+  // A JWT source: only a JWT carries the claims these templates name.
+  const { IDENTITY_API_KEYS_FILE: _keys, ...withoutKeys } = baseEnv;
+  const jwtBase = { ...withoutKeys, IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_JWT_ISSUER: 'https://idp.example', IDENTITY_JWT_AUDIENCE: 'gw' };
+  const one = (env: Record<string, string>) => issuesOf(() => loadConfig({ env: { ...jwtBase, ...env } }));
 
   it('loads budgets off by default, in UTC', () => {
     const config = loadConfig({ env: baseEnv });
@@ -270,7 +281,7 @@ describe('config: budgets and Coze hooks (issue 18)', () => {
     assert.deepEqual(one({ SESSION_NAME_TEMPLATE: '{issuer}%{subject}' }), [
       { key: 'session.template', env: 'SESSION_NAME_TEMPLATE', message: 'the text between {issuer} and {subject} may not start with "%", which escapes the values' },
     ]);
-    assert.equal(loadConfig({ env: { ...baseEnv, SESSION_NAME_TEMPLATE: '{claims.tenant}:{subject}', COZE_CUSTOM_CONSUMER: 't-{claims.tenant}/{subject}' } }).session.template, '{claims.tenant}:{subject}');
+    assert.equal(loadConfig({ env: { ...jwtBase, SESSION_NAME_TEMPLATE: '{claims.tenant}:{subject}', COZE_CUSTOM_CONSUMER: 't-{claims.tenant}/{subject}' } }).session.template, '{claims.tenant}:{subject}');
   });
 
   it('refuses a scope without bots, with bots outside the allowlist, or vended permissions broader than proxied ones', () => {
