@@ -315,6 +315,13 @@ describe('Helm chart, rendered', { skip: goMissing }, () => {
       { ports: [{ port: 443, protocol: 'TCP' }], to: auth },
     ]);
 
+    // An https JWKS with cozeEgressCidrs narrowed and no jwksEgressTo: a rule to anywhere on 443 would undo the narrowing.
+    const error = await renderError(CHART, [ci(CHART, 'default-values.yaml'), { networkPolicy: { enabled: true, cozeEgressCidrs: ['203.0.113.0/24'] } }]);
+    assert.ok(error.includes('identity.jwt.jwksUrl is on port 443, which networkPolicy.cozeEgressCidrs narrows for Coze: set networkPolicy.jwksEgressTo'), error);
+    // With Coze's 443 open to any destination, the IdP needs no rule of its own: none is added.
+    const open = egressOf(await render(CHART, [ci(CHART, 'default-values.yaml'), { networkPolicy: { enabled: true } }]));
+    assert.deepEqual(open.filter((e) => e.ports?.some((p) => p.port === 443)), [{ ports: [{ port: 443, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }]);
+
     // Coze behind an egress proxy on its own port, and extra rules appended as given.
     const extra = { ports: [{ port: 8443, protocol: 'TCP' }], to: [{ podSelector: { matchLabels: { app: 'audit-sink' } } }] };
     const proxied = egressOf(
