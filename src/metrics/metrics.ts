@@ -69,7 +69,7 @@ export interface MetricsOptions {
   routeNames: readonly string[];
   /** Scraped, not pushed: the cache size is read when Prometheus asks. */
   tokenCacheEntries: () => number;
-  /** Scraped: identities whose usage counts have not reached Redis yet. */
+  /** Scraped: sessions whose usage counts have not reached Redis yet. */
   usageUnsynced?: () => number;
   defaultMetrics?: boolean;
 }
@@ -172,7 +172,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   });
   new Gauge({
     name: `${PREFIX}usage_unsynced`,
-    help: 'With Redis: identities whose usage counts (past windows included) this replica holds but Redis has not confirmed yet, a write on its way included. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
+    help: 'With Redis: sessions whose usage counts (past windows included) this replica holds but Redis has not confirmed yet, a write on its way included. Above 0 for long means Redis is down: budgets are per replica meanwhile, and the counts reach Redis when it is back.',
     registers,
     collect() {
       this.set(options.usageUnsynced?.() ?? 0);

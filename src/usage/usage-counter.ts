@@ -124,7 +124,8 @@ const isZero = (t: Totals) => t.requests === 0 && t.input === 0 && t.output === 
 export const identityTag = keyHash;
 
 /**
- * Usage per identity and window, decided locally and shared in batches (issue 18). Each
+ * Usage per identity and window, decided locally and shared in batches (issue 18). The
+ * identity key is opaque here: the gateway passes the caller's session_name (admit.ts). Each
  * replica keeps, per identity, the shared totals it last read plus what it counted since; the
  * budget check reads that sum synchronously, never Redis. A timer writes the unsynced counts
  * of every identity that has some, one atomic call per identity (the answer is the new shared
