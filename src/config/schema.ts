@@ -45,16 +45,22 @@ function parseBoolString(value: unknown): unknown {
 }
 
 /**
- * A YAML number where the setting is text: Coze's ids are all digits, and Helm's `--set` and many
- * editors write them unquoted. load.ts reads integers past 2^53 as their digits, so none is rounded.
+ * A YAML number where the setting is a Coze id: the ids are all digits, and Helm's `--set` and
+ * many editors write them unquoted. load.ts reads integers past 2^53 as their digits, so none is
+ * rounded. Only ids: elsewhere a YAML number is more likely a mistake (`007` reads as 7).
  */
 function numberAsText(value: unknown): unknown {
   return typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value;
 }
 
-function parseListString(value: unknown): unknown {
+/** A list of Coze ids, where YAML may hold numbers (numberAsText). */
+function parseIdList(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(numberAsText);
   if (typeof value === 'number') return [numberAsText(value)];
+  return parseListString(value);
+}
+
+function parseListString(value: unknown): unknown {
   if (typeof value !== 'string') return value;
   return value
     .split(',')
@@ -75,11 +81,20 @@ function bool(meta: Omit<SettingMeta, 'type' | 'default'> & { default: boolean }
 }
 
 function str(meta: Omit<SettingMeta, 'type' | 'default'> & { default: string }) {
-  return leaf(z.preprocess(numberAsText, z.string()).default(meta.default), { ...meta, type: 'string' });
+  return leaf(z.string().default(meta.default), { ...meta, type: 'string' });
 }
 
 function optionalStr(meta: Omit<SettingMeta, 'type' | 'default'>) {
+  return leaf(z.string().min(1).optional(), { ...meta, type: 'string' });
+}
+
+/** A Coze id (all digits): a YAML number is taken as its digits (numberAsText). Other text settings take no number. */
+function optionalId(meta: Omit<SettingMeta, 'type' | 'default'>) {
   return leaf(z.preprocess(numberAsText, z.string().min(1)).optional(), { ...meta, type: 'string' });
+}
+
+function optionalIdList(meta: Omit<SettingMeta, 'type' | 'default'>) {
+  return leaf(z.preprocess(parseIdList, z.array(z.string().min(1))).optional(), { ...meta, type: 'list' });
 }
 
 /** Base URLs take no path (paths are appended); `withPath` is for URLs of one resource (a JWKS). */
@@ -241,8 +256,8 @@ export const configSchema = z
           },
           { ws: true },
         ),
-        appId: optionalStr({ env: 'COZE_APP_ID', description: 'OAuth app id (the JWT iss). Required.' }),
-        keyId: optionalStr({ env: 'COZE_KEY_ID', description: 'Public key fingerprint of the OAuth app (the JWT kid). Required.' }),
+        appId: optionalId({ env: 'COZE_APP_ID', description: 'OAuth app id (the JWT iss). Required.' }),
+        keyId: optionalId({ env: 'COZE_KEY_ID', description: 'Public key fingerprint of the OAuth app (the JWT kid). Required.' }),
         privateKey: optionalStr({
           env: 'COZE_PRIVATE_KEY',
           secret: true,
@@ -253,7 +268,7 @@ export const configSchema = z
           defaultText: 'host of coze.baseUrl',
           description: 'JWT aud claim.',
         }),
-        accountId: optionalStr({
+        accountId: optionalId({
           env: 'COZE_ACCOUNT_ID',
           description: 'If set, tokens come from /api/permission/oauth2/account/{accountId}/token.',
         }),
@@ -315,7 +330,7 @@ export const configSchema = z
               default: ['Connector.botChat'],
               description: 'account_permission.permission_list of the scope (comma list of Coze permission points).',
             }),
-            botIdList: optionalList({
+            botIdList: optionalIdList({
               env: 'COZE_SCOPE_BOT_IDS',
               defaultText: 'policy.allowedBotIds',
               description: 'attribute_constraint.connector_bot_chat_attribute.bot_id_list of the scope (comma list). Every id must also be in policy.allowedBotIds when that is set.',
@@ -442,9 +457,9 @@ export const configSchema = z
           default: true,
           description: 'Force user_id, ext.user_id, connector_uid, uid and chat_config.user_id to the session_name.',
         }),
-        allowedBotIds: optionalList({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
-        allowedWorkflowIds: optionalList({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
-        allowedAppIds: optionalList({
+        allowedBotIds: optionalIdList({ env: 'ALLOWED_BOT_IDS', defaultText: 'any', description: 'Bots callers may use (comma list).' }),
+        allowedWorkflowIds: optionalIdList({ env: 'ALLOWED_WORKFLOW_IDS', defaultText: 'any', description: 'Workflows callers may run (comma list).' }),
+        allowedAppIds: optionalIdList({
           env: 'ALLOWED_APP_IDS',
           defaultText: 'any',
           description: 'Apps callers may use (comma list), checked as app_id in bodies and queries and as a WebSocket entity_id of entity_type app.',

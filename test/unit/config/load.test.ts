@@ -65,6 +65,8 @@ describe('config loading', () => {
     assert.equal(config.coze.accountId, '42');
     assert.deepEqual(config.policy.allowedBotIds, ['7351234567890123456', '7351234567890123457']);
     assert.deepEqual(config.policy.allowedWorkflowIds, ['7351234567890123458']);
+    writeFileSync(file, 'session:\n  prefix: 007\n');
+    assert.equal(issuesOf(() => loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file } }))[0]?.key, 'session.prefix', 'a text setting that is not an id takes no number (007 would read as 7)');
     writeFileSync(file, 'server:\n  port: 123456789012345678901\n');
     assert.equal(issuesOf(() => loadConfig({ env: { ...baseEnv, GATEWAY_CONFIG: file } }))[0]?.key, 'server.port', 'a numeric setting still refuses what does not fit');
   });
