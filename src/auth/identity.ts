@@ -175,6 +175,7 @@ export async function createAuthenticatorFromConfig(
         ...(jwt.issuer ? { issuer: jwt.issuer } : {}),
         ...(jwt.audience ? { audience: jwt.audience } : {}),
         allowMissingAudience: jwt.allowMissingAudience,
+        accessTokenTypes: jwt.accessTokenTypes,
         subjectClaim: jwt.subjectClaim,
         clockToleranceSeconds: jwt.clockToleranceSeconds,
         jwksCooldownSeconds: jwt.jwksCooldownSeconds,

@@ -25,6 +25,8 @@ export interface JwtSourceOptions {
   audience?: string[];
   /** For an identity provider that sets no aud: tokens without aud pass, tokens with any aud are refused. */
   allowMissingAudience?: boolean;
+  /** The typ values of an access token; JWT and at+jwt when absent. */
+  accessTokenTypes?: readonly string[];
   subjectClaim: string;
   clockToleranceSeconds: number;
   jwksCooldownSeconds: number;
@@ -48,7 +50,7 @@ const KEY_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
  * (logout+jwt, OpenID Connect Back-Channel Logout), security event tokens (secevent+jwt, RFC
  * 8417), introspection answers. Explicit typing keeps them apart (RFC 8725 section 3.11).
  */
-const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt']);
+const ACCESS_TOKEN_TYPES = ['JWT', 'at+jwt'];
 
 interface Verified {
   identity: Identity;
@@ -68,6 +70,8 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
   if (!options.issuer?.length) throw new TypeError('a JWT source needs an issuer (SPEC section 3.1)');
   const audience = options.audience?.length ? options.audience : undefined;
   if (!audience && !options.allowMissingAudience) throw new TypeError('a JWT source needs an audience, or allowMissingAudience (SPEC section 3.1)');
+  const typeList = (options.accessTokenTypes ?? ACCESS_TOKEN_TYPES).join(' or ');
+  const accessTypes = new Set((options.accessTokenTypes ?? ACCESS_TOKEN_TYPES).map(typeName));
   if (audience && options.allowMissingAudience) throw new TypeError('set audience or allowMissingAudience, not both');
   const now = options.now ?? Date.now;
   const algorithms = options.algorithms ?? (options.secret ? ['HS256'] : KEY_ALGORITHMS);
@@ -146,7 +150,7 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
     } catch (err) {
       throw toAuthError(err);
     }
-    if (!isAccessTokenType(type)) throw new AuthError('jwt', 'bad_claims', 'The JWT typ header names another kind of token (expected JWT or at+jwt).');
+    if (!isAccessTokenType(type, accessTypes)) throw new AuthError('jwt', 'bad_claims', `The JWT typ header names another kind of token (expected ${typeList}).`);
     // allowMissingAudience: a token that names an audience names some application, never this gateway.
     if (!audience && payload.aud !== undefined) throw new AuthError('jwt', 'bad_claims', 'The JWT aud claim is not accepted.');
     // jose checks iat only against maxTokenAge; a token issued in the future (a skewed or forged
@@ -209,12 +213,16 @@ function isFetchFailure(err: unknown): boolean {
   return err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network|Expected 200 OK/i.test(err.message));
 }
 
-/** No typ, or an access token's; media type names are case-insensitive and "application/" may be left out (RFC 7515 section 4.1.9). */
-function isAccessTokenType(typ: unknown): boolean {
-  if (typ === undefined) return true;
-  if (typeof typ !== 'string') return false;
+/** Media type names are case-insensitive and "application/" may be left out (RFC 7515 section 4.1.9). */
+const typeName = (typ: string) => {
   const name = typ.toLowerCase();
-  return ACCESS_TOKEN_TYPES.has(name.startsWith('application/') ? name.slice('application/'.length) : name);
+  return name.startsWith('application/') ? name.slice('application/'.length) : name;
+};
+
+/** No typ, or an access token's. */
+function isAccessTokenType(typ: unknown, accessTypes: ReadonlySet<string>): boolean {
+  if (typ === undefined) return true;
+  return typeof typ === 'string' && accessTypes.has(typeName(typ));
 }
 
 function readClaim(payload: JWTPayload, path: string): unknown {

@@ -380,6 +380,12 @@ export const configSchema = z
               description:
                 'Opt-out, for an identity provider that puts no aud in its tokens (Amazon Cognito access tokens, for one), instead of identity.jwt.audience: JWTs without aud are accepted and a JWT with any aud is refused. Weaker: a token the provider issued for another application gets in when it carries no aud either. Start-up logs a warning while it is on.',
             }),
+            accessTokenTypes: list({
+              env: 'IDENTITY_JWT_ACCESS_TOKEN_TYPES',
+              default: ['JWT', 'at+jwt'],
+              description:
+                'The typ header values of an access token (case-insensitive, "application/" optional). A JWT with another typ is refused: the identity provider also signs logout tokens (logout+jwt), security events (secevent+jwt) and introspection answers, which may carry a sub and this aud. A JWT without typ passes. Add the type your provider gives access tokens if it is another.',
+            }),
             subjectClaim: str({
               env: 'IDENTITY_JWT_SUBJECT_CLAIM',
               default: 'sub',

@@ -39,6 +39,15 @@ describe('jwt source: one verification per token', () => {
   });
   after(() => counter.restore());
 
+  it('jwt-access-token-types: the typ values of an access token are configurable, for a provider with a type of its own', async () => {
+    const typed = (typ: string) => new SignJWT({}).setProtectedHeader({ alg: 'RS256', typ }).setSubject('alice').setIssuer('https://idp').setAudience('gateway').setExpirationTime('1h').sign(privateKey);
+    const vendorType = 'application/okta-internal-at+jwt';
+    await assert.rejects(async () => (await source()).authenticate(request(await typed(vendorType))), (err: unknown) => err instanceof AuthError && /expected JWT or at\+jwt/.test(err.message));
+    const custom = await createJwtSource({ ...settings(), issuer: ['https://idp'], audience: ['gateway'], accessTokenTypes: ['JWT', 'at+jwt', 'okta-internal-at+jwt'] });
+    assert.equal((await custom.authenticate(request(await typed(vendorType))))?.subject, 'alice');
+    await assert.rejects(async () => custom.authenticate(request(await typed('logout+jwt'))), AuthError);
+  });
+
   it('a burst of requests carrying one new token verifies it once (stampede regression)', async () => {
     const jwt = await source();
     const token = await sign('alice');
