@@ -6,18 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { issuesOf } from '../helpers/config-issues.js';
 import { request } from '../helpers/http.js';
 import { CALLER_AUDIENCE, CALLER_ISSUER, startStack, type Stack } from '../helpers/stack.js';
-
-function issuesOf(fn: () => unknown): ConfigError['issues'] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.issues;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 /**
  * Issue 15, finding 11: identity sources shared one namespace. With the default `{subject}`

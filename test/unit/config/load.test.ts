@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../../src/config/load.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { issuesOf } from '../../helpers/config-issues.js';
 import { generateRsaKey } from '../../helpers/keys.js';
 
 const key = generateRsaKey();
@@ -13,16 +14,6 @@ const keyFile = join(dir, 'private_key.pem');
 writeFileSync(keyFile, key.privatePkcs8);
 
 const baseEnv = { COZE_APP_ID: '1127900106117', COZE_KEY_ID: 'kid-1', COZE_PRIVATE_KEY_FILE: keyFile, IDENTITY_API_KEYS_FILE: '/dev/null' };
-
-function issuesOf(fn: () => unknown): ConfigError['issues'] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err.issues;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 describe('config loading', () => {
   it('loads the defaults and derives audience and wsBaseUrl from the base URL', () => {
