@@ -48,6 +48,11 @@ export interface WriteStamp {
  */
 export interface SharedUsageStore {
   add(identityTag: string, stamp: WriteStamp, windows: readonly WindowDelta[]): Promise<Totals[]>;
+  /**
+   * True for the first replica to claim `id` (a chat or an async run whose usage was read) for
+   * this identity within a day: the others saw it counted already.
+   */
+  claimOnce(identityTag: string, id: string): Promise<boolean>;
   /** False while the store cannot be reached: counts stay local, without a failing call each time. */
   readonly available: boolean;
 }

@@ -66,9 +66,10 @@ const field = (value: unknown, name: string): unknown => (typeof value === 'obje
 /**
  * Makes the per-request watchers. `onCount` receives each report once (the counter and the
  * metrics hang there). Ids already counted are remembered (bounded) on this replica, so a chat
- * polled to its end and then retrieved again, or streamed and then retrieved, counts once.
+ * polled to its end and then retrieved again, or streamed and then retrieved, counts once; the
+ * report's id goes with it, for the replicas to agree on it too (usage-service.ts).
  */
-export function createUsageObservers(options: { onCount(route: string, sessionName: string, counts: TokenCounts): void; maxRememberedIds?: number }) {
+export function createUsageObservers(options: { onCount(route: string, sessionName: string, counts: TokenCounts, id: string | undefined): void; maxRememberedIds?: number }) {
   const seen = new LRUCache<string, true>({ max: options.maxRememberedIds ?? 100_000 });
   const firstTime = (id: string | undefined) => {
     if (id === undefined) return true;
@@ -90,7 +91,7 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
       if (!counts || !firstTime(id)) return;
       const counted = request.counted;
       request.counted = counted ? { input: counted.input + counts.input, output: counted.output + counts.output, total: counted.total + counts.total } : counts;
-      options.onCount(route, sessionName, counts);
+      options.onCount(route, sessionName, counts, id);
     };
     // endedByEvent: the event itself says the chat has ended, whatever its data holds.
     const chat = (obj: unknown, endedByEvent = false) => {

@@ -4,9 +4,9 @@ import type { Endpoint } from '../policy/endpoints.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget-overrides.js';
 import { createBudgets, type Budgets } from './budgets.js';
-import { createUsageCounter, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
+import { createUsageCounter, identityTag, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
 import type { UsageReportDeps } from './usage-endpoint.js';
-import { createUsageObservers, type RequestUsage } from './usage-observer.js';
+import { createUsageObservers, type RequestUsage, type TokenCounts } from './usage-observer.js';
 import { createUsageWindows } from './usage-windows.js';
 
 export interface UsageService {
@@ -74,10 +74,29 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
     now,
     onRefused: (window, kind) => metrics.budgetRefusals.labels(window, kind).inc(),
   });
+  const count = (route: string, sessionName: string, counts: TokenCounts) => {
+    counter.record(sessionName, counts);
+    metrics.countTokens(route, counts.input, counts.output);
+  };
+  // Claims in flight, so that close() counts what they decide before the last write.
+  const claims = new Set<Promise<void>>();
   const watch = createUsageObservers({
-    onCount(route, sessionName, counts) {
-      counter.record(sessionName, counts);
-      metrics.countTokens(route, counts.input, counts.output);
+    onCount(route, sessionName, counts, id) {
+      const store = options.store;
+      // A chat retrieved through two replicas is counted by the first to claim its id in Redis.
+      // Redis away or failing: counted here, as a replica alone would (at most once per replica).
+      if (id === undefined || !store?.available) return count(route, sessionName, counts);
+      const claim = store.claimOnce(identityTag(sessionName), id).then(
+        (first) => {
+          if (first) count(route, sessionName, counts);
+        },
+        () => {
+          metrics.redisErrors.labels('usage').inc();
+          count(route, sessionName, counts);
+        },
+      );
+      claims.add(claim);
+      void claim.finally(() => claims.delete(claim));
     },
   });
 
@@ -98,6 +117,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
     },
     async close() {
       overrides?.close();
+      await Promise.all(claims);
       await counter.close();
     },
   };

@@ -1,4 +1,4 @@
-import { redisReady, withTimeout } from '../cache/redis-client.js';
+import { keyHash, redisReady, withTimeout } from '../cache/redis-client.js';
 import type { RedisClient } from '../cache/redis-topology.js';
 import type { SharedUsageStore, Totals, WindowDelta } from './usage-counter.js';
 
@@ -46,6 +46,11 @@ type ScriptedRedis = RedisClient & { csgUsageAdd(numKeys: number, ...args: Array
 
 /** A window's counts stay readable this long after it ends (a late replica's write lands in the right window). */
 export const USAGE_KEY_MARGIN_MS = 86_400_000;
+/**
+ * How long a counted chat or run id stays claimed: its polls and retrieves come within minutes;
+ * a day bounds the keys to one per chat a day.
+ */
+export const CLAIM_TTL_MS = 86_400_000;
 
 /**
  * Usage counters in Redis, shared by every replica: one hash per identity and window, changed
@@ -62,6 +67,10 @@ export function createRedisUsageStore(options: { redis: RedisClient; namespace: 
   return {
     get available() {
       return redisReady(options.redis);
+    },
+    async claimOnce(tag, id) {
+      const key = `${options.namespace}:usage:{${tag}}:seen:${keyHash(id)}`;
+      return (await withTimeout(options.redis.set(key, '1', 'PX', CLAIM_TTL_MS, 'NX'), options.commandTimeoutMs)) === 'OK';
     },
     async add(tag, stamp, windows) {
       const keys = [`${options.namespace}:usage:{${tag}}:writer:${stamp.writer}`, ...windows.map((w) => keyOf(tag, w))];

@@ -70,6 +70,25 @@ describe('usage and budgets shared by three replicas through Redis', { skip: red
     assert.equal((await chat(replica(1).url, bob)).status, 200, 'another user is unaffected');
   });
 
+  it('usage-chat-counted-once-across-replicas: a chat retrieved through every replica after its end is counted once, by the first to claim it', async () => {
+    const dave = await stack.callerToken('dave@example.com');
+    const headers = { authorization: `Bearer ${dave}`, 'content-type': 'application/json' };
+    const created = JSON.parse(
+      (await raw(replica(0).url, { method: 'POST', path: '/v3/chat', headers, body: JSON.stringify({ bot_id: 'bot-ok', stream: false, additional_messages: [{ role: 'user', content: 'hello there', content_type: 'text' }] }) })).body,
+    ) as { data: { id: string; conversation_id: string } };
+    const retrieve = (i: number) => raw(replica(i).url, { path: `/v3/chat/retrieve?conversation_id=${created.data.conversation_id}&chat_id=${created.data.id}`, headers });
+    // Polled to its end on replica 0, as the SDKs do, then retrieved again through the others.
+    for (let i = 0; i < 50 && (JSON.parse((await retrieve(0)).body) as { data: { status: string } }).data.status !== 'completed'; i++) await sleep(20);
+    for (const i of [1, 2, 1, 2]) assert.equal((await retrieve(i)).status, 200);
+    await until(async () => {
+      for (let i = 0; i < 3; i++) await replica(i).gateway.usage.counter.flush();
+      return (await usageOn(replica(0), dave)).day.total_tokens > 0;
+    }, 'the chat is counted');
+    await sleep(100);
+    for (let i = 0; i < 3; i++) await replica(i).gateway.usage.counter.flush();
+    assert.equal((await usageOn(replica(1), dave)).day.total_tokens, 28, 'one chat of 28 tokens, not one per replica');
+  });
+
   it('keeps no user id in clear in Redis; the keys share one hash slot per identity and expire with their window', async () => {
     const client = new Redis(redisServer.url);
     try {
@@ -77,11 +96,12 @@ describe('usage and budgets shared by three replicas through Redis', { skip: red
       assert.ok(keys.length >= 4, `a day and a month key per identity: ${keys.join(', ')}`);
       for (const key of keys) {
         assert.doesNotMatch(key, /alice|bob|example/, 'no user id in a key');
-        assert.match(key, /:usage:\{[0-9a-f]{32}\}:(day:\d{4}-\d{2}-\d{2}|month:\d{4}-\d{2}|writer:[0-9a-f]{16})$/);
+        assert.match(key, /:usage:\{[0-9a-f]{32}\}:(day:\d{4}-\d{2}-\d{2}|month:\d{4}-\d{2}|writer:[0-9a-f]{16}|seen:[0-9a-f]{32})$/);
         const ttl = await client.pttl(key);
         // The window's end plus one day's margin, at most: a month key (and a writer's seq) lives about a month.
         assert.ok(ttl > 0 && ttl <= (key.includes(':day:') ? 2 : 32) * 86_400_000, `${key} expires (${ttl} ms)`);
         if (key.includes(':writer:')) assert.match(String(await client.get(key)), /^\d+$/);
+        else if (key.includes(':seen:')) assert.equal(await client.get(key), '1');
         else for (const value of Object.values(await client.hgetall(key))) assert.match(value, /^\d+$/);
       }
     } finally {

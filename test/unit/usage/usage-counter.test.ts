@@ -8,6 +8,7 @@ import { createUsageWindows } from '../../../src/usage/usage-windows.js';
 function fakeStore() {
   const data = new Map<string, Totals>();
   const applied = new Map<string, number>();
+  const claimed = new Set<string>();
   const store = {
     up: true,
     calls: 0,
@@ -27,6 +28,12 @@ function fakeStore() {
         data.set(key, next);
         return next;
       });
+    },
+    async claimOnce(tag: string, id: string): Promise<boolean> {
+      if (!store.up) throw new Error('down');
+      if (claimed.has(`${tag}:${id}`)) return false;
+      claimed.add(`${tag}:${id}`);
+      return true;
     },
   };
   return store satisfies SharedUsageStore;
