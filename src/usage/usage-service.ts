@@ -6,7 +6,7 @@ import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget
 import { createBudgets, type Budgets } from './budgets.js';
 import { createUsageCounter, identityTag, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
 import type { UsageReportDeps } from './usage-endpoint.js';
-import { createUsageObservers, type RequestUsage, type TokenCounts } from './usage-observer.js';
+import { createUsageObservers, type RequestUsage } from './usage-observer.js';
 import { createUsageWindows } from './usage-windows.js';
 
 export interface UsageService {
@@ -74,25 +74,24 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
     now,
     onRefused: (window, kind) => metrics.budgetRefusals.labels(window, kind).inc(),
   });
-  const count = (route: string, sessionName: string, counts: TokenCounts) => {
-    counter.record(sessionName, counts);
-    metrics.countTokens(route, counts.input, counts.output);
-  };
-  // Claims in flight, so that close() counts what they decide before the last write.
+  // Claims in flight, so that close() writes what they decide before the last write.
   const claims = new Set<Promise<void>>();
   const watch = createUsageObservers({
     onCount(route, sessionName, counts, id) {
+      // Counted at once, so the budgets and GET /gateway/usage see it without waiting for Redis.
+      counter.record(sessionName, counts);
       const store = options.store;
-      // A chat retrieved through two replicas is counted by the first to claim its id in Redis.
-      // Redis away or failing: counted here, as a replica alone would (at most once per replica).
-      if (id === undefined || !store?.available) return count(route, sessionName, counts);
+      if (id === undefined || !store?.available) return metrics.countTokens(route, counts.input, counts.output);
+      // A chat read through two replicas is the first claimant's: the others take their count
+      // back. A claim Redis does not answer keeps it, as a replica alone would (once per replica).
       const claim = store.claimOnce(identityTag(sessionName), id).then(
         (first) => {
-          if (first) count(route, sessionName, counts);
+          if (first) metrics.countTokens(route, counts.input, counts.output);
+          else counter.record(sessionName, { input: -counts.input, output: -counts.output, total: -counts.total });
         },
         () => {
           metrics.redisErrors.labels('usage').inc();
-          count(route, sessionName, counts);
+          metrics.countTokens(route, counts.input, counts.output);
         },
       );
       claims.add(claim);
