@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { freePort } from './cli-process.js';
 
 export interface RedisServer {
@@ -86,4 +88,29 @@ function accepts(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/**
+ * A private redis-server for the suite this is called in (its before and after hooks), and
+ * fail-fast ioredis connections to it (or to `url`), closed when the suite ends.
+ */
+export function useRedisServer(): { connect(url?: string): Promise<Redis> } {
+  let server: RedisServer | undefined;
+  const clients: Redis[] = [];
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await server?.stop();
+  });
+  return {
+    async connect(url = (server as RedisServer).url): Promise<Redis> {
+      const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+      redis.on('error', () => undefined);
+      clients.push(redis);
+      await new Promise((r) => redis.once('ready', r));
+      return redis;
+    },
+  };
 }

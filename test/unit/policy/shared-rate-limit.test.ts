@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { createRateLimiter, type RateDecision } from '../../../src/policy/rate-limit.js';
 import { createSharedRateLimiter, LEASE_TTL_MS, maxLease } from '../../../src/policy/shared-rate-limit.js';
 import { createFakeClock } from '../../helpers/clock.js';
-import { redisMissing, startRedis, type RedisServer } from '../../helpers/redis.js';
+import { redisMissing, startRedis, useRedisServer } from '../../helpers/redis.js';
 
 /**
  * The shared limit of issue 17 on a real redis-server: leases of allowance spent locally.
@@ -13,23 +12,7 @@ import { redisMissing, startRedis, type RedisServer } from '../../helpers/redis.
  * include what it can have refilled while the test ran.
  */
 describe('shared rate limiter', { skip: redisMissing }, () => {
-  let server: RedisServer | undefined;
-  const clients: Redis[] = [];
-  before(async () => {
-    server = await startRedis();
-  });
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server?.stop();
-  });
-
-  async function connect(url = (server as RedisServer).url): Promise<Redis> {
-    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-    redis.on('error', () => undefined);
-    clients.push(redis);
-    await new Promise((r) => redis.once('ready', r));
-    return redis;
-  }
+  const { connect } = useRedisServer();
   /** `n` replicas of one deployment: each its own connection, clock and local bucket. */
   async function replicas(n: number, requestsPerMinute: number, namespace = `rl:${randomBytes(6).toString('hex')}`) {
     return Promise.all(

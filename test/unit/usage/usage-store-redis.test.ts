@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { RedisTimeoutError } from '../../../src/cache/redis-client.js';
 import { createUsageCounter, identityTag } from '../../../src/usage/usage-counter.js';
 import { createRedisUsageStore } from '../../../src/usage/usage-store-redis.js';
 import { createUsageWindows } from '../../../src/usage/usage-windows.js';
 import { createFakeClock } from '../../helpers/clock.js';
-import { redisMissing, startRedis, type RedisServer } from '../../helpers/redis.js';
+import { redisMissing, useRedisServer } from '../../helpers/redis.js';
 
 /**
  * The usage counter on a real redis-server whose answers come late: `CLIENT PAUSE ... WRITE`
@@ -19,23 +18,7 @@ describe('usage counts in Redis', { skip: redisMissing }, () => {
   // Next year: a window that ended before Redis's own clock would have its keys expire at once.
   const year = new Date().getUTCFullYear() + 1;
   const COMMAND_TIMEOUT_MS = 300;
-  let server: RedisServer | undefined;
-  const clients: Redis[] = [];
-  before(async () => {
-    server = await startRedis();
-  });
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server?.stop();
-  });
-
-  async function connect(): Promise<Redis> {
-    const redis = new Redis((server as RedisServer).url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-    redis.on('error', () => undefined);
-    clients.push(redis);
-    await new Promise((r) => redis.once('ready', r));
-    return redis;
-  }
+  const { connect } = useRedisServer();
 
   /** A replica's counter on its own connection, and a second connection to look at Redis with. */
   async function setup(startMs: number, maxIdentities?: number) {
