@@ -30,6 +30,7 @@ import { createWebSocketProxy, type WebSocketProxy } from './proxy/websocket.js'
 import { createSessionNamer } from './session/session-name.js';
 import { tokenKeysFromConfig } from './coze/mint-request.js';
 import { createRedisUsageStore } from './usage/usage-store-redis.js';
+import { createChatRetriever } from './usage/chat-retrieve.js';
 import { createUsageService, type UsageService } from './usage/usage-service.js';
 
 /** After a failed mint, new mints wait 1 s, doubling per failure in a row up to 30 s. */
@@ -101,6 +102,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     routeNames: routes.names,
     tokenCacheEntries: () => cacheRef.current?.size ?? 0,
     usageUnsynced: () => usageRef.current?.counter.unsynced ?? 0,
+    usageFollowUpsPending: () => usageRef.current?.followUps?.pending ?? 0,
   });
 
   const signer = await createJwtSigner({
@@ -185,6 +187,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     store: redis ? createRedisUsageStore({ redis: redis.connection.client, namespace: redis.namespace, commandTimeoutMs: config.cache.commandTimeoutMs }) : undefined,
     metrics,
     logger,
+    retrieveChat: createChatRetriever({ forwarder, tokens, timeoutMs: config.server.upstreamTimeoutSeconds * 1000 }),
     now: deps.usageNow ?? now,
   });
   usageRef.current = usage;
@@ -262,6 +265,8 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     isDraining: () => draining,
     async close() {
       authenticator.close();
+      // Before the upstream pool goes: no follow-up starts a retrieve that would fail on it.
+      usage.followUps?.close();
       await forwarder.close();
       tokenClient.close();
       // Counts not yet in Redis are written first (bounded wait).

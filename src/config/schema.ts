@@ -555,6 +555,37 @@ export const configSchema = z
           max: 60000,
           description: 'With Redis: how often each replica writes its counts to Redis and reads the others\'. The accuracy bound of the budgets across replicas grows with it (docs/usage-and-budgets.md).',
         }),
+        followUp: z
+          .object({
+            enabled: bool({
+              env: 'BUDGET_FOLLOW_UP_ENABLED',
+              default: true,
+              description:
+                'Retrieve from Coze, with the session\'s token, a chat nobody followed to its end through the gateway (a stream:false chat never retrieved once ended, a chat stream dropped before conversation.chat.completed), so that its tokens are counted (docs/usage-and-budgets.md).',
+            }),
+            delayMs: int({
+              env: 'BUDGET_FOLLOW_UP_DELAY_MS',
+              default: 60000,
+              min: 10,
+              max: 3600000,
+              description: 'How long after a chat was last seen running the gateway retrieves it itself; a chat still running is retried, backing off from this up to 5 minutes.',
+            }),
+            maxAgeMs: int({
+              env: 'BUDGET_FOLLOW_UP_MAX_AGE_MS',
+              default: 1800000,
+              min: 10,
+              max: 86400000,
+              description: 'A chat still running (or waiting for tool outputs) this long after it was first seen is given up (one waiting for tool outputs is counted with what it spent so far).',
+            }),
+            maxPending: int({
+              env: 'BUDGET_FOLLOW_UP_MAX_PENDING',
+              default: 10000,
+              min: 1,
+              description: 'Chats waiting for a follow-up per replica at most; beyond it the oldest is dropped (coze_gateway_usage_follow_ups_total{outcome="evicted"}).',
+            }),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -4,6 +4,7 @@ import { AUTH_FAILURE_REASONS, IDENTITY_SOURCES } from '../auth/identity.js';
 import { REDIS_OPERATIONS } from '../cache/redis-client.js';
 import { CACHE_RESULTS } from '../coze/token-cache.js';
 import { MINT_OUTCOMES } from '../coze/token-client.js';
+import { FOLLOW_UP_OUTCOMES, type FollowUpOutcome } from '../usage/chat-follow-up.js';
 import { BUDGET_KINDS } from '../usage/budget-overrides.js';
 import { USAGE_WINDOWS } from '../usage/usage-windows.js';
 
@@ -54,6 +55,8 @@ export interface GatewayMetrics {
   usageTokens: Counter<'route' | 'kind'>;
   budgetRefusals: Counter<'window' | 'budget'>;
   budgetOverrideReloads: Counter<'outcome'>;
+  /** What became of the chats the gateway followed up itself (chat-follow-up.ts). */
+  countFollowUp(outcome: FollowUpOutcome): void;
   apiKeyReloads: Counter<'outcome'>;
   /** Coze tokens an answer reported, by route: input and output. */
   countTokens(route: string, input: number, output: number): void;
@@ -71,6 +74,8 @@ export interface MetricsOptions {
   tokenCacheEntries: () => number;
   /** Scraped: sessions whose usage counts have not reached Redis yet. */
   usageUnsynced?: () => number;
+  /** Scraped: chats waiting for a follow-up. */
+  usageFollowUpsPending?: () => number;
   defaultMetrics?: boolean;
 }
 
@@ -164,6 +169,21 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     labelNames: ['outcome'] as const,
     registers,
   });
+  const usageFollowUps = new Counter({
+    name: `${PREFIX}usage_follow_ups_total`,
+    help:
+      'Chats nobody followed to their end, followed up by the gateway, by outcome: counted (retrieved ended and counted), abandoned (still waiting for tool outputs at budgets.followUp.maxAgeMs: what it spent is counted), followed (its usage was counted otherwise first: no retrieve needed, or it raced one), claimed (with Redis: another replica counted it; no retrieve), retried (one attempt found it running or could not retrieve it: tried again later), expired (still running, or not retrievable, at budgets.followUp.maxAgeMs: given up), failed (Coze refused the retrieve for good), evicted (dropped at budgets.followUp.maxPending).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  new Gauge({
+    name: `${PREFIX}usage_follow_ups_pending`,
+    help: 'Chats this replica is waiting to follow up (budgets.followUp.*).',
+    registers,
+    collect() {
+      this.set(options.usageFollowUpsPending?.() ?? 0);
+    },
+  });
   const apiKeyReloads = new Counter({
     name: `${PREFIX}api_key_reloads_total`,
     help: 'Reloads of identity.apiKeys.file by outcome: ok (the new version is in force) or error (it did not parse; the last good version stays).',
@@ -194,6 +214,8 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   rateLimited.inc(0);
   for (const window of USAGE_WINDOWS) for (const budget of BUDGET_KINDS) budgetRefusals.labels(window, budget).inc(0);
   for (const outcome of ['ok', 'error']) budgetOverrideReloads.labels(outcome).inc(0);
+  const followUpChildren = new Map(FOLLOW_UP_OUTCOMES.map((outcome) => [outcome, usageFollowUps.labels(outcome)] as const));
+  for (const child of followUpChildren.values()) child.inc(0);
   for (const outcome of ['ok', 'error']) apiKeyReloads.labels(outcome).inc(0);
 
   // prom-client hashes the label values on every labels() call, and a histogram child's observe
@@ -246,6 +268,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
     usageTokens,
     budgetRefusals,
     budgetOverrideReloads,
+    countFollowUp: (outcome) => followUpChildren.get(outcome)?.inc(),
     apiKeyReloads,
     countTokens(route, input, output) {
       const children = routeChildren(route);

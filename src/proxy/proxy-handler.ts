@@ -313,7 +313,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     function relay(result: InspectedResponse): void {
       log.bytesIn = body.bytesIn();
-      log.usage = deps.usage?.track(admission.endpoint, admission.sessionName);
+      log.usage = deps.usage?.track(admission.endpoint, admission.sessionName, admission.tokenKey);
       relayResponse({
         upstream,
         res,

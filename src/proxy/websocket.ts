@@ -155,7 +155,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
-    const usage = deps.usage?.track(admission.endpoint, admission.sessionName);
+    const usage = deps.usage?.track(admission.endpoint, admission.sessionName, admission.tokenKey);
     const { upstream, logId } = await dialCoze(deps, {
       tokenKey: admission.tokenKey,
       target(accessToken) {

@@ -53,6 +53,8 @@ export interface SharedUsageStore {
    * this identity within a day: the others saw it counted already.
    */
   claimOnce(identityTag: string, id: string): Promise<boolean>;
+  /** Whether some replica has claimed `id` (a chat followed up need not be retrieved then). */
+  isClaimed(identityTag: string, id: string): Promise<boolean>;
   /** False while the store cannot be reached: counts stay local, without a failing call each time. */
   readonly available: boolean;
 }

@@ -18,15 +18,47 @@ import { createJsonFieldScanner, type ScannedFields } from './usage-scan.js';
  *   once it has ended, once per execute_id: a sync or streamed run was counted as it ran.
  * Where Coze's framing is not documented the parse is defensive: anything that is not a usage
  * object counts nothing, and nothing here can fail the relay.
+ *
+ * With `onOpenChat`, a chat seen to start but not to end is handed over to be followed up
+ * (chat-follow-up.ts): a JSON Chat object still `created`, `in_progress` or `requires_action`, or
+ * a chat stream that ended or was cut after `conversation.chat.created` / `in_progress` gave its
+ * ids but before `conversation.chat.completed` / `failed`. Realtime sockets are not followed.
  */
 const ENDED_CHAT = new Set(['completed', 'failed', 'canceled']);
+/** A chat in these states has spent, or will spend, tokens its end reports. */
+const OPEN_CHAT = new Set(['created', 'in_progress', 'requires_action']);
 const CHAT_EVENTS: ReadonlySet<string> = new Set(['conversation.chat.completed', 'conversation.chat.failed']);
+/** A chat stream's first events give the ids a follow-up needs: one small parse per chat. */
+const CHAT_START_EVENTS: ReadonlySet<string> = new Set(['conversation.chat.created', 'conversation.chat.in_progress']);
+const CHAT_FOLLOW_EVENTS: ReadonlySet<string> = new Set([...CHAT_EVENTS, ...CHAT_START_EVENTS]);
 // Message events carry the usage; Done is read too, in case a run reports its total there.
 const WORKFLOW_EVENTS: ReadonlySet<string> = new Set(['message', 'done']);
 /** Bytes of a realtime frame that can only be a chat's last event. */
 const WS_MARKERS = [Buffer.from('conversation.chat.completed'), Buffer.from('conversation.chat.failed')];
 
 export type TokenCounts = Pick<Totals, 'input' | 'output' | 'total'>;
+
+/** A chat that started in an answer that did not show its end: what a follow-up needs to retrieve it. */
+export interface OpenChat {
+  /** The route that started it; its tokens are counted under it. */
+  readonly route: string;
+  readonly sessionName: string;
+  /** The token cache key the proxy used for it (src/coze/mint-request.ts). */
+  readonly tokenKey: string;
+  readonly chatId: string;
+  readonly conversationId: string;
+}
+
+export interface UsageObservers {
+  /** A watcher for one answer or socket of `endpoint`; undefined for endpoints that report no usage. */
+  watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string, tokenKey?: string): RequestUsage | undefined;
+  /**
+   * A Chat object the gateway retrieved itself: counted as a client's retrieve of it would be
+   * (once per chat id). `ended` counts it whatever its status (one abandoned waiting for tool
+   * outputs). False when it was not counted now: still running, or counted before.
+   */
+  countChat(chat: OpenChat, data: unknown, ended?: boolean): boolean;
+}
 
 /** One answer (or one socket) being watched for usage. */
 export interface RequestUsage {
@@ -69,7 +101,12 @@ const field = (value: unknown, name: string): unknown => (typeof value === 'obje
  * polled to its end and then retrieved again, or streamed and then retrieved, counts once; the
  * report's id goes with it, for the replicas to agree on it too (usage-service.ts).
  */
-export function createUsageObservers(options: { onCount(route: string, sessionName: string, counts: TokenCounts, id: string | undefined): void; maxRememberedIds?: number }) {
+export function createUsageObservers(options: {
+  onCount(route: string, sessionName: string, counts: TokenCounts, id: string | undefined): void;
+  /** A chat seen to start but not to end (absent: chats are not followed up). */
+  onOpenChat?(chat: OpenChat): void;
+  maxRememberedIds?: number;
+}): UsageObservers {
   const seen = new LRUCache<string, true>({ max: options.maxRememberedIds ?? 100_000 });
   const firstTime = (id: string | undefined) => {
     if (id === undefined) return true;
@@ -77,8 +114,31 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
     seen.set(id, true);
     return true;
   };
+  const onOpenChat = options.onOpenChat;
+  const chatEvents = onOpenChat ? CHAT_FOLLOW_EVENTS : CHAT_EVENTS;
+  const chatId = (obj: unknown) => {
+    const id = field(obj, 'id');
+    return typeof id === 'string' ? `chat:${id}` : undefined;
+  };
+  const countChat = (route: string, sessionName: string, obj: unknown, ended: boolean, counted?: (counts: TokenCounts) => void): boolean => {
+    const status = field(obj, 'status');
+    if (!ended && !(typeof status === 'string' && ENDED_CHAT.has(status))) return false;
+    const counts = readUsage(field(obj, 'usage'));
+    const id = chatId(obj);
+    if (!counts || !firstTime(id)) return false;
+    counted?.(counts);
+    options.onCount(route, sessionName, counts, id);
+    return true;
+  };
+  /** Hands a chat still running over to be followed up, unless this replica has counted it. */
+  const follow = (route: string, sessionName: string, tokenKey: string, obj: unknown) => {
+    const id = field(obj, 'id');
+    const conversationId = field(obj, 'conversation_id');
+    if (!onOpenChat || typeof id !== 'string' || typeof conversationId !== 'string' || seen.has(`chat:${id}`)) return;
+    onOpenChat({ route, sessionName, tokenKey, chatId: id, conversationId });
+  };
 
-  return function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string): RequestUsage | undefined {
+  function watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string, tokenKey = sessionName): RequestUsage | undefined {
     const shape = endpoint.usage;
     if (!shape) return undefined;
     const route = endpoint.name;
@@ -86,18 +146,23 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
     let ended = false;
     let scanner: ReturnType<typeof createJsonFieldScanner> | undefined;
     let scanned = false;
+    // A chat stream's chat, from its start events, until an end event says it ended.
+    let started: unknown;
 
-    const count = (counts: TokenCounts | undefined, id: string | undefined) => {
-      if (!counts || !firstTime(id)) return;
+    const add = (counts: TokenCounts) => {
       const counted = request.counted;
       request.counted = counted ? { input: counted.input + counts.input, output: counted.output + counts.output, total: counted.total + counts.total } : counts;
+    };
+    const count = (counts: TokenCounts | undefined, id: string | undefined) => {
+      if (!counts || !firstTime(id)) return;
+      add(counts);
       options.onCount(route, sessionName, counts, id);
     };
     // endedByEvent: the event itself says the chat has ended, whatever its data holds.
     const chat = (obj: unknown, endedByEvent = false) => {
+      if (countChat(route, sessionName, obj, endedByEvent, add) || endedByEvent) return;
       const status = field(obj, 'status');
-      const id = field(obj, 'id');
-      if (endedByEvent || (typeof status === 'string' && ENDED_CHAT.has(status))) count(readUsage(field(obj, 'usage')), typeof id === 'string' ? `chat:${id}` : undefined);
+      if (typeof status === 'string' && OPEN_CHAT.has(status)) follow(route, sessionName, tokenKey, obj);
     };
     const execution = (obj: unknown) => {
       const id = field(obj, 'execute_id');
@@ -121,10 +186,13 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
     const request: { -readonly [K in keyof RequestUsage]: RequestUsage[K] } = {
       counted: undefined,
       sse: {
-        events: shape === 'workflow' ? WORKFLOW_EVENTS : CHAT_EVENTS,
+        events: shape === 'workflow' ? WORKFLOW_EVENTS : chatEvents,
         onData(event, data) {
           if (shape === 'chat') {
-            if (CHAT_EVENTS.has(event)) chat(parse(data), true);
+            if (CHAT_EVENTS.has(event)) {
+              started = undefined;
+              chat(parse(data), true);
+            } else if (CHAT_START_EVENTS.has(event)) started = parse(data);
             return;
           }
           // Message events stream every delta; only the ones that carry usage are parsed.
@@ -134,7 +202,10 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
         // A data line too long to hold, scanned as it passed (usage-scan.ts).
         onLongData(event, fields) {
           if (shape === 'chat') {
-            if (CHAT_EVENTS.has(event)) chat(fields, true);
+            if (CHAT_EVENTS.has(event)) {
+              started = undefined;
+              chat(fields, true);
+            } else if (CHAT_START_EVENTS.has(event)) started = fields;
             return;
           }
           keepBest(readUsage(fields.usage));
@@ -142,8 +213,9 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
       },
       onBody(chunk, complete) {
         if (complete) {
-          // Most answers have no usage at all: a byte search saves their parse.
-          if (chunk.includes('"usage"')) answer(parse(chunk.toString('utf8')));
+          // Most answers have no usage at all: a byte search saves their parse. A chat's answer
+          // without usage is read when chats are followed up: it may be one still running.
+          if (chunk.includes('"usage"') || (shape === 'chat' && onOpenChat && chunk.includes('"conversation_id"'))) answer(parse(chunk.toString('utf8')));
           return;
         }
         // A chat's own id and status are members of `data`; its tool calls carry ids of their own.
@@ -161,6 +233,8 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
         if (ended) return;
         ended = true;
         if (best) count(best, undefined);
+        // A chat stream that ended or was cut before its chat did: its end is never relayed.
+        if (started !== undefined) follow(route, sessionName, tokenKey, started);
         if (scanned && scanner) {
           const f = scanner.fields;
           if (shape === 'workflow') count(readUsage(f.usage), undefined);
@@ -171,5 +245,7 @@ export function createUsageObservers(options: { onCount(route: string, sessionNa
       },
     };
     return request;
-  };
+  }
+
+  return { watch, countChat: (open, data, ended = false) => countChat(open.route, open.sessionName, data, ended) };
 }

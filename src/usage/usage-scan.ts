@@ -2,7 +2,7 @@
  * Reads a few fields out of a JSON answer too large to hold (over the 16 KiB the response
  * inspection keeps), chunk by chunk as it passes, without delaying or keeping it: a workflow
  * run's output can be megabytes, with its `usage` after it. It finds the keys `usage` (an
- * object, captured up to 1 KiB), `execute_id`, `execute_status`, `id`, `status` (strings) and
+ * object, captured up to 1 KiB), `execute_id`, `execute_status`, `id`, `conversation_id`, `status` (strings) and
  * `run_mode` (a number), first occurrence each, at any depth or only at `depth` (1: the root
  * object's members, 2: those of an object in it, like a chat's `data`). It follows JSON's string
  * and nesting state across chunk boundaries, so a key is taken only where a key stands, never
@@ -13,12 +13,13 @@ export interface ScannedFields {
   execute_id?: string;
   execute_status?: string;
   id?: string;
+  conversation_id?: string;
   status?: string;
   run_mode?: number;
 }
 
 type Wanted = keyof ScannedFields;
-const WANTED: ReadonlySet<string> = new Set<Wanted>(['usage', 'execute_id', 'execute_status', 'id', 'status', 'run_mode']);
+const WANTED: ReadonlySet<string> = new Set<Wanted>(['usage', 'execute_id', 'execute_status', 'id', 'conversation_id', 'status', 'run_mode']);
 const MAX_VALUE = 1024;
 /** Longer strings cannot be a wanted key: their text is not kept. */
 const MAX_KEY = 16;

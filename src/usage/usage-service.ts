@@ -6,17 +6,20 @@ import { EMPTY_OVERRIDES, watchOverrides, type OverridesWatcher } from './budget
 import { createBudgets, type Budgets } from './budgets.js';
 import { createUsageCounter, identityTag, type SharedUsageStore, type UsageCounter } from './usage-counter.js';
 import type { UsageReportDeps } from './usage-endpoint.js';
-import { createUsageObservers, type RequestUsage } from './usage-observer.js';
+import { createChatFollowUps, type ChatFollowUps, type RetrieveResult } from './chat-follow-up.js';
+import { createUsageObservers, type OpenChat, type RequestUsage } from './usage-observer.js';
 import { createUsageWindows } from './usage-windows.js';
 
 export interface UsageService {
   /** The budget step of admission (synchronous). */
   budgets: Budgets;
   /** A watcher for one answer or socket of `endpoint`, counting for the session; undefined for endpoints that report no usage. */
-  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string): RequestUsage | undefined;
+  track(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string, tokenKey?: string): RequestUsage | undefined;
   /** What GET /gateway/usage reads. */
   report: UsageReportDeps;
   counter: UsageCounter;
+  /** Chats followed up by the gateway itself; undefined when budgets.followUp.enabled is off or nothing can retrieve. */
+  followUps: ChatFollowUps | undefined;
   /** Writes what is not in Redis yet (bounded wait) and stops the timers. */
   close(): Promise<void>;
 }
@@ -26,6 +29,8 @@ export interface UsageServiceOptions {
   store?: SharedUsageStore | undefined;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** Retrieves a chat at Coze for its follow-up (chat-retrieve.ts); without it chats are not followed up. */
+  retrieveChat?: ((chat: OpenChat) => Promise<RetrieveResult>) | undefined;
   /** The clock of the windows (days, months) and of the sync timing; tests move it across midnight. */
   now?: () => number;
 }
@@ -76,11 +81,15 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
   });
   // Claims in flight, so that close() writes what they decide before the last write.
   const claims = new Set<Promise<void>>();
-  const watch = createUsageObservers({
+  const store = options.store;
+  const followConfig = options.budgets.followUp;
+  const retrieveChat = followConfig.enabled ? options.retrieveChat : undefined;
+  let followUps: ChatFollowUps | undefined;
+  const observers = createUsageObservers({
     onCount(route, sessionName, counts, id) {
+      if (id !== undefined) followUps?.settle(id);
       // Counted at once, so the budgets and GET /gateway/usage see it without waiting for Redis.
       counter.record(sessionName, counts);
-      const store = options.store;
       if (id === undefined || !store?.available) return metrics.countTokens(route, counts.input, counts.output);
       // A chat read through two replicas is the first claimant's: the others take their count
       // back. A claim Redis does not answer keeps it, as a replica alone would (once per replica).
@@ -97,12 +106,26 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
       claims.add(claim);
       void claim.finally(() => claims.delete(claim));
     },
+    ...(retrieveChat ? { onOpenChat: (chat: OpenChat) => followUps?.open(chat) } : {}),
   });
+  if (retrieveChat) {
+    followUps = createChatFollowUps({
+      delayMs: followConfig.delayMs,
+      maxAgeMs: followConfig.maxAgeMs,
+      maxPending: followConfig.maxPending,
+      retrieve: retrieveChat,
+      count: (chat, data, ended) => observers.countChat(chat, data, ended),
+      // Redis errors answer "not claimed": the retrieve is then made, and the claim decides.
+      ...(store ? { countedElsewhere: (chat: OpenChat) => (store.available ? store.isClaimed(identityTag(chat.sessionName), `chat:${chat.chatId}`) : Promise.resolve(false)) } : {}),
+      onOutcome: (outcome) => metrics.countFollowUp(outcome),
+    });
+  }
 
   return {
     budgets,
     counter,
-    track: watch,
+    followUps,
+    track: observers.watch,
     report: {
       windows,
       limitsOf: (identity) => budgets.limitsOf(identity),
@@ -115,6 +138,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
       },
     },
     async close() {
+      followUps?.close();
       overrides?.close();
       await Promise.all(claims);
       await counter.close();

@@ -64,13 +64,16 @@ export function createRedisUsageStore(options: { redis: RedisClient; namespace: 
   if (typeof redis.csgUsageAdd !== 'function') options.redis.defineCommand('csgUsageAdd', { lua: ADD });
   const keyOf = (tag: string, w: WindowDelta) => `${options.namespace}:usage:{${tag}}:${w.kind}:${w.label}`;
   const expiresAt = (w: WindowDelta) => w.endsAtMs + USAGE_KEY_MARGIN_MS;
+  const claimKey = (tag: string, id: string) => `${options.namespace}:usage:{${tag}}:seen:${keyHash(id)}`;
   return {
     get available() {
       return redisReady(options.redis);
     },
     async claimOnce(tag, id) {
-      const key = `${options.namespace}:usage:{${tag}}:seen:${keyHash(id)}`;
-      return (await withTimeout(options.redis.set(key, '1', 'PX', CLAIM_TTL_MS, 'NX'), options.commandTimeoutMs)) === 'OK';
+      return (await withTimeout(options.redis.set(claimKey(tag, id), '1', 'PX', CLAIM_TTL_MS, 'NX'), options.commandTimeoutMs)) === 'OK';
+    },
+    async isClaimed(tag, id) {
+      return (await withTimeout(options.redis.exists(claimKey(tag, id)), options.commandTimeoutMs)) === 1;
     },
     async add(tag, stamp, windows) {
       const keys = [`${options.namespace}:usage:{${tag}}:writer:${stamp.writer}`, ...windows.map((w) => keyOf(tag, w))];

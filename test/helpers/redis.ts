@@ -94,7 +94,7 @@ function accepts(port: number): Promise<boolean> {
  * A private redis-server for the suite this is called in (its before and after hooks), and
  * fail-fast ioredis connections to it (or to `url`), closed when the suite ends.
  */
-export function useRedisServer(): { connect(url?: string): Promise<Redis> } {
+export function useRedisServer(): { connect(url?: string): Promise<Redis>; readonly url: string } {
   let server: RedisServer | undefined;
   const clients: Redis[] = [];
   before(async () => {
@@ -105,6 +105,10 @@ export function useRedisServer(): { connect(url?: string): Promise<Redis> } {
     await server?.stop();
   });
   return {
+    /** redis://127.0.0.1:PORT of the suite's server, once its before hook has run. */
+    get url() {
+      return (server as RedisServer).url;
+    },
     async connect(url = (server as RedisServer).url): Promise<Redis> {
       const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
       redis.on('error', () => undefined);

@@ -35,6 +35,10 @@ function fakeStore() {
       claimed.add(`${tag}:${id}`);
       return true;
     },
+    async isClaimed(tag: string, id: string): Promise<boolean> {
+      if (!store.up) throw new Error('down');
+      return claimed.has(`${tag}:${id}`);
+    },
   };
   return store satisfies SharedUsageStore;
 }

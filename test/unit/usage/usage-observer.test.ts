@@ -11,7 +11,7 @@ const endpoint = (name: string) => ENDPOINTS.find((e) => e.name === name) ?? ass
 
 function watcher() {
   const counts: Array<{ route: string; key: string; counts: TokenCounts }> = [];
-  const watch = createUsageObservers({ onCount: (route, key, c) => counts.push({ route, key, counts: c }) });
+  const { watch } = createUsageObservers({ onCount: (route, key, c) => counts.push({ route, key, counts: c }) });
   return { watch, counts };
 }
 
