@@ -35,6 +35,8 @@ export interface UsageServiceOptions {
   now?: () => number;
 }
 
+/** The observer's id of a chat's count (usage-observer.ts). */
+const CHAT_ID = 'chat:';
 /** How long GET /gateway/usage waits for Redis before it answers from this replica's view. */
 const REPORT_SYNC_TIMEOUT_MS = 1000;
 
@@ -87,7 +89,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
   let followUps: ChatFollowUps | undefined;
   const observers = createUsageObservers({
     onCount(route, sessionName, counts, id) {
-      if (id !== undefined) followUps?.settle(id);
+      if (id?.startsWith(CHAT_ID)) followUps?.settle(id.slice(CHAT_ID.length));
       // Counted at once, so the budgets and GET /gateway/usage see it without waiting for Redis.
       counter.record(sessionName, counts);
       if (id === undefined || !store?.available) return metrics.countTokens(route, counts.input, counts.output);
@@ -116,7 +118,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
       retrieve: retrieveChat,
       count: (chat, data, ended) => observers.countChat(chat, data, ended),
       // Redis errors answer "not claimed": the retrieve is then made, and the claim decides.
-      ...(store ? { countedElsewhere: (chat: OpenChat) => (store.available ? store.isClaimed(identityTag(chat.sessionName), `chat:${chat.chatId}`) : Promise.resolve(false)) } : {}),
+      ...(store ? { countedElsewhere: (chat: OpenChat) => (store.available ? store.isClaimed(identityTag(chat.sessionName), `${CHAT_ID}${chat.chatId}`) : Promise.resolve(false)) } : {}),
       onOutcome: (outcome) => metrics.countFollowUp(outcome),
     });
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createUsageObservers, readUsage, type TokenCounts } from '../../../src/usage/usage-observer.js';
+import { createUsageObservers, readUsage, type OpenChat, type TokenCounts } from '../../../src/usage/usage-observer.js';
 import { createJsonFieldScanner } from '../../../src/usage/usage-scan.js';
 import { createSseObserver } from '../../../src/proxy/rewrite-response.js';
 import { createEventGate } from '../../../src/proxy/sse-framing.js';
@@ -139,6 +139,45 @@ describe('usage observers', () => {
         assert.deepEqual(counts.map((c) => c.counts.total), [900], `${kib} KiB in chunks of ${chunkSize}`);
       }
     }
+  });
+
+  it('chat-follow-up-handover: a chat seen running but not ended is handed over once, a stream cut before its end too; an ended or counted one is not', () => {
+    const opened: OpenChat[] = [];
+    const counts: TokenCounts[] = [];
+    const { watch, countChat } = createUsageObservers({ onCount: (_r, _k, c) => counts.push(c), onOpenChat: (c) => opened.push(c) });
+    const body = (id: string, status: string) => Buffer.from(JSON.stringify({ code: 0, data: { id, conversation_id: `conv-${id}`, status } }));
+    const json = watch(endpoint('chat'), 'jwt:ann', 'jwt:ann|consumer|');
+    json?.onBody(body('j1', 'in_progress'), true);
+    json?.end();
+    assert.deepEqual(opened, [{ route: 'chat', sessionName: 'jwt:ann', tokenKey: 'jwt:ann|consumer|', chatId: 'j1', conversationId: 'conv-j1' }], 'no usage in the answer, still read: it is a chat answer');
+
+    // A stream cut after its start events, and one that ended.
+    const cut = watch(endpoint('chat'), 'jwt:ann');
+    assert.ok(cut?.sse.events.has('conversation.chat.created'));
+    cut?.sse.onData('conversation.chat.created', JSON.stringify({ id: 's1', conversation_id: 'conv-s1', status: 'created' }));
+    cut?.sse.onData('conversation.chat.in_progress', JSON.stringify({ id: 's1', conversation_id: 'conv-s1', status: 'in_progress' }));
+    cut?.end();
+    const whole = watch(endpoint('chat'), 'jwt:ann');
+    whole?.sse.onData('conversation.chat.created', JSON.stringify({ id: 's2', conversation_id: 'conv-s2', status: 'created' }));
+    whole?.sse.onData('conversation.chat.completed', JSON.stringify({ id: 's2', conversation_id: 'conv-s2', status: 'completed', usage: { token_count: 4 } }));
+    whole?.end();
+    assert.deepEqual(opened.map((c) => c.chatId), ['j1', 's1']);
+
+    // The gateway's own retrieve counts through the same id memory as a client's.
+    const ended = { id: 's1', conversation_id: 'conv-s1', status: 'completed', usage: { token_count: 9, input_count: 4, output_count: 5 } };
+    assert.equal(countChat(opened[1] as OpenChat, { ...ended, status: 'in_progress' }), false, 'still running: not counted');
+    assert.equal(countChat(opened[1] as OpenChat, ended), true);
+    const client = watch(endpoint('chat.retrieve'), 'jwt:ann');
+    client?.onBody(body('s1', 'in_progress'), true);
+    client?.onBody(Buffer.from(JSON.stringify({ code: 0, data: ended })), true);
+    assert.deepEqual(counts.map((c) => c.total), [4, 9], 'counted once; a counted chat is not handed over again');
+    assert.equal(opened.length, 2, 'an answer showing a chat this replica counted already running (an older answer) hands nothing over');
+    watch(endpoint('chat.retrieve'), 'jwt:ann')?.onBody(body('j1', 'in_progress'), true);
+    assert.deepEqual(opened.map((c) => c.chatId), ['j1', 's1', 'j1'], 'a client poll of a chat still running hands it over again (it puts the follow-up off)');
+
+    // Without follow-ups, a chat answer without usage is not even parsed, and stream start events are not asked for.
+    const plain = createUsageObservers({ onCount: () => {} });
+    assert.equal(plain.watch(endpoint('chat'), 'jwt:ann')?.sse.events.has('conversation.chat.created'), false);
   });
 
   it('the scanner ignores keys inside strings and takes the first occurrence', () => {

@@ -47,6 +47,18 @@ describe('usage counts in Redis', { skip: redisMissing }, () => {
     return { namespace, clock, errors, counter, look, keyOf, held, pauseWrites };
   }
 
+  it('claim-seen-by-replicas: a chat id one replica claimed is seen claimed by another, for that identity only', async () => {
+    const namespace = `u${randomBytes(6).toString('hex')}`;
+    const [one, two] = await Promise.all([connect(), connect()]);
+    const first = createRedisUsageStore({ redis: one, namespace, commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    const second = createRedisUsageStore({ redis: two, namespace, commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    assert.equal(await second.isClaimed('tag-a', 'chat:1'), false);
+    assert.equal(await first.claimOnce('tag-a', 'chat:1'), true);
+    assert.equal(await second.isClaimed('tag-a', 'chat:1'), true);
+    assert.equal(await second.isClaimed('tag-b', 'chat:1'), false, 'another identity');
+    assert.equal(await second.claimOnce('tag-a', 'chat:1'), false);
+  });
+
   it('late-answer-counted-once: a write Redis applied but answered after the timeout is not added again by the next sync', async () => {
     const { counter, errors, held, pauseWrites } = await setup(Date.UTC(year, 4, 10, 12, 0));
     // A read first, so the script is loaded and the held call is the write itself.
