@@ -98,6 +98,8 @@ describe('usage of chats nobody follows to their end', () => {
         pacer.release(1);
       });
       assert.match(first, /^event:conversation\.chat\.created\n/);
+      // Coze stays held until the gateway has given the request up: the chat's end is never read.
+      await until(async () => stack.logs.some((l) => l.includes('"route":"chat"') && l.includes('"status":499')), 'the gateway saw the client leave');
     } finally {
       stack.emulator.unpace();
     }
