@@ -236,9 +236,19 @@ describe('config: budgets and Coze hooks (issue 18)', () => {
   const jwtBase = { ...withoutKeys, IDENTITY_JWT_SECRET: 'x'.repeat(32), IDENTITY_JWT_ISSUER: 'https://idp.example', IDENTITY_JWT_AUDIENCE: 'gw' };
   const one = (env: Record<string, string>) => issuesOf(() => loadConfig({ env: { ...jwtBase, ...env } }));
 
-  it('loads budgets off by default, in UTC', () => {
+  it('loads budgets off by default, in UTC, with chats nobody follows followed up', () => {
     const config = loadConfig({ env: baseEnv });
-    assert.deepEqual(config.budgets, { tokensPerDay: 0, tokensPerMonth: 0, requestsPerDay: 0, timeZone: 'UTC', syncIntervalMs: 1000 });
+    assert.deepEqual(config.budgets, {
+      tokensPerDay: 0,
+      tokensPerMonth: 0,
+      requestsPerDay: 0,
+      timeZone: 'UTC',
+      syncIntervalMs: 1000,
+      followUp: { enabled: true, delayMs: 60_000, maxAgeMs: 1_800_000, maxPending: 10_000 },
+    });
+    const off = loadConfig({ env: { ...baseEnv, BUDGET_FOLLOW_UP_ENABLED: 'false', BUDGET_FOLLOW_UP_DELAY_MS: '5000' } });
+    assert.deepEqual([off.budgets.followUp.enabled, off.budgets.followUp.delayMs], [false, 5000]);
+    assert.deepEqual(one({ BUDGET_FOLLOW_UP_MAX_PENDING: '0' }).map((i) => [i.key, i.env]), [['budgets.followUp.maxPending', 'BUDGET_FOLLOW_UP_MAX_PENDING']]);
     assert.equal(config.coze.scope.enabled, false);
   });
 

@@ -76,7 +76,7 @@ describe('chat follow-ups', () => {
     await t.advanceTo(600);
     t.followUps.open(chat('b'));
     await t.advanceTo(1599);
-    assert.deepEqual(t.retrieves, [], 'b was put off to 600 + 1000');
+    assert.equal(t.retrieves.length, 0, 'b was put off to 600 + 1000');
     await t.advanceTo(1600);
     assert.deepEqual(t.retrieves.map((r) => r.id), ['b']);
     assert.deepEqual(t.outcomes, ['followed', 'counted']);
