@@ -21,6 +21,13 @@ export class CozeUpgradeRefusal extends Error {
   }
 }
 
+/** The client left before its upgrade was answered: nothing more is done for it. */
+export class ClientLeft extends Error {
+  constructor() {
+    super('the client left before its upgrade was answered');
+  }
+}
+
 export interface DialDeps {
   tokens: TokenCache;
   metrics: GatewayMetrics;
@@ -56,12 +63,12 @@ const AUTH_INVALID = Buffer.from(JSON.stringify({ code: 4100, msg: 'authenticati
  * (SPEC section 1, step 8). Any other refusal is 502 upstream-bad-response.
  */
 export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<DialedCoze> {
-  let token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
+  let token = await tokenOf(deps, request);
   let dialed = await dialOnce(deps, request, token);
   if ('refused' in dialed && dialed.inspected.tokenRejected && !request.client.destroyed) {
     await deps.tokens.invalidateIfSame(request.tokenKey, token);
     deps.metrics.upstreamErrors.labels('retried_token').inc();
-    token = (await lookupToken(deps.tokens, request.tokenKey)).accessToken;
+    token = await tokenOf(deps, request);
     dialed = await dialOnce(deps, request, token);
   }
   if ('upstream' in dialed) return dialed;
@@ -73,6 +80,16 @@ export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<Di
     throw new CozeUpgradeRefusal(inspected.complete && inspected.cozeCode !== undefined ? body : AUTH_INVALID, typeof logId === 'string' ? logId : undefined);
   }
   throw new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${refused.statusCode})` });
+}
+
+/**
+ * The session's token, once the client is still there to use it: a client that left during the
+ * mint gets no dial (the token stays cached for its next upgrade).
+ */
+async function tokenOf(deps: DialDeps, request: DialRequest): Promise<string> {
+  const { accessToken } = await lookupToken(deps.tokens, request.tokenKey);
+  if (request.client.destroyed) throw new ClientLeft();
+  return accessToken;
 }
 
 function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Promise<Dialed> {
@@ -100,6 +117,8 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
         else reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));
       });
     });
-    upstream.once('error', (err: NodeJS.ErrnoException) => reject(new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })));
+    upstream.once('error', (err: NodeJS.ErrnoException) =>
+      reject(request.client.destroyed ? new ClientLeft() : new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })),
+    );
   }).finally(() => request.client.off('close', onClientGone));
 }

@@ -7,8 +7,9 @@ import { GatewayError } from '../errors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
 import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
+import { watchClientLeaving } from './upgrade-client.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
-import { CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
+import { ClientLeft, CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 import { checkHandshake } from './websocket-handshake.js';
 import { keepAlive } from './websocket-heartbeat.js';
 import type { UsageService } from '../usage/usage-service.js';
@@ -132,7 +133,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const clientSockets = new Set<Duplex>();
   let idleWaiters: Array<() => void> = [];
 
-  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace): Promise<void> {
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace, stopWatch: () => void): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
@@ -141,8 +142,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     // been and gone, so the slot goes back now, and nothing is minted or dialled for it.
     if (socket.destroyed) {
       admission.release();
-      socket.destroy();
-      return;
+      throw new ClientLeft();
     }
     // The session's slot is held for the socket's whole life.
     socket.once('close', admission.release);
@@ -173,7 +173,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     if (socket.destroyed) {
       upstream.terminate();
-      return;
+      throw new ClientLeft();
     }
     // A drain begun while Coze was dialled would wait for this relay, or miss it in its 1001
     // broadcast and cut it at the deadline: the client, not answered yet, is refused as at the door.
@@ -189,6 +189,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     // handshake after all (it answers and closes without calling back), Coze's socket goes too.
     const onClientGone = () => upstream.terminate();
     socket.once('close', onClientGone);
+    stopWatch();
     server.handleUpgrade(req, socket, head, (accepted) => {
       socket.off('close', onClientGone);
       client = accepted;
@@ -251,9 +252,13 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
       socket.on('error', () => undefined);
       trackClientSocket(socket);
-      upgrade(req, socket, head, requestId, trace).catch((err: unknown) => {
+      const stopWatch = watchClientLeaving(socket);
+      upgrade(req, socket, head, requestId, trace, stopWatch).catch((err: unknown) => {
+        stopWatch();
         const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
-        deps.logger.info({ requestId, route: trace.route, path: trace.path, status: refusal ? 401 : err instanceof GatewayError ? err.status : 500, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
+        // 499, as for an HTTP request whose client left before its answer.
+        const status = refusal ? 401 : err instanceof ClientLeft ? 499 : err instanceof GatewayError ? err.status : 500;
+        deps.logger.info({ requestId, route: trace.route, path: trace.path, status, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
         if (socket.destroyed) return;
         // A refused socket is the gateway's to close (upgrade-reject.ts): a drain does not wait for it.
         untrackClientSocket(socket);
