@@ -28,6 +28,12 @@ export interface Admission {
   tokenKey: string;
   /** Frees the session's concurrency slot; call it once the request (or socket) is over. */
   release(): void;
+  /**
+   * Takes back the request counted against the budgets (`requests`), for a request the gateway
+   * does not forward after all: a Coze token it could not mint, a client gone first, a drain,
+   * an upgrade never relayed (docs/usage-and-budgets.md, "What is counted"). Idempotent.
+   */
+  uncount(): void;
 }
 
 export interface AdmitDeps {
@@ -74,6 +80,8 @@ const WRONG_TRANSPORT = {
   http: 'This endpoint takes WebSocket upgrades only.',
   websocket: 'This route does not accept WebSocket upgrades.',
 } as const;
+
+const NOTHING_COUNTED = (): void => undefined;
 
 /** Retry-After of a refusal for too many requests in flight: one finishes soon. */
 const CONCURRENCY_RETRY_SECONDS = 1;
@@ -177,8 +185,8 @@ export function admit(
         const forwardedQuery = matched.rules.rewriteQuery(query, params, sessionName);
         const tokenKey = deps.tokenKeys ? deps.tokenKeys.proxied(identity, sessionName) : sessionName;
         // Last, so that only a request the gateway will forward is counted against the budgets.
-        deps.budgets?.admit(matched, identity, sessionName);
-        return { endpoint: matched, route: matched.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release: release as () => void };
+        const uncount = deps.budgets?.admit(matched, identity, sessionName) ?? NOTHING_COUNTED;
+        return { endpoint: matched, route: matched.name, path, query: forwardedQuery, params, identity, sessionName, tokenKey, release: release as () => void, uncount };
       },
     );
     return admitted instanceof Promise ? admitted.catch(refuse) : admitted;

@@ -178,12 +178,17 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     let attemptStarted = 0;
     let retriedToken = false;
     let retriedReset = false;
+    // Counted against the budgets at admission; kept once sent to Coze, or refused for its body.
+    let keepsCount = false;
 
     steps.after(admit(deps, req, trace, HTTP_ADMISSION), admitted, fail);
 
     function admitted(granted: Admission): void {
       admission = granted;
-      wait.hold(granted.release);
+      wait.hold(() => {
+        granted.release();
+        if (!keepsCount) granted.uncount();
+      });
       let plan: Maybe<BodyPlan>;
       try {
         plan = planBody(req, granted.endpoint, granted.sessionName, {
@@ -202,6 +207,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     }
 
     function refuseBody(err: unknown): void {
+      // The caller's own body (400, 403, 408, 413, 415) is counted; the gateway's lack of memory (503) is not.
+      if (err instanceof GatewayError && err.status < 500) keepsCount = true;
       recordDenial(deps.metrics, err);
       fail(err);
     }
@@ -221,6 +228,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     /** One upstream attempt with `current`; the first, or a retry after a reset or a revoked token. */
     function send(current: CozeToken): void {
       token = current;
+      if (!res.destroyed) keepsCount = true;
       // The forwarder copies the headers when it sends them, so one object serves every attempt.
       headers.authorization = `Bearer ${current.accessToken}`;
       attemptStarted = performance.now();

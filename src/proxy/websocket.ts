@@ -6,7 +6,7 @@ import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { sessionHash, type Logger } from '../log/logger.js';
-import { admit, type AdmissionTrace, type AdmitDeps } from './admit.js';
+import { admit, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { watchClientLeaving } from './upgrade-client.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { ClientLeft, CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
@@ -138,14 +138,24 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
     const admission = await admit(deps, req, trace, { acceptQueryCredential: true, transport: 'websocket' });
-    // The client may have left while admission waited (a JWKS fetch, Redis): its 'close' has
-    // been and gone, so the slot goes back now, and nothing is minted or dialled for it.
-    if (socket.destroyed) {
-      admission.release();
-      throw new ClientLeft();
+    // The session's slot is held for the socket's whole life. The client may have left while
+    // admission waited (a JWKS fetch, Redis): its 'close' has been and gone, so the slot goes back now.
+    if (socket.destroyed) admission.release();
+    else socket.once('close', admission.release);
+    // Only a relayed socket keeps its count against the budgets: one refused or given up before
+    // (a drain, a failed mint or dial, a client gone) never reached the caller as a WebSocket.
+    try {
+      await relay(req, socket, head, requestId, admission, stopWatch);
+    } catch (err) {
+      admission.uncount();
+      throw err;
     }
-    // The session's slot is held for the socket's whole life.
-    socket.once('close', admission.release);
+  }
+
+  /** Dials Coze for an admitted upgrade, then accepts the client and relays the pair. */
+  async function relay(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, admission: Admission, stopWatch: () => void): Promise<void> {
+    // Nothing is minted or dialled for a client gone.
+    if (socket.destroyed) throw new ClientLeft();
     const { endpoint } = admission;
 
     // The ws client sets the handshake headers itself; the allowlist never passes them.
@@ -187,7 +197,10 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     if (logId) cozeLogIds.set(req, logId);
     // Until ws hands the client over, nothing else watches its socket: should ws refuse the
     // handshake after all (it answers and closes without calling back), Coze's socket goes too.
-    const onClientGone = () => upstream.terminate();
+    const onClientGone = () => {
+      upstream.terminate();
+      admission.uncount();
+    };
     socket.once('close', onClientGone);
     stopWatch();
     server.handleUpgrade(req, socket, head, (accepted) => {

@@ -28,8 +28,13 @@ export interface Budgets {
    * (a vended token spends tokens where the gateway cannot see them), GET /gateway/usage
    * (local and token-free) never refused. Counts are the session's (`sessionName`, as for the
    * rate limit: admit.ts); the limits are the identity's, for overrides name subjects.
+   *
+   * Returns what takes the count back (undefined when nothing was counted), for a request the
+   * gateway then does not forward after all (docs/usage-and-budgets.md). Counting at once rather
+   * than once forwarded keeps the check and the count together: requests admitted side by side
+   * (each waiting for a mint, say) cannot all pass a budget that has room for one.
    */
-  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity, sessionName: string): void;
+  admit(endpoint: Pick<Endpoint, 'transport' | 'tokenFree'>, identity: Identity, sessionName: string): (() => void) | undefined;
   /**
    * The limits in force for an identity, its override applied. An override names a subject, so
    * it sets the limits of each of that subject's sessions (one per tenant, say), each counted apart.
@@ -87,7 +92,16 @@ export function createBudgets(options: BudgetsOptions): Budgets {
         }
         if (exhausted !== undefined) refuse(exhausted, limits[exhausted] as number, view);
       }
-      if (!local) options.counter.record(sessionName, { requests: 1 });
+      if (local) return undefined;
+      options.counter.record(sessionName, { requests: 1 });
+      const countedAt = options.now();
+      let counted = true;
+      return () => {
+        if (!counted) return;
+        counted = false;
+        // Only in the day it was counted in: taken from the next one, it would lend that day a request.
+        if (options.windows.at(options.now()).day.label === options.windows.at(countedAt).day.label) options.counter.record(sessionName, { requests: -1 });
+      };
     },
   };
 }

@@ -170,7 +170,7 @@ describe('budgets: per-subject overrides from a file, reloaded when it changes',
   });
 });
 
-describe('budgets: a request refused for its transport is not counted', () => {
+describe('budgets: a request the gateway refuses or cannot forward is not counted', () => {
   let stack: Stack;
   before(async () => {
     stack = await startStack({ env: { ALLOWED_BOT_IDS: 'bot-ok', BUDGET_REQUESTS_PER_DAY: '1' } });
@@ -187,5 +187,24 @@ describe('budgets: a request refused for its transport is not counted', () => {
     assert.equal(upgrade.gatewayError, 'route-forbidden');
     assert.equal((await get(stack.url, carol, '/v1/conversations?bot_id=bot-ok')).status, 200, 'the day budget of one request was not spent by the refusals');
     assertEnvelope(await get(stack.url, carol, '/v1/conversations?bot_id=bot-ok'), 429, 'budget-exceeded');
+  });
+
+  it('mint-failure-not-counted: a request and an upgrade whose Coze token cannot be minted get 502 token-mint-failed, and their day budget is still whole', async () => {
+    const requestsOf = async (jwt: string) => {
+      const { day } = JSON.parse((await get(stack.url, jwt, '/gateway/usage')).body) as { day: { requests: number; remaining: { requests: number } } };
+      return { requests: day.requests, remaining: { requests: day.remaining.requests } };
+    };
+    const dave = await stack.callerToken('dave');
+    stack.emulator.setTokenFault({ kind: 'error-code', errorCode: 'invalid_request', times: 1 });
+    assertEnvelope(await get(stack.url, dave, '/v1/conversations?bot_id=bot-ok'), 502, 'token-mint-failed');
+    assert.deepEqual(await requestsOf(dave), { requests: 0, remaining: { requests: 1 } }, 'an HTTP request that never reached Coze');
+
+    const erin = await stack.callerToken('erin');
+    stack.emulator.setTokenFault({ kind: 'error-code', errorCode: 'invalid_request', times: 1 });
+    const upgrade = await refusedUpgrade(`${stack.url.replace('http', 'ws')}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${erin}` });
+    assert.equal(upgrade.status, 502);
+    assert.equal(upgrade.gatewayError, 'token-mint-failed');
+    assert.equal(stack.emulator.websockets.length, 0);
+    assert.deepEqual(await requestsOf(erin), { requests: 0, remaining: { requests: 1 } }, 'an upgrade that never reached Coze');
   });
 });

@@ -86,6 +86,7 @@ describe('WebSocket: a client that leaves while the token of its upgrade is mint
       assert.equal(s.emulator.websockets.length, 0, 'no Coze WebSocket for a client gone');
       assert.equal(s.gateway.websockets.size, 0, 'nothing relayed');
       assert.match(await s.gateway.metrics.registry.metrics(), /^coze_gateway_active_websockets 0$/m);
+      assert.equal(s.gateway.usage.counter.view('alice').day.requests, 0, 'an upgrade never relayed is not counted against the budgets');
       // The cap is one socket per session: the slot of the client gone is free again.
       const ws = await openWebSocket(`${s.url.replace('http', 'ws')}/v1/chat?bot_id=bot-ok`, { authorization: `Bearer ${await s.callerToken('alice')}` });
       ws.terminate();

@@ -11,7 +11,8 @@ import { refusedUpgrade, until } from '../helpers/websocket.js';
 /**
  * An upgrade admitted before a drain whose Coze dial completes during it: the client is refused
  * with 503 draining (its handshake is not answered yet) and Coze's socket is closed with 1001,
- * whether the dial ends before the drain's last phase or after its 1001 broadcast. Coze here
+ * whether the dial ends before the drain's last phase or after its 1001 broadcast, and the
+ * refused upgrade counts no request against the budgets. Coze here
  * holds every handshake until the test lets it through.
  */
 describe('WebSocket: a Coze dial that completes during a drain', () => {
@@ -47,10 +48,11 @@ describe('WebSocket: a Coze dial that completes during a drain', () => {
     await until(() => dial.cozeCloseCodes.length === 1, 'Coze saw its socket closed');
     assert.deepEqual(dial.cozeCloseCodes, [1001], 'Coze is told the gateway is going away');
     assert.equal(dial.stack.gateway.websockets.size, 0, 'nothing was relayed');
+    assert.equal(dial.stack.gateway.usage.counter.view('alice').day.requests, 0, 'an upgrade the gateway refused is not counted against the budgets');
     await drained;
   }
 
-  it('ws-dial-completes-during-drain: the upgrade is refused with 503 draining, and the drain ends without waiting for it', async () => {
+  it('ws-dial-completes-during-drain: the upgrade is refused with 503 draining and not counted, and the drain ends without waiting for it', async () => {
     const dial = await heldDial();
     const started = Date.now();
     const drained = drain(dial.stack.gateway, dial.stack.server, trackInflight(dial.stack.server), 10_000);

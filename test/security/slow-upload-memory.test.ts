@@ -107,6 +107,8 @@ describe('slow-upload-memory: slow uploads that stop short cannot pin memory', (
       assert.match(a.head, /connection: close/i);
     }
     assertNothingReachedCoze(stack);
+    // Issue 18: a body cut for its own slowness is the caller's request; one refused for the gateway's memory is not.
+    assert.equal(stack.gateway.usage.counter.view('alice').day.requests, 2, 'the two 408s are counted against the budgets, the six 503s are not');
     // The budget is held while the two bodies are read and given back when they are cut.
     assert.ok(peakBudget <= BUDGET, `at most the budget was reserved (${peakBudget})`);
     assert.equal(await budgetInUse(), 0, 'everything reserved was given back');

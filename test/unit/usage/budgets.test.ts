@@ -99,4 +99,26 @@ describe('budgets at admission', () => {
     budgets.admit(endpoint('conversation.list'), inTenantB, 'tenant-b/alice');
     assert.equal(refusal(() => budgets.admit(endpoint('conversation.list'), inTenantB, 'tenant-b/alice')).detailFields?.limit, 1);
   });
+
+  it('uncount-frees-the-budget: a request taken back (never forwarded) frees its place, once however often it is taken back', () => {
+    const { counter, budgets } = setUp({ requestsPerDay: 1 });
+    const takeBack = budgets.admit(endpoint('conversation.list'), alice, SESSION);
+    assert.ok(takeBack);
+    takeBack();
+    takeBack();
+    assert.equal(counter.view(SESSION).day.requests, 0);
+    budgets.admit(endpoint('conversation.list'), alice, SESSION);
+    assert.equal(refusal(() => budgets.admit(endpoint('conversation.list'), alice, SESSION)).detailFields?.budget, 'requestsPerDay');
+    assert.equal(budgets.admit(USAGE_ENDPOINT, alice, SESSION), undefined, 'a local endpoint counts nothing to take back');
+  });
+
+  it('uncount-stays-in-its-day: a request counted before midnight and taken back after it leaves the new day whole', () => {
+    const { clock, counter, budgets } = setUp({ requestsPerDay: 1 });
+    const takeBack = budgets.admit(endpoint('conversation.list'), alice, SESSION);
+    clock.advance(4 * 3_600_000);
+    takeBack?.();
+    assert.equal(counter.view(SESSION).day.requests, 0);
+    budgets.admit(endpoint('conversation.list'), alice, SESSION);
+    assert.equal(refusal(() => budgets.admit(endpoint('conversation.list'), alice, SESSION)).detailFields?.budget, 'requestsPerDay', 'the new day lent no request');
+  });
 });
