@@ -330,9 +330,9 @@ const DEFAULT_MAX_HEADERS_COUNT = 100;
 /**
  * The main HTTP server with its timeouts set on purpose (Node's defaults cut streams and cause
  * load-balancer 502s: SPEC section 10). Requests Node refuses itself (431, 408, parse errors,
- * CONNECT) still get the Coze envelope.
+ * CONNECT) still get the Coze envelope, a request log line and their http_requests_total count.
  */
-export function createMainServer(handler: RequestListener, timeouts: ServerTimeouts): http.Server {
+export function createMainServer(gateway: Pick<Gateway, 'handler' | 'logger' | 'metrics'>, timeouts: ServerTimeouts): http.Server {
   const server = http.createServer(
     {
       keepAliveTimeout: timeouts.keepAliveTimeoutSeconds * 1000,
@@ -344,13 +344,13 @@ export function createMainServer(handler: RequestListener, timeouts: ServerTimeo
       // slowloris connection would otherwise outlive headersTimeout by up to half a minute.
       connectionsCheckingInterval: Math.min(5000, Math.max(250, (timeouts.headersTimeoutSeconds * 1000) / 4)),
     },
-    handler as (req: IncomingMessage, res: ServerResponse) => void,
+    gateway.handler as (req: IncomingMessage, res: ServerResponse) => void,
   );
   // Socket inactivity in either direction: a stalled upload or a dead client is let go.
   server.timeout = timeouts.streamIdleTimeoutSeconds * 1000;
   // Past its own count Node drops headers silently (a second credential could hide there): one
   // more than the limit is kept, and admit.ts refuses the request when it sees it (issue 15).
   server.maxHeadersCount = (timeouts.maxHeadersCount ?? DEFAULT_MAX_HEADERS_COUNT) + 1;
-  answerClientErrors(server);
+  answerClientErrors(server, gateway);
   return server;
 }

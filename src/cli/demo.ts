@@ -49,7 +49,7 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
     flags: { 'server.host': '127.0.0.1', 'admin.host': '127.0.0.1' },
   });
   const gateway = await createGateway(config, { logger: createLogger({ level: 'warn', destination: process.stderr as unknown as never }) });
-  const main = createMainServer(gateway.handler, config.server);
+  const main = createMainServer(gateway, config.server);
   main.on('upgrade', gateway.onUpgrade);
   const admin = http.createServer(gateway.adminHandler);
   try {

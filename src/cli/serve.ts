@@ -14,7 +14,7 @@ const AFTER_DRAIN_MS = 1000;
 export async function runServe(args: ParsedArgs): Promise<number> {
   const config = loadConfig({ flags: args.flags, env: process.env });
   const gateway = await createGateway(config);
-  const main = createMainServer(gateway.handler, config.server);
+  const main = createMainServer(gateway, config.server);
   main.on('upgrade', gateway.onUpgrade);
   const inflight = trackInflight(main);
   const admin = http.createServer(gateway.adminHandler);

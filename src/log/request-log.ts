@@ -16,6 +16,8 @@ export interface RequestLogFields {
   bytesOut: number;
   /** The Coze tokens counted for the request (issue 18); absent when Coze reported none. */
   tokens?: { input: number; output: number; total: number } | undefined;
+  /** The X-Gateway-Error reason of an answer the gateway wrote itself; absent on Coze's answers. */
+  error?: string | undefined;
 }
 
 const INFO = 30;
@@ -52,6 +54,7 @@ export function createRequestLog(logger: Logger): (fields: RequestLogFields) => 
     if (f.cozeLogId !== undefined) line += `,"cozeLogId":${text(f.cozeLogId)}`;
     line += `,"bytesIn":${f.bytesIn},"bytesOut":${f.bytesOut}`;
     if (f.tokens !== undefined) line += `,"tokens":{"input":${f.tokens.input},"output":${f.tokens.output},"total":${f.tokens.total}}`;
+    if (f.error !== undefined) line += `,"error":${text(f.error)}`;
     stream.write(`${line}}\n`);
   };
 }

@@ -32,7 +32,8 @@ ${rows.join('\n')}
 
 Label values:
 - \`route\`: the name of the allowlist rule that matched (\`chat\`, \`conversation.list\`, ...), \`gateway.token\`,
-  \`gateway.usage\`, or \`unmatched\`.
+  \`gateway.usage\`, or \`unmatched\` (no rule matched, or the request was refused before routing: a bad
+  path, an absolute URI, and the requests Node refuses itself, 431, 408 and malformed ones, whose method is \`OTHER\`).
 - \`result\` (token cache): \`hit\`, \`stale\` (served while one background refresh runs), \`miss\`, \`coalesced\`
   (waited for a mint already in flight).
 - \`outcome\` (mints): \`success\`, \`invalid_client\`, \`access_deny\`, \`invalid_request\`, \`unsupported_grant_type\`,

@@ -58,7 +58,7 @@ export interface ProxyHandlerDeps extends AdmitDeps {
 class ClientGone extends Error {}
 class UpstreamDeadline extends Error {}
 
-type LogState = { logId: string | undefined; bytesIn: number; bytesOut: number; usage?: RequestUsage | undefined };
+type LogState = { logId: string | undefined; bytesIn: number; bytesOut: number; usage?: RequestUsage | undefined; error: string | undefined };
 
 /**
  * The proxied path, on plain node:http (express costs ~40% of throughput here, SPEC section 10).
@@ -84,7 +84,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const started = performance.now();
     const requestId = randomUUID();
     const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
-    const log: LogState = { logId: undefined, bytesIn: 0, bytesOut: 0 };
+    const log: LogState = { logId: undefined, bytesIn: 0, bytesOut: 0, error: undefined };
     const method = deps.metrics.methodLabel(req.method);
 
     // The gateway's own response headers, given with the status line rather than set on `res`
@@ -113,6 +113,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,
         tokens: log.usage?.counted,
+        error: log.error,
       });
       wait.closed();
     });
@@ -126,6 +127,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const fail = (err: unknown): void => {
       if (!(err instanceof ClientGone)) {
         if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
+        log.error = err instanceof GatewayError ? err.reason : 'internal-error';
         if (!res.headersSent) setHeaders(res, own);
         sendError(req, res, err, requestId);
       }

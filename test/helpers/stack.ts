@@ -102,7 +102,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       },
     });
     const gateway = await createGateway(config, { ...options.gatewayDeps, logger: createLogger({ level: 'debug', destination }), registry: new Registry(), ...((options.steps ?? steps) ? { steps: options.steps ?? steps } : {}) });
-    const server = createMainServer(gateway.handler, config.server);
+    const server = createMainServer(gateway, config.server);
     server.on('upgrade', gateway.onUpgrade);
     await listen(server, 0, '127.0.0.1', 'server.port');
     const replica = {

@@ -38,6 +38,7 @@ const CASES: Record<string, Partial<RequestLogFields>> = {
   'non-ASCII and a long string': { path: `/v1/bots/${'é'.repeat(60)}`, route: 'x'.repeat(80) },
   'a client that left (499) and a zero duration': { status: 499, durationMs: 0, bytesOut: 0 },
   'the Coze tokens counted (issue 18)': { tokens: { input: 12, output: 34, total: 46 } },
+  'an answer the gateway wrote itself (its X-Gateway-Error reason)': { route: 'unmatched', path: '-', status: 431, method: undefined, source: undefined, session: undefined, cozeLogId: undefined, error: 'headers-too-large' },
 };
 
 describe('request log line: the bytes pino writes, built directly', () => {

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { assertEnvelope, rawExchange } from '../helpers/http.js';
+import { until } from '../helpers/websocket.js';
+import { assertNothingReachedCoze, startStack, type Stack } from '../helpers/stack.js';
+
+type LogLine = Record<string, unknown>;
+
+/** The one log line of the request whose answer carried `requestId`, once it is written. */
+async function lineOf(stack: Pick<Stack, 'logs'>, requestId: string | undefined): Promise<LogLine> {
+  assert.ok(requestId, 'the answer carries X-Request-Id');
+  const find = () => stack.logs.filter((l) => l.includes(requestId));
+  await until(() => find().length > 0, `a log line for ${requestId}`);
+  const lines = find();
+  assert.equal(lines.length, 1, `one line for ${requestId}: ${lines.join('\n')}`);
+  return JSON.parse(lines[0] as string) as LogLine;
+}
+
+async function requestsTotal(stack: Stack): Promise<string[]> {
+  return (await stack.gateway.metrics.registry.metrics()).split('\n').filter((l) => l.startsWith('coze_gateway_http_requests_total{'));
+}
+
+/** Every answer the gateway gives leads, by its logid, to a log line, and is counted. */
+describe('refusals are logged and counted', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack();
+  });
+  after(() => stack.close());
+
+  const head = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
+
+  it('node-refused-requests-logged-and-counted: 431, a malformed header and CONNECT each get one request line with the logid the client got, and an http_requests_total series', async () => {
+    const cases = [
+      { bytes: head(['GET /v1/bots/b HTTP/1.1', 'Host: x', `X-Big: ${'a'.repeat(20_000)}`]), status: 431, reason: 'headers-too-large', method: undefined, metricMethod: 'OTHER' },
+      { bytes: head(['GET /v1/bots/b HTTP/1.1', 'Host: x', 'Bad Header']), status: 400, reason: 'bad-request', method: undefined, metricMethod: 'OTHER' },
+      { bytes: head(['CONNECT api.coze.cn:443 HTTP/1.1', 'Host: api.coze.cn:443']), status: 400, reason: 'absolute-uri', method: 'CONNECT', metricMethod: 'OTHER' },
+    ];
+    for (const c of cases) {
+      const res = await rawExchange(stack.url, c.bytes);
+      assertEnvelope(res, c.status, c.reason);
+      const line = await lineOf(stack, res.headers['x-request-id'] as string);
+      assert.equal(line.level, 'info');
+      assert.equal(line.requestId, res.json().detail?.logid, 'the logid of the envelope');
+      assert.equal(line.method, c.method, 'the method only when Node parsed the request line');
+      assert.equal(line.route, 'unmatched');
+      assert.equal(line.path, '-');
+      assert.equal(line.status, c.status);
+      assert.equal(line.error, c.reason);
+      assert.equal(line.durationMs, 0);
+      assert.equal(line.bytesIn, 0);
+      assert.equal(line.bytesOut, 0);
+      assert.equal(line.service, 'coze-session-gateway');
+    }
+    const series = await requestsTotal(stack);
+    assert.ok(series.includes('coze_gateway_http_requests_total{route="unmatched",method="OTHER",status="431"} 1'), series.join('\n'));
+    assert.ok(series.includes('coze_gateway_http_requests_total{route="unmatched",method="OTHER",status="400"} 2'), series.join('\n'));
+    assert.ok(!stack.logs.join('\n').includes('a'.repeat(100)), 'no header value is logged');
+    assertNothingReachedCoze(stack);
+  });
+
+  it('gateway-refusal-line-names-the-error: a refusal the gateway answers itself carries its X-Gateway-Error reason, a forwarded answer none', async () => {
+    const refused = await fetch(`${stack.url}/v1/bots/b`);
+    assert.equal(refused.status, 401);
+    const line = await lineOf(stack, refused.headers.get('x-request-id') ?? undefined);
+    assert.equal(line.error, 'credential-missing');
+    assert.equal(line.status, 401);
+
+    const ok = await fetch(`${stack.url}/v1/bots/b`, { headers: { authorization: `Bearer ${await stack.callerToken('alice')}` } });
+    assert.equal(ok.status, 200);
+    await ok.arrayBuffer();
+    assert.equal('error' in (await lineOf(stack, ok.headers.get('x-request-id') ?? undefined)), false);
+  });
+});
