@@ -15,6 +15,7 @@ import { createTokenClient } from './coze/token-client.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { createCors } from './http/cors.js';
 import { createLogger, sessionHash, type Logger } from './log/logger.js';
+import { throttleLog } from './log/throttle.js';
 import type { Steps } from './maybe.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
 import { createConcurrencyLimiter } from './policy/concurrency-limit.js';
@@ -32,6 +33,9 @@ import { tokenKeysFromConfig } from './coze/mint-request.js';
 import { createRedisUsageStore } from './usage/usage-store-redis.js';
 import { createChatRetriever } from './usage/chat-retrieve.js';
 import { createUsageService, type UsageService } from './usage/usage-service.js';
+
+/** At most one warning a minute for forged identity headers, however many arrive (log/throttle.ts). */
+const UNTRUSTED_HEADER_LOG_INTERVAL_MS = 60_000;
 
 /** After a failed mint, new mints wait 1 s, doubling per failure in a row up to 30 s. */
 const MINT_HOLD_BASE_MS = 1000;
@@ -158,6 +162,13 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
       if (outcome === 'ok') logger.info({ entries: detail.entries }, 'identity.apiKeys.file reloaded');
       else logger.error({ error: detail.error }, 'identity.apiKeys.file is invalid: the last good version stays in force until it is fixed');
     },
+    // The header's value is left out: it is the identity claimed, a user id the log may not hold.
+    onUntrustedHeader: throttleLog(UNTRUSTED_HEADER_LOG_INTERVAL_MS, now, (suppressed, remoteAddress: string | undefined) =>
+      logger.warn(
+        { header: config.identity.trustedHeader.name, remoteAddress, suppressed },
+        'identity header from outside identity.trustedHeader.allowFrom refused with 401: someone is claiming an identity, or a proxy that sets it is not in allowFrom',
+      ),
+    ),
   });
   const streams = new Set<RelayContext>();
   const forwarder = createForwarder({ target: config.coze.baseUrl });

@@ -160,10 +160,11 @@ export function bearerCredential(req: CredentialRequest, source: IdentitySource)
 
 export async function createAuthenticatorFromConfig(
   config: GatewayConfig['identity'],
-  deps: { now?: () => number; onApiKeysReload?: WatchedFileOptions<ApiKeyTable>['onReload'] } = {},
+  deps: { now?: () => number; onApiKeysReload?: WatchedFileOptions<ApiKeyTable>['onReload']; onUntrustedHeader?: (remoteAddress: string | undefined) => void } = {},
 ): Promise<Authenticator> {
   const sources: IdentitySourceImpl[] = [];
-  if (config.trustedHeader.name) sources.push(createTrustedHeaderSource({ name: config.trustedHeader.name, allowFrom: config.trustedHeader.allowFrom }));
+  const trustedHeader = config.trustedHeader;
+  if (trustedHeader.name) sources.push(createTrustedHeaderSource({ name: trustedHeader.name, allowFrom: trustedHeader.allowFrom, ...(deps.onUntrustedHeader ? { onUntrustedSource: deps.onUntrustedHeader } : {}) }));
   const jwt = config.jwt;
   if (jwt.jwksUrl || jwt.publicKey || jwt.secret) {
     sources.push(

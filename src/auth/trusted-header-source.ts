@@ -6,7 +6,12 @@ import { AuthError, type IdentitySourceImpl } from './identity.js';
  * Accepted only from the allowFrom CIDRs; from anywhere else it is a 401, not silently ignored,
  * because it means someone is trying to claim an identity (SPEC section 3.3).
  */
-export function createTrustedHeaderSource(options: { name: string; allowFrom: readonly string[] }): IdentitySourceImpl {
+export function createTrustedHeaderSource(options: {
+  name: string;
+  allowFrom: readonly string[];
+  /** Each refusal from outside allowFrom, with the TCP peer's address (SPEC section 3.3: logged). */
+  onUntrustedSource?: (remoteAddress: string | undefined) => void;
+}): IdentitySourceImpl {
   const header = options.name.toLowerCase();
   const trusted = createCidrMatcher(options.allowFrom);
   return {
@@ -18,6 +23,7 @@ export function createTrustedHeaderSource(options: { name: string; allowFrom: re
       const value = req.headers[header];
       if (value === undefined) return undefined;
       if (!trusted(req.remoteAddress)) {
+        options.onUntrustedSource?.(req.remoteAddress);
         throw new AuthError('trusted_header', 'untrusted_source', `The ${header} header is only accepted from identity.trustedHeader.allowFrom.`, 'untrusted-identity-header');
       }
       if (Array.isArray(value) || !/^[\x20-\x7e]{1,256}$/.test(value) || value.trim() === '') {

@@ -425,7 +425,7 @@ export const configSchema = z
             allowFrom: list({
               env: 'IDENTITY_TRUSTED_HEADER_ALLOW_FROM',
               default: ['127.0.0.1/32', '::1/128'],
-              description: 'Source CIDRs that may set the trusted header. From anywhere else it gets 401.',
+              description: 'Source CIDRs that may set the trusted header. From anywhere else it gets 401 and a warning is logged (at most one a minute).',
             }),
           })
           .strict()

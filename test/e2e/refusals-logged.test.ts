@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createFakeClock } from '../helpers/clock.js';
 import { assertEnvelope, rawExchange } from '../helpers/http.js';
 import { until } from '../helpers/websocket.js';
 import { assertNothingReachedCoze, startStack, type Stack } from '../helpers/stack.js';
@@ -70,5 +71,45 @@ describe('refusals are logged and counted', () => {
     assert.equal(ok.status, 200);
     await ok.arrayBuffer();
     assert.equal('error' in (await lineOf(stack, ok.headers.get('x-request-id') ?? undefined)), false);
+  });
+});
+
+describe('a forged identity header is reported', () => {
+  let stack: Stack;
+  const clock = createFakeClock(Date.now());
+  before(async () => {
+    stack = await startStack({
+      env: { IDENTITY_TRUSTED_HEADER: 'x-forwarded-user', IDENTITY_TRUSTED_HEADER_ALLOW_FROM: '10.0.0.0/8', SESSION_NAME_TEMPLATE: '{source}:{subject}' },
+      gatewayDeps: { now: clock.now },
+    });
+  });
+  after(() => stack.close());
+
+  const warnings = () => stack.logs.map((l) => JSON.parse(l) as LogLine).filter((l) => l.level === 'warn' && l.header === 'x-forwarded-user');
+  const forge = async (who: string) => {
+    const res = await fetch(`${stack.url}/v1/bots/b`, { headers: { 'x-forwarded-user': who } });
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('x-gateway-error'), 'untrusted-identity-header');
+    await res.arrayBuffer();
+  };
+
+  it('trusted-header-outside-allowFrom-logs-warning: a warning names the header and the peer address, never the identity claimed; a flood writes one line a minute with the count it left out', async () => {
+    await forge('admin-claimed');
+    assert.equal(warnings().length, 1, 'the first refusal is logged at once');
+    const [first] = warnings();
+    assert.match(String(first?.remoteAddress), /^(::ffff:)?127\.0\.0\.1$/);
+    assert.equal(first?.suppressed, 0);
+    assert.match(String(first?.msg), /identity\.trustedHeader\.allowFrom/);
+    assert.ok(!stack.logs.some((l) => l.includes('admin-claimed')), 'the claimed identity is not logged');
+
+    await forge('second');
+    await forge('third');
+    assert.equal(warnings().length, 1, 'refusals within the minute are counted, not logged');
+    clock.advance(60_000);
+    await forge('fourth');
+    assert.equal(warnings().length, 2);
+    assert.equal(warnings()[1]?.suppressed, 2, 'the next line says how many were left out');
+    const failures = (await stack.gateway.metrics.registry.metrics()).split('\n').find((l) => l.startsWith('coze_gateway_auth_failures_total{source="trusted_header",reason="untrusted_source"}'));
+    assert.equal(failures?.split(' ')[1], '4', 'the metric counts every refusal');
   });
 });
