@@ -36,3 +36,23 @@ export function guardRequestTarget(method: string, rawUrl: string): { path: stri
   if (/[^\x21-\x7e]/.test(query)) throw new GatewayError('bad-request', { detail: 'The query string holds raw control or non-ASCII characters.' });
   return { path, query };
 }
+
+/** A refused target is logged this long at most: enough to see the trick, too short to flood. */
+const MAX_LOGGED_TARGET = 256;
+
+/**
+ * The request target as the log shows a request refused before its path was accepted (a path
+ * trick, an absolute URI, a preflight, a route the gateway does not serve): never the query or
+ * a fragment, which may hold credentials (`?authorization=` on upgrades), nor the userinfo of
+ * an absolute or scheme-relative URI (`http://user:password@host/`), and cut at MAX_LOGGED_TARGET characters. The
+ * request log escapes what is left as JSON. Called on refusals only, never on a forwarded request.
+ */
+export function targetForLog(rawUrl: string): string {
+  const end = rawUrl.search(/[?#]/);
+  let target = end === -1 ? rawUrl : rawUrl.slice(0, end);
+  // Everything up to the last @ goes: a password may hold a / that would end the authority early.
+  const userinfo = /^((?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/).*@/.exec(target);
+  if (userinfo) target = `${userinfo[1] as string}${target.slice(userinfo[0].length)}`;
+  if (target === '') return '-';
+  return target.length > MAX_LOGGED_TARGET ? `${target.slice(0, MAX_LOGGED_TARGET)}…` : target;
+}

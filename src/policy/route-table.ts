@@ -4,6 +4,8 @@ import { createFieldRules, type FieldRules, type ScopeOptions } from './field-po
 
 /** The route label of a request that matched no endpoint. */
 export const UNMATCHED_ROUTE = 'unmatched';
+/** The route label of a CORS preflight, which the gateway answers itself whatever its path. */
+export const PREFLIGHT_ROUTE = 'preflight';
 
 export type Params = Readonly<Record<string, string>>;
 

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AuthError, type Identity } from '../auth/identity.js';
 import { GatewayError } from '../errors.js';
-import { guardRequestTarget } from '../http/request-guard.js';
+import { guardRequestTarget, targetForLog } from '../http/request-guard.js';
 import { STEPS, type Maybe, type Steps } from '../maybe.js';
 import type { GatewayMetrics, PolicyDenialReason } from '../metrics/metrics.js';
 import type { ConcurrencyLimiter } from '../policy/concurrency-limit.js';
@@ -52,6 +52,9 @@ export interface AdmitDeps {
   /** How the steps are chained: STEPS, or (tests only) DEFERRED_STEPS to run every step later. */
   steps?: Steps;
 }
+
+/** The path of a trace that has not seen the request's target yet. */
+export const UNTRACED_PATH = '-';
 
 /** What the request log records as the admission goes: filled in step by step. */
 export interface AdmissionTrace {
@@ -114,6 +117,8 @@ export function admit(
   let release: (() => void) | undefined;
   const refuse = (err: unknown): never => {
     release?.();
+    // Refused before the path was accepted: the log still shows what was asked for.
+    if (trace.path === UNTRACED_PATH) trace.path = targetForLog(req.url ?? '');
     recordDenial(deps.metrics, err);
     throw err;
   };

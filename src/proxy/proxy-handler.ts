@@ -8,13 +8,14 @@ import type { CozeToken } from '../coze/token-client.js';
 import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
+import { targetForLog } from '../http/request-guard.js';
 import { sessionHash, type Logger } from '../log/logger.js';
 import { createRequestLog } from '../log/request-log.js';
 import { STEPS, type Maybe } from '../maybe.js';
-import { admit, recordDenial, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
+import { admit, recordDenial, UNTRACED_PATH, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { sendError } from './error-response.js';
 import { toUpstreamError, type Forwarder, type UpstreamCall, type UpstreamResponse } from './forwarder.js';
-import type { CompiledEndpoint } from '../policy/route-table.js';
+import { PREFLIGHT_ROUTE, UNMATCHED_ROUTE, type CompiledEndpoint } from '../policy/route-table.js';
 import type { BodyBudget } from './body-budget.js';
 import { planBody, type BodyPlan } from './request-body.js';
 import { relayResponse, type RelayContext } from './relay.js';
@@ -83,7 +84,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
-    const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
+    const trace: AdmissionTrace = { route: UNMATCHED_ROUTE, path: UNTRACED_PATH, source: undefined, sessionName: undefined };
     const log: LogState = { logId: undefined, bytesIn: 0, bytesOut: 0, error: undefined };
     const method = deps.metrics.methodLabel(req.method);
 
@@ -120,6 +121,10 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
 
     const preflight = deps.cors.preflight(req.headers);
     if (preflight) {
+      // Its own label: the gateway answers a preflight itself, whatever its path, and counting it
+      // under the route it asks about would skew that route's latency and traffic.
+      trace.route = PREFLIGHT_ROUTE;
+      trace.path = targetForLog(req.url ?? '');
       res.writeHead(preflight.status, Object.assign(own, preflight.headers)).end();
       return;
     }
@@ -128,6 +133,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       if (!(err instanceof ClientGone)) {
         if (!(err instanceof GatewayError)) deps.logger.error({ requestId, route: trace.route, err: describe(err) }, 'request failed');
         log.error = err instanceof GatewayError ? err.reason : 'internal-error';
+        // Refused before admission saw the path (token vending off, a wrong method on /gateway/usage).
+        if (trace.path === UNTRACED_PATH) trace.path = targetForLog(req.url ?? '');
         if (!res.headersSent) setHeaders(res, own);
         sendError(req, res, err, requestId);
       }

@@ -25,7 +25,7 @@ async function requestsTotal(stack: Stack): Promise<string[]> {
 describe('refusals are logged and counted', () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack();
+    stack = await startStack({ env: { CORS_ALLOWED_ORIGINS: 'https://app.example' } });
   });
   after(() => stack.close());
 
@@ -71,6 +71,57 @@ describe('refusals are logged and counted', () => {
     assert.equal(ok.status, 200);
     await ok.arrayBuffer();
     assert.equal('error' in (await lineOf(stack, ok.headers.get('x-request-id') ?? undefined)), false);
+  });
+});
+
+describe('requests refused before routing are logged with their path', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ env: { CORS_ALLOWED_ORIGINS: 'https://app.example' } });
+  });
+  after(() => stack.close());
+
+  const exchange = async (requestLine: string, headers: string[] = []) => {
+    const res = await rawExchange(stack.url, `${[requestLine, 'Host: x', ...headers, 'Connection: close'].join('\r\n')}\r\n\r\n`);
+    return { res, line: await lineOf(stack, res.headers['x-request-id'] as string) };
+  };
+
+  it('refused-before-routing-logs-path: path tricks, absolute URIs and token vending while off log the path they asked for, never the query, a fragment or userinfo', async () => {
+    const cases = [
+      { target: '/v1/bots/..%2f..%2fadmin?authorization=Bearer%20QUERYSECRET', status: 400, reason: 'bad-path', path: '/v1/bots/..%2f..%2fadmin' },
+      { target: 'http://user:PASSWORDSECRET@evil.example/v1/bots/b?token=QUERYSECRET', status: 400, reason: 'absolute-uri', path: 'http://evil.example/v1/bots/b' },
+      { target: '//user:PASSWORDSECRET@evil.example/v1/bots/b', status: 400, reason: 'bad-path', path: '//evil.example/v1/bots/b' },
+      { target: `/v1/bots/${'a'.repeat(3000)}`, status: 400, reason: 'bad-path', path: `/v1/bots/${'a'.repeat(256 - 9)}…` },
+      { target: '/v1/"quoted"\\..', status: 400, reason: 'bad-path', path: '/v1/"quoted"\\..' },
+    ];
+    for (const c of cases) {
+      const { res, line } = await exchange(`GET ${c.target} HTTP/1.1`);
+      assertEnvelope(res, c.status, c.reason);
+      assert.equal(line.path, c.path, c.target.slice(0, 80));
+      assert.equal(line.route, 'unmatched');
+      assert.equal(line.error, c.reason);
+    }
+    const vending = await exchange('POST /gateway/token?x=QUERYSECRET HTTP/1.1', ['Content-Length: 0']);
+    assertEnvelope(vending.res, 404, 'not-found');
+    assert.equal(vending.line.path, '/gateway/token', 'token vending while it is off');
+    const all = stack.logs.join('\n');
+    for (const secret of ['QUERYSECRET', 'PASSWORDSECRET', 'authorization=']) assert.ok(!all.includes(secret), `${secret} is not logged`);
+    assertNothingReachedCoze(stack);
+  });
+
+  it('preflight-labelled-preflight: a CORS preflight is logged with its path and counted under route="preflight", allowed or not', async () => {
+    const allowed = await exchange('OPTIONS /v3/chat?conversation_id=1 HTTP/1.1', ['Origin: https://app.example', 'Access-Control-Request-Method: POST']);
+    assert.equal(allowed.res.status, 204);
+    assert.equal(allowed.line.route, 'preflight');
+    assert.equal(allowed.line.path, '/v3/chat');
+    assert.equal(allowed.line.method, 'OPTIONS');
+    const foreign = await exchange('OPTIONS /v3/chat HTTP/1.1', ['Origin: https://evil.example', 'Access-Control-Request-Method: POST']);
+    assert.equal(foreign.res.status, 403);
+    assert.equal(foreign.line.route, 'preflight');
+    const series = await requestsTotal(stack);
+    assert.ok(series.includes('coze_gateway_http_requests_total{route="preflight",method="OTHER",status="204"} 1'), series.join('\n'));
+    assert.ok(series.includes('coze_gateway_http_requests_total{route="preflight",method="OTHER",status="403"} 1'), series.join('\n'));
+    assert.ok(!series.some((l) => l.includes('route="unmatched",method="OTHER"')), 'no preflight is counted as unmatched');
   });
 });
 
