@@ -14,7 +14,7 @@ import { createTokenCache, type TokenCache } from './coze/token-cache.js';
 import { createTokenClient } from './coze/token-client.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { createCors } from './http/cors.js';
-import { createLogger, sessionHash, type Logger } from './log/logger.js';
+import { createLogger, createSessionHasher, sessionHashKey, type Logger } from './log/logger.js';
 import { throttleLog } from './log/throttle.js';
 import type { Steps } from './maybe.js';
 import { createMetrics, type GatewayMetrics } from './metrics/metrics.js';
@@ -109,6 +109,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     usageFollowUpsPending: () => usageRef.current?.followUps?.pending ?? 0,
   });
 
+  const sessionHash = createSessionHasher(sessionHashKey(config.coze.privateKey));
   const signer = await createJwtSigner({
     appId: config.coze.appId,
     keyId: config.coze.keyId,
@@ -219,6 +220,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     forwarder,
     cors: createCors(config.cors.allowedOrigins),
     logger,
+    sessionHash,
     maxBodyBytes: config.server.maxBodyBytes,
     bodyBudget,
     bodyReadTimeoutMs: config.server.bodyReadTimeoutSeconds * 1000,

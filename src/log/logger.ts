@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, hkdfSync } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createBatchedDestination } from './batched-destination.js';
@@ -57,14 +57,53 @@ export function createLogger(options: LoggerOptions): Logger {
 export const LOG_BATCH_BYTES = 16_000;
 export const LOG_FLUSH_INTERVAL_MS = 250;
 
-const hashes = new LRUCache<string, string>({ max: 10_000 });
+/** Session pseudonyms remembered per gateway: a session's requests hash it once, not per line. */
+const SESSION_HASHES_KEPT = 10_000;
 
-/** Logs carry a short hash of session_name, never the raw value (it may be a user id). */
+/**
+ * The log's pseudonym of a session_name: HMAC-SHA256 under `key`, base64url, 12 characters. An
+ * unkeyed hash of "alice" would be the same on every deployment and reversed by hashing a list
+ * of user ids; keyed, it means nothing without the key, yet stays the same on every replica of
+ * one deployment, so one user's lines can still be followed across them.
+ */
+export function createSessionHasher(key: Uint8Array): (sessionName: string) => string {
+  const hashes = new LRUCache<string, string>({ max: SESSION_HASHES_KEPT });
+  return (sessionName) => {
+    let hash = hashes.get(sessionName);
+    if (hash === undefined) {
+      hash = createHmac('sha256', key).update(sessionName).digest('base64url').slice(0, 12);
+      hashes.set(sessionName, hash);
+    }
+    return hash;
+  };
+}
+
+const SESSION_HASH_INFO = 'coze-session-gateway log session pseudonym v1';
+
+/**
+ * The pseudonym key, derived (HKDF-SHA256) from the Coze app's private key: every replica of a
+ * deployment has that key and nothing new must be configured, while another deployment (another
+ * OAuth app) gets other pseudonyms. The key is read as PKCS#8 DER, so PKCS#1 and PKCS#8 PEMs of
+ * one key agree; HKDF is one-way, so the pseudonym key tells nothing about the private key.
+ * Rotating the Coze key changes the pseudonyms (docs/security.md).
+ */
+export function sessionHashKey(privateKeyPem: string): Buffer {
+  const der = createPrivateKey({ key: privateKeyPem, format: 'pem' }).export({ type: 'pkcs8', format: 'der' });
+  return Buffer.from(hkdfSync('sha256', der, '', SESSION_HASH_INFO, 32));
+}
+
+const unkeyedHashes = new LRUCache<string, string>({ max: SESSION_HASHES_KEPT });
+
+/**
+ * @deprecated An unkeyed hash, reversible with a list of user ids: use the gateway's
+ * createSessionHasher (ProxyHandlerDeps.sessionHash). Kept only for src/proxy/websocket.ts, which
+ * is being reworked elsewhere and moves to the keyed hasher with that change.
+ */
 export function sessionHash(sessionName: string): string {
-  let hash = hashes.get(sessionName);
+  let hash = unkeyedHashes.get(sessionName);
   if (hash === undefined) {
     hash = createHash('sha256').update(sessionName).digest('base64url').slice(0, 12);
-    hashes.set(sessionName, hash);
+    unkeyedHashes.set(sessionName, hash);
   }
   return hash;
 }

@@ -9,7 +9,7 @@ export interface RequestLogFields {
   status: number;
   durationMs: number;
   source: string | undefined;
-  /** sessionHash(session_name), never the raw value. */
+  /** The session_name's keyed pseudonym (createSessionHasher), never the raw value. */
   session: string | undefined;
   cozeLogId: string | undefined;
   bytesIn: number;

@@ -9,7 +9,7 @@ import { GatewayError } from '../errors.js';
 import type { createCors } from '../http/cors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
 import { targetForLog } from '../http/request-guard.js';
-import { sessionHash, type Logger } from '../log/logger.js';
+import type { Logger } from '../log/logger.js';
 import { createRequestLog } from '../log/request-log.js';
 import { STEPS, type Maybe } from '../maybe.js';
 import { admit, recordDenial, UNTRACED_PATH, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
@@ -34,6 +34,8 @@ export interface ProxyHandlerDeps extends AdmitDeps {
   forwarder: Forwarder;
   cors: ReturnType<typeof createCors>;
   logger: Logger;
+  /** The log's keyed pseudonym of a session_name (createSessionHasher). */
+  sessionHash(sessionName: string): string;
   maxBodyBytes: number;
   /** The memory shared by the JSON bodies being held (server.bufferedBodyBudgetBytes). */
   bodyBudget: BodyBudget;
@@ -109,7 +111,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         status,
         durationMs: Math.round(seconds * 1000),
         source: trace.source,
-        session: trace.sessionName ? sessionHash(trace.sessionName) : undefined,
+        session: trace.sessionName ? deps.sessionHash(trace.sessionName) : undefined,
         cozeLogId: log.logId,
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createFakeClock } from '../helpers/clock.js';
 import { assertEnvelope, rawExchange } from '../helpers/http.js';
@@ -162,5 +163,32 @@ describe('a forged identity header is reported', () => {
     assert.equal(warnings()[1]?.suppressed, 2, 'the next line says how many were left out');
     const failures = (await stack.gateway.metrics.registry.metrics()).split('\n').find((l) => l.startsWith('coze_gateway_auth_failures_total{source="trusted_header",reason="untrusted_source"}'));
     assert.equal(failures?.split(' ')[1], '4', 'the metric counts every refusal');
+  });
+});
+
+describe('session pseudonyms in the request log', () => {
+  let stack: Stack;
+  let other: Stack;
+  before(async () => {
+    // Each stack has its own Coze app, so its own private key: two deployments.
+    [stack, other] = await Promise.all([startStack(), startStack()]);
+  });
+  after(() => Promise.all([stack.close(), other.close()]));
+
+  async function sessionOf(target: Pick<Stack, 'logs' | 'url'>, jwt: string): Promise<unknown> {
+    const res = await fetch(`${target.url}/v1/bots/b`, { headers: { authorization: `Bearer ${jwt}` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    return (await lineOf(target, res.headers.get('x-request-id') ?? undefined)).session;
+  }
+
+  it('session-hash-is-keyed: the session field is not the plain SHA-256 prefix, is the same on two replicas of one config, and differs with another Coze key', async () => {
+    const replica = await stack.replica();
+    const here = await sessionOf(stack, await stack.callerToken('alice'));
+    assert.match(String(here), /^[A-Za-z0-9_-]{12}$/);
+    assert.notEqual(here, createHash('sha256').update('alice').digest('base64url').slice(0, 12), 'not the unkeyed hash anyone can compute');
+    assert.equal(await sessionOf(replica, await stack.callerToken('alice')), here, 'replicas of one deployment agree');
+    assert.notEqual(await sessionOf(other, await other.callerToken('alice')), here, 'another deployment (another Coze key) does not');
+    assert.ok(!stack.logs.some((l) => l.includes('"alice"')), 'the raw session_name is not logged');
   });
 });
