@@ -7,23 +7,37 @@ import { Pool, type Dispatcher } from 'undici';
 export const UPSTREAM_FAILURES = ['connect', 'reset', 'timeout', 'aborted'] as const;
 export type UpstreamFailure = (typeof UPSTREAM_FAILURES)[number];
 
+/**
+ * The methods sent again after a reset on a reused connection: RFC 9110's idempotent ones, the
+ * rule of Go's net/http (`shouldRetryRequest`). Any method is safe to resend when nothing of it
+ * was written, and undici covers that case itself: before it writes to an idle kept-alive
+ * socket it lets pending FIN and RST be read (client-h1.js, idle socket validation), and a
+ * request not yet written to a socket that closed is sent on another one. What still fails
+ * reached Coze's socket, and a POST is sent once. An `Idempotency-Key` header does not make a
+ * POST resendable here, as it does in Go: Coze documents no such key, so it would not spare
+ * the second run.
+ */
+const REPLAYABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
 export class UpstreamError extends Error {
   /**
-   * The attempt failed on a kept-alive connection that had already carried an earlier answer,
-   * before a single byte of this one came back: the race where Coze closes an idle connection
-   * just as it is reused, the one failure after which sending the request again is safe.
+   * Sending the request again cannot make Coze act on it twice: the attempt failed on a
+   * kept-alive connection that had already carried an earlier answer, before a single byte of
+   * this one came back (the race where Coze closes an idle connection just as it is reused),
+   * and its method is idempotent (REPLAYABLE_METHODS). A POST in the same place may have been
+   * read whole and acted on (a chat run, and billed) before the connection dropped.
    */
-  readonly staleConnection: boolean;
+  readonly resendable: boolean;
 
   constructor(
     readonly failure: UpstreamFailure,
     /** The transport's own code (ECONNREFUSED, UND_ERR_SOCKET...), for the error detail. */
     readonly code: string | undefined,
-    options?: { cause?: unknown; staleConnection?: boolean },
+    options?: { cause?: unknown; resendable?: boolean },
   ) {
     super(`upstream ${failure}${code ? ` (${code})` : ''}`, options);
     this.name = 'UpstreamError';
-    this.staleConnection = options?.staleConnection ?? false;
+    this.resendable = options?.resendable ?? false;
   }
 }
 
@@ -90,16 +104,19 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     // 300 s defaults would cut a quiet SSE stream behind their backs.
     headersTimeout: 0,
     bodyTimeout: 0,
-    // Idle connections stay open a minute unless Coze's Keep-Alive hint says less (undici
-    // follows it): closing them after undici's default 4 s meant a new TLS handshake to Coze
-    // for every request after a pause, and a connection storm for every burst. A socket Coze
-    // closes as we reuse it fails as a reset, which the handler retries once.
-    keepAliveTimeout: 60_000,
+    // An idle connection is closed by whichever side times out first, and a request written
+    // as Coze closes it fails after the write: a GET is sent again, a POST is a 502 (the
+    // at-most-once rule above). So ours must time out first. Coze documents no idle timeout;
+    // undici's default of 4 s sits below the shortest common ones (Node's and Apache's 5 s),
+    // and a `Keep-Alive: timeout=N` hint from Coze replaces it with N - 2 s (undici's
+    // keepAliveTimeoutThreshold), capped at a minute. The cost is a new TLS handshake for the
+    // first request after a pause of 4 s on a connection; under load connections never idle that long.
+    keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,
   });
   return {
     send(request, done) {
-      const call = new Attempt(done, connections);
+      const call = new Attempt(request.method, done, connections);
       // The upload's own failure (a byte bound, the client leaving) is the attempt's outcome,
       // not whatever undici makes of it.
       if (request.body instanceof Readable) request.body.once('error', (err) => call.abort(err));
@@ -170,6 +187,7 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
   private answerStarted = false;
 
   constructor(
+    private readonly method: string,
     private readonly done: (err: Error | null, res?: UpstreamResponse) => void,
     private readonly connections: ConnectionTracker,
   ) {}
@@ -219,7 +237,7 @@ class Attempt implements Dispatcher.DispatchHandler, UpstreamCall {
       this.answer.fail(this.abortReason ?? toUpstreamError(err));
       return;
     }
-    this.settle(this.abortReason ?? toUpstreamError(err, { staleConnection: this.reusedConnection && !this.answerStarted }));
+    this.settle(this.abortReason ?? toUpstreamError(err, { resendable: this.reusedConnection && !this.answerStarted && REPLAYABLE_METHODS.has(this.method) }));
   }
 
   private settle(err: Error | null, res?: UpstreamResponse): void {
@@ -399,10 +417,10 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_HEADERS_TIMEOUT', '
 const ABORT_CODES: ReadonlySet<string> = new Set(['UND_ERR_ABORTED', 'ABORT_ERR']);
 
 /** Transport codes to the closed vocabulary; anything else failed to connect. */
-export function toUpstreamError(err: Error, context: { staleConnection?: boolean } = {}): UpstreamError {
+export function toUpstreamError(err: Error, context: { resendable?: boolean } = {}): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   const failure: UpstreamFailure =
     code === undefined ? 'connect' : RESET_CODES.has(code) ? 'reset' : TIMEOUT_CODES.has(code) ? 'timeout' : ABORT_CODES.has(code) ? 'aborted' : 'connect';
-  return new UpstreamError(failure, code, { cause: err, staleConnection: failure === 'reset' && context.staleConnection === true });
+  return new UpstreamError(failure, code, { cause: err, resendable: failure === 'reset' && context.resendable === true });
 }

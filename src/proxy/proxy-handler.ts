@@ -270,11 +270,12 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         deps.metrics.upstreamErrors.labels('timeout').inc();
         throw new GatewayError('upstream-timeout');
       }
-      // A kept-alive connection that failed before any byte of the answer: the race where Coze
-      // closes an idle connection just as it is reused, so the request is sent once more
-      // (SPEC section 10). A reset on a fresh connection, or after part of an answer, may come
-      // after Coze acted on the request (a chat created and billed): never replayed.
-      if (failure.staleConnection && body.replayable && !retriedReset) {
+      // An idempotent request on a kept-alive connection that failed before any byte of the
+      // answer: the race where Coze closes an idle connection just as it is reused, so it is
+      // sent once more (SPEC section 10). A POST there, or a reset on a fresh connection or
+      // after part of an answer, may come after Coze acted on the request (a chat created and
+      // billed): never replayed (forwarder.ts, REPLAYABLE_METHODS).
+      if (failure.resendable && body.replayable && !retriedReset) {
         retriedReset = true;
         deps.metrics.upstreamErrors.labels('reset').inc();
         send(token);

@@ -4,8 +4,9 @@ import { assertEnvelope, request } from '../helpers/http.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 /**
- * What the forwarder's failures become for the client: one retry of a reset when the body can
- * be sent again, none when it cannot, and the time-to-headers deadline.
+ * What the forwarder's failures become for the client: one retry of a reset of a reused
+ * connection for an idempotent request whose body can be sent again, none for a POST Coze may
+ * have acted on or a streamed upload, and the time-to-headers deadline.
  */
 describe('upstream failures', () => {
   let stack: Stack;
@@ -27,14 +28,30 @@ describe('upstream failures', () => {
 
   const upstreamErrors = async (kind: string) => (await stack.gateway.metrics.upstreamErrors.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
 
-  it('a reset before the answer is retried once when the body can be replayed: the client sees 200', async () => {
+  it('reset-of-reused-connection-get-replayed: a GET reset on a kept-alive connection before the answer is sent once more: the client sees 200', async () => {
+    // The pool's connection carried an answer just now: this GET reuses it.
+    assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
     const resetsBefore = await upstreamErrors('reset');
+    stack.emulator.reset();
     stack.emulator.setApiFault({ kind: 'reset', times: 1 });
-    const res = await request(stack.url, { method: 'POST', path: '/v1/conversation/create', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ bot_id: 'b' }) });
+    const res = await request(stack.url, { path: '/v1/bots/b', headers: auth });
     assert.equal(res.status, 200, res.body);
     assert.equal(res.json().code, 0);
-    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/conversation/create').length, 2, 'the attempt that was reset, and exactly one retry');
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/bots/b').length, 2, 'the attempt that was reset, and exactly one retry');
     assert.equal(await upstreamErrors('reset'), resetsBefore + 1);
+  });
+
+  it('reset-after-coze-received-post-not-replayed: a POST Coze received on a kept-alive connection, then a reset, reaches Coze once and the client gets 502', async () => {
+    assert.equal((await request(stack.url, { path: '/v1/bots/b', headers: auth })).status, 200);
+    stack.emulator.reset();
+    // Coze took the request, then the connection dropped before any byte of the answer: the
+    // workflow may be running (and billed), so it is not run a second time.
+    stack.emulator.setApiFault({ kind: 'reset', times: 1 });
+    const res = await request(stack.url, { method: 'POST', path: '/v1/workflow/run', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ workflow_id: 'w', parameters: { action: 'send_invoice' } }) });
+    assertEnvelope(res, 502, 'upstream-unavailable');
+    assert.equal(res.json().code, 502002);
+    assert.match(res.json().msg, /^The Coze API could not be reached\. \((UND_ERR_SOCKET|ECONNRESET)\)$/);
+    assert.equal(stack.emulator.requests.filter((r) => r.path === '/v1/workflow/run').length, 1, 'sent once, never replayed');
   });
 
   it('a reset during a streamed upload is not retried: 502, since the bytes cannot be sent again', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { createForwarder, toUpstreamError, UpstreamError, type Forwarder, type UpstreamRequest, type UpstreamResponse } from '../../../src/proxy/forwarder.js';
@@ -171,15 +171,62 @@ describe('forwarder (undici Pool)', () => {
     assert.equal(err.failure, 'reset');
   });
 
-  it('stale-connection-flagged: a reset on a connection that carried an earlier answer, before any byte of this one, is a stale connection', async () => {
+  it('stale-get-resendable: a GET reset on a connection that carried an earlier answer, before any byte of this one, may be sent again', async () => {
     await read(await send({ path: '/first' }));
     await reusable();
     route = (req) => req.socket.destroy();
-    const err = await send({ method: 'POST', path: '/v3/chat', headers: { 'content-length': '2' }, body: Buffer.from('{}') }).then(() => undefined, (e: unknown) => e);
+    const err = await send({ path: '/v1/bots/b' }).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof UpstreamError, String(err));
     assert.equal(err.failure, 'reset');
     assert.equal(connections, 1, 'the second request went on the first one\'s connection');
-    assert.equal(err.staleConnection, true);
+    assert.equal(err.resendable, true);
+  });
+
+  it('stale-post-not-resendable: a POST Coze read whole on a reused connection, then a reset before the answer, is never sent again', async () => {
+    await read(await send({ path: '/first' }));
+    await reusable();
+    route = (req) => {
+      // Coze read the whole request and began working on it (a workflow run), then the connection dropped.
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        (seen.at(-1) as Seen).body = Buffer.concat(chunks);
+        req.socket.destroy();
+      });
+    };
+    const err = await send({ method: 'POST', path: '/v1/workflow/run', headers: { 'content-length': '2' }, body: Buffer.from('{}') }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof UpstreamError, String(err));
+    assert.equal(err.failure, 'reset');
+    assert.equal(connections, 1, 'the POST went on the first request\'s connection');
+    assert.equal((seen[1] as Seen).body.toString(), '{}', 'Coze had the whole request');
+    assert.equal(err.resendable, false);
+  });
+
+  it('closed-idle-connection-post-sent-once: a POST written after Coze closed the idle connection goes, once, on a new connection', async () => {
+    // The case where nothing of the request was written: undici reads a pending FIN before it
+    // writes to an idle socket, so the POST never fails and is never sent twice.
+    let warm: Socket | undefined;
+    const fresh = createForwarder({ target: url });
+    const sendFresh = (request: Partial<UpstreamRequest>) =>
+      new Promise<UpstreamResponse>((resolve, reject) => fresh.send({ method: 'GET', path: '/', headers: {}, body: null, ...request }, (err, res) => (res ? resolve(res) : reject(err))));
+    try {
+      const plain = route;
+      route = (req, res) => {
+        warm = req.socket;
+        plain(req, res);
+      };
+      await read(await sendFresh({ path: '/first' }));
+      await reusable();
+      route = plain;
+      (warm as Socket).destroy();
+      const res = await sendFresh({ method: 'POST', path: '/v1/workflow/run', headers: { 'content-length': '2' }, body: Buffer.from('{}') });
+      assert.equal(res.statusCode, 200);
+      await read(res);
+      assert.deepEqual(seen.map((r) => r.url), ['/first', '/v1/workflow/run'], 'the POST reached Coze once');
+      assert.equal(connections, 2, 'on a new connection');
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('reset-on-fresh-connection-not-stale: a reset on a connection that carried nothing before is not a stale connection', async () => {
@@ -194,7 +241,7 @@ describe('forwarder (undici Pool)', () => {
     await fresh.close();
     assert.ok(err instanceof UpstreamError, String(err));
     assert.equal(err.failure, 'reset');
-    assert.equal(err.staleConnection, false);
+    assert.equal(err.resendable, false);
   });
 
   it('reset-after-answer-began-not-stale: a reused connection cut after the first bytes of the answer is not a stale connection', async () => {
@@ -208,7 +255,7 @@ describe('forwarder (undici Pool)', () => {
     assert.ok(err instanceof UpstreamError, String(err));
     assert.equal(err.failure, 'reset');
     assert.equal(connections, 1);
-    assert.equal(err.staleConnection, false);
+    assert.equal(err.resendable, false);
   });
 
   it('a cut in the middle of an answer errors its body as `reset`', async () => {
