@@ -359,7 +359,8 @@ export function createMainServer(gateway: Pick<Gateway, 'handler' | 'logger' | '
     },
     gateway.handler as (req: IncomingMessage, res: ServerResponse) => void,
   );
-  // Socket inactivity in either direction: a stalled upload or a dead client is let go.
+  // Socket inactivity in either direction: a stalled upload or a dead client is let go. While
+  // a stream is relayed the relay's own idle timer decides (proxy-handler.ts watchTheWait).
   server.timeout = timeouts.streamIdleTimeoutSeconds * 1000;
   // Past its own count Node drops headers silently (a second credential could hide there): one
   // more than the limit is kept, and admit.ts refuses the request when it sees it (issue 15).

@@ -334,7 +334,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     function relay(result: InspectedResponse): void {
       log.bytesIn = body.bytesIn();
       log.usage = deps.usage?.track(admission.endpoint, admission.sessionName, admission.tokenKey);
-      relayResponse({
+      const relaying = relayResponse({
         upstream,
         res,
         ownHeaders: own,
@@ -350,6 +350,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         },
         usage: log.usage,
       });
+      wait.relaying = relaying;
       wait.release();
     }
   }
@@ -396,6 +397,8 @@ interface Wait {
    * closes; at once if it closed already (the client left while an admission step waited).
    */
   hold(release: () => void): void;
+  /** Set as the relay takes over: it still relays a body, under its own idle timer. */
+  relaying: boolean;
   /** The relay (or the local answer) has taken over the client. */
   release(): void;
   /** The response closed: called by the handler's one `close` listener, after the log line. */
@@ -409,13 +412,20 @@ interface Wait {
  * Node would cut it. And until the relay watches the client itself, a client that leaves aborts
  * the attempt in flight, or cuts the answer from its first byte, so Coze stops and the pooled
  * connection is not left paused under a body nobody reads.
+ *
+ * While a body is relayed the socket's timeout (server.streamIdleTimeoutSeconds, the relay's
+ * own) is ignored too: bytes the relay holds (a partial SSE event) or none at all since the
+ * headers leave the socket as quiet as Coze, and Node's destroy would beat the relay's timer to
+ * it, cutting the stream without its final event. The relay's timer always ends the stream;
+ * once it has (its final event unread), or outside a relay, the quiet socket is let go.
  */
 function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
   let watching = true;
   let closed = false;
   let slot: (() => void) | undefined;
   const onSocketIdle = (socket: Socket) => {
-    if (!req.complete) socket.destroy();
+    if (watching ? req.complete : wait.relaying && !res.writableEnded) return;
+    socket.destroy();
   };
   const wait: Wait = {
     attempt: undefined,
@@ -424,10 +434,9 @@ function watchTheWait(req: IncomingMessage, res: ServerResponse): Wait {
       if (closed) release();
       else slot = release;
     },
+    relaying: false,
     release() {
-      if (!watching) return;
       watching = false;
-      res.off('timeout', onSocketIdle);
     },
     closed() {
       closed = true;

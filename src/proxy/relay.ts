@@ -41,14 +41,16 @@ export const STREAM_RESET_CODE = 502002;
  * Relays the upstream answer: status and headers (minus Set-Cookie and hop-by-hop), then the
  * body byte for byte. SSE is flushed per chunk and never re-framed; the only bytes the gateway
  * ever adds to a stream are a final error event when the stream cannot end normally.
+ * True while a body is still being relayed: the relay's idle timer then decides when a quiet
+ * stream ends, not the client socket's inactivity timeout (proxy-handler.ts watchTheWait).
  */
-export function relayResponse(options: RelayOptions): void {
+export function relayResponse(options: RelayOptions): boolean {
   const { upstream, res, inspected, metrics } = options;
   // The client left before the relay began (its 'close' has been and gone): nothing to relay
   // to, and a body piped into a destroyed response would pause for good, holding its connection.
   if (res.destroyed) {
     upstream.cancel();
-    return;
+    return false;
   }
   const sse = isEventStream(upstream);
   const headers: OutgoingHttpHeaders = scrubResponseHeaders(upstream.headers, options.ownHeaders);
@@ -66,7 +68,7 @@ export function relayResponse(options: RelayOptions): void {
     options.onBytes(bytes.length);
     res.end(bytes);
     usage?.onBody(bytes, true);
-    return;
+    return false;
   }
   res.writeHead(upstream.statusCode, headers);
   // Asked for only here: an answer read whole needs no stream (forwarder.ts Answer).
@@ -140,6 +142,7 @@ export function relayResponse(options: RelayOptions): void {
     // The client left: stop Coze generating (and billing) for nobody (SPEC section 10).
     if (!res.writableFinished) body.destroy();
   });
+  return true;
 }
 
 /**

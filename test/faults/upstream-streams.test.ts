@@ -48,6 +48,25 @@ describe('streams that cannot end normally get a clean end', () => {
     assert.ok(!text.includes('conversation.message.delta'), 'the half-sent event never reached the client');
   });
 
+  it('idle-final-event-before-first-event: Coze sends the headers and then nothing; the stream still ends with the idle event, not a cut socket', async () => {
+    // The client socket has been as quiet as Coze since the headers: its own inactivity timeout
+    // (the same length) must not destroy it before the relay writes the final event.
+    stack.emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 0, times: 1 });
+    const res = await fetch(`${stack.url}/v3/chat`, { method: 'POST', headers, body: chatBody });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.equal(text, 'event:error\ndata:{"code":504002,"msg":"The Coze stream went quiet for too long and was ended by the gateway."}\n\n');
+  });
+
+  it('idle-final-event-after-held-partial: Coze sends part of an event and then nothing; the held bytes are dropped and the stream ends with the idle event', async () => {
+    // The relay holds the unfinished event, so the client socket sees no byte of it.
+    stack.emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 0, partialBytes: 20, times: 1 });
+    const res = await fetch(`${stack.url}/v1/workflow/stream_run`, { method: 'POST', headers, body: JSON.stringify({ workflow_id: 'w' }) });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.equal(text, 'id: 0\nevent: Error\ndata: {"error_code":504002,"error_message":"The Coze stream went quiet for too long and was ended by the gateway."}\n\n');
+  });
+
   it('final-event-after-mid-event-cut: a workflow stream stalled in the middle of an event ends with the next id', async () => {
     stack.emulator.setApiFault({ kind: 'stall-mid-stream', afterEvents: 2, partialBytes: 12, times: 1 });
     const res = await fetch(`${stack.url}/v1/workflow/stream_run`, { method: 'POST', headers, body: JSON.stringify({ workflow_id: 'w' }) });
