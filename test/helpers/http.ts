@@ -96,6 +96,39 @@ export function rawExchange(url: string, bytes: string | Buffer, waitMs = 3000):
   });
 }
 
+/**
+ * Bytes written as-is on one fresh TCP connection (requests pipelined back to back); resolves
+ * once `count` whole responses (each framed by Content-Length) have arrived, or the server closed
+ * the connection, with the responses so far and whether it was closed by then.
+ */
+export function pipelinedExchange(url: string, bytes: string | Buffer, count: number): Promise<{ responses: RawResponse[]; closed: boolean }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname);
+    let raw = '';
+    const responses: RawResponse[] = [];
+    const finish = (closed: boolean) => {
+      socket.destroy();
+      resolve({ responses, closed });
+    };
+    socket.on('data', (c: Buffer) => {
+      raw += c.toString('latin1');
+      for (;;) {
+        const split = raw.indexOf('\r\n\r\n');
+        if (split === -1) return;
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(raw.slice(0, split))?.[1] ?? 0);
+        if (raw.length < split + 4 + length) return;
+        responses.push(parseResponse(raw.slice(0, split + 4 + length)));
+        raw = raw.slice(split + 4 + length);
+        if (responses.length === count) return finish(false);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => finish(true));
+    socket.on('connect', () => socket.write(bytes));
+  });
+}
+
 function parseResponse(raw: string): RawResponse & { raw: string } {
   const split = raw.indexOf('\r\n\r\n');
   const head = split === -1 ? raw : raw.slice(0, split);
