@@ -79,30 +79,41 @@ const LOG_ID = /^[A-Za-z0-9]{1,64}$/;
 
 /**
  * The headers that may go to Coze, by allowlist: a new object, so the caller's never leak
- * through a shared reference. Content-Length of a streamed body is kept (the gateway sets it for
- * a body it read); Node re-frames the body, so Transfer-Encoding never goes.
+ * through a shared reference. A header the caller's Connection names is hop-by-hop (RFC 9110
+ * 7.6.1): meant for the gateway alone, it never goes, allowlisted or not. Content-Length of a
+ * streamed body is kept (the gateway sets it for a body it read); Node re-frames the body, so
+ * Transfer-Encoding never goes.
  */
 export function scrubRequestHeaders(headers: IncomingHttpHeaders, options: { forward?: readonly string[] } = {}): OutgoingHttpHeaders {
+  const listed = connectionNamed(headers);
   const out: OutgoingHttpHeaders = {};
-  copyAllowed(headers, FORWARDED_REQUEST_HEADERS, out);
-  if (options.forward) copyAllowed(headers, options.forward, out);
+  copyAllowed(headers, FORWARDED_REQUEST_HEADERS, out, listed);
+  if (options.forward) copyAllowed(headers, options.forward, out, listed);
   if (headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) out['content-length'] = headers['content-length'];
   return out;
 }
 
-function copyAllowed(headers: IncomingHttpHeaders, names: readonly string[], out: OutgoingHttpHeaders): void {
+function copyAllowed(headers: IncomingHttpHeaders, names: readonly string[], out: OutgoingHttpHeaders, listed: ReadonlySet<string> | undefined): void {
   for (const name of names) {
     const value = headers[name];
-    if (value === undefined) continue;
+    if (value === undefined || listed?.has(name)) continue;
     if (name === 'x-tt-logid' && (typeof value !== 'string' || !LOG_ID.test(value))) continue;
     out[name] = value;
   }
 }
 
-function named(headers: IncomingHttpHeaders): Set<string> {
-  const listed = new Set<string>();
+/** A Connection header naming no other header: what nearly every request and answer carries. */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
+
+/**
+ * The header names a Connection header lists; undefined when it lists none (absent, or only
+ * keep-alive or close), so the common message makes no set.
+ */
+function connectionNamed(headers: IncomingHttpHeaders): ReadonlySet<string> | undefined {
   const connection = headers.connection;
-  for (const value of Array.isArray(connection) ? connection : connection ? [connection] : []) {
+  if (connection === undefined || (typeof connection === 'string' && PLAIN_CONNECTION.test(connection))) return undefined;
+  const listed = new Set<string>();
+  for (const value of Array.isArray(connection) ? connection : [connection]) {
     for (const token of value.split(',')) listed.add(token.trim().toLowerCase());
   }
   return listed;
@@ -135,8 +146,8 @@ const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
  * (the gateway's own headers, which win over Coze's of the same name; a Vary lists both).
  */
 export function scrubResponseHeaders(headers: IncomingHttpHeaders, own: OutgoingHttpHeaders = {}): OutgoingHttpHeaders {
-  // The names Coze's Connection header lists, read only when it sent one.
-  const listed = headers.connection === undefined ? undefined : named(headers);
+  // The names Coze's Connection header lists, when it lists any.
+  const listed = connectionNamed(headers);
   // Copied name by name: V8 turns an object made by spreading (`{ ...own }`) into a slow
   // dictionary as soon as a property is added to it, 8 µs here (bench/README.md).
   const out: OutgoingHttpHeaders = {};

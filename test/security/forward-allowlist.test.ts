@@ -81,6 +81,26 @@ describe('forward-allowlist: only listed request headers reach Coze; the gateway
     assert.equal(seen['accept-encoding'], 'identity');
   });
 
+  it('headers listed in Connection never reach Coze, allowlisted or in policy.forwardHeaders', async () => {
+    // Hop-by-hop by the caller's own word (RFC 9110 7.6.1): meant for the gateway, not Coze.
+    const res = await request(stack.url, {
+      path: `/v1/conversations?bot_id=${BOT}`,
+      headers: { authorization: bearer, connection: 'keep-alive, X-App-Trace, user-agent', 'x-app-trace': 'hop-only', 'user-agent': 'hop-only-ua', accept: 'application/json' },
+    });
+    assert.equal(res.status, 200, res.body);
+    const seen = stack.emulator.requests.at(-1)?.headers ?? {};
+    assert.equal(seen['x-app-trace'], undefined, 'x-app-trace (policy.forwardHeaders) named in Connection');
+    assert.notEqual(seen['user-agent'], 'hop-only-ua', 'user-agent (allowlisted) named in Connection');
+    assert.equal(seen.accept, 'application/json', 'a header Connection does not name still goes');
+    // Connection naming only keep-alive or close takes nothing away.
+    for (const connection of ['keep-alive', 'Keep-Alive', 'close']) {
+      await request(stack.url, { path: `/v1/conversations?bot_id=${BOT}`, headers: { authorization: bearer, connection, 'x-app-trace': 'kept', 'user-agent': 'kept-ua' } });
+      const plain = stack.emulator.requests.at(-1)?.headers ?? {};
+      assert.equal(plain['x-app-trace'], 'kept', connection);
+      assert.equal(plain['user-agent'], 'kept-ua', connection);
+    }
+  });
+
   it('a client X-Tt-Logid that is not a plain token is dropped', async () => {
     for (const logId of ['has space', 'x'.repeat(65), 'semi;colon', '../../etc']) {
       await request(stack.url, { path: `/v1/conversations?bot_id=${BOT}`, headers: { authorization: bearer, 'x-tt-logid': logId } });
