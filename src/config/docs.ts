@@ -32,7 +32,7 @@ export function renderConfigurationMd(settings: SettingInfo[] = listSettings()):
     for (const s of items) {
       const keyCell = s.fileKey ? `\`${s.key}\` / \`${s.fileKey}\`` : `\`${s.key}\``;
       const envCell = s.env ? (s.fileEnv ? `\`${s.env}\` / \`${s.fileEnv}\`` : `\`${s.env}\``) : '';
-      const typeCell = s.type === 'enum' && s.values ? s.values.map((v) => `\`${v}\``).join(', ') : s.type;
+      const typeCell = s.type === 'enum' && s.values ? s.values.map((v) => `\`${v}\``).join(', ') : `${s.type}${boundsText(s)}`;
       const secret = s.secret ? ' **Secret.**' : '';
       lines.push(`| ${keyCell} | ${envCell} | ${typeCell} | ${defaultText(s)} | ${escapeCell(s.description)}${secret} |`);
     }
@@ -88,6 +88,14 @@ function defaultText(s: SettingInfo): string {
   if (Array.isArray(s.default)) return s.default.length ? `\`${s.default.join(',')}\`` : 'empty';
   if (s.default === '') return 'empty';
   return `\`${String(s.default)}\``;
+}
+
+/** "integer, 1 to 86400": out-of-range values are refused at start-up, so the docs say where the range ends. */
+function boundsText(s: SettingInfo): string {
+  if (s.min !== undefined && s.max !== undefined) return `, ${s.min} to ${s.max}`;
+  if (s.min !== undefined) return `, at least ${s.min}`;
+  if (s.max !== undefined) return `, at most ${s.max}`;
+  return '';
 }
 
 function escapeCell(text: string): string {

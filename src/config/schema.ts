@@ -22,6 +22,9 @@ export interface SettingMeta {
   secret?: boolean;
   /** Allowed values, for enums. */
   values?: readonly string[];
+  /** Bounds of an integer, shown in the docs. */
+  min?: number;
+  max?: number;
 }
 
 type Bounds = { min?: number; max?: number };
@@ -72,8 +75,21 @@ function int(meta: Omit<SettingMeta, 'type' | 'default'> & Bounds & { default: n
   let n = z.number().int();
   if (meta.min !== undefined) n = n.min(meta.min);
   if (meta.max !== undefined) n = n.max(meta.max);
-  const { min: _min, max: _max, ...rest } = meta;
-  return leaf(z.preprocess(parseIntString, n).default(meta.default), { ...rest, type: 'integer' });
+  return leaf(z.preprocess(parseIntString, n).default(meta.default), { ...meta, type: 'integer' });
+}
+
+/**
+ * Node's timers hold at most 2^31-1 ms: a longer delay fires after 1 ms, with only a
+ * TimeoutOverflowWarning (UPSTREAM_TIMEOUT_SECONDS=3000000 timed every request out at once).
+ */
+export const TIMER_LIMIT_MS = 2 ** 31 - 1;
+const DAY_SECONDS = 86400;
+
+/** A duration in seconds: at most a day unless told otherwise, and never past a timer's limit. */
+function seconds(meta: Omit<SettingMeta, 'type' | 'default'> & Bounds & { default: number }) {
+  const max = meta.max ?? DAY_SECONDS;
+  if (max * 1000 > TIMER_LIMIT_MS) throw new RangeError(`a duration setting may not exceed ${TIMER_LIMIT_MS} ms`);
+  return int({ ...meta, max });
 }
 
 function bool(meta: Omit<SettingMeta, 'type' | 'default'> & { default: boolean }) {
@@ -176,22 +192,22 @@ export const configSchema = z
           min: 1,
           description: 'Request bodies larger than this get 413. Counted as the body streams, never buffered.',
         }),
-        keepAliveTimeoutSeconds: int({
+        keepAliveTimeoutSeconds: seconds({
           default: 65,
           min: 1,
           description: 'Idle keep-alive timeout for client connections. Keep it above your load balancer idle timeout (60 s on most).',
         }),
-        headersTimeoutSeconds: int({
+        headersTimeoutSeconds: seconds({
           default: 66,
           min: 1,
           description: 'Time allowed to receive the request headers (slowloris guard). Just above keepAliveTimeoutSeconds.',
         }),
-        requestTimeoutSeconds: int({
+        requestTimeoutSeconds: seconds({
           default: 0,
           min: 0,
           description: 'Deadline for receiving a whole request body, 0 for none (long uploads stay possible; idle uploads are cut by streamIdleTimeoutSeconds).',
         }),
-        bodyReadTimeoutSeconds: int({
+        bodyReadTimeoutSeconds: seconds({
           env: 'BODY_READ_TIMEOUT_SECONDS',
           default: 30,
           min: 1,
@@ -212,20 +228,20 @@ export const configSchema = z
           max: 2000,
           description: 'Most header fields a request may carry; more get 431 (Node would otherwise drop the ones past its own limit unseen).',
         }),
-        upstreamTimeoutSeconds: int({
+        upstreamTimeoutSeconds: seconds({
           env: 'UPSTREAM_TIMEOUT_SECONDS',
           default: 300,
           min: 1,
           description: 'Deadline for Coze to send response headers. Past it the client gets 504.',
         }),
-        streamIdleTimeoutSeconds: int({
+        streamIdleTimeoutSeconds: seconds({
           env: 'STREAM_IDLE_TIMEOUT_SECONDS',
           default: 300,
           min: 1,
           description:
             'A request or response that sends no byte for this long is ended (a Coze answer that stalls before the client got anything is a 504). Idle-based, so minute-long streams that keep talking are never cut. A client waiting for Coze is not cut by it: upstreamTimeoutSeconds bounds that wait.',
         }),
-        shutdownGraceSeconds: int({
+        shutdownGraceSeconds: seconds({
           env: 'SHUTDOWN_GRACE_SECONDS',
           default: 30,
           min: 0,
@@ -279,7 +295,7 @@ export const configSchema = z
           max: 86399,
           description: 'duration_seconds asked of Coze for each access token.',
         }),
-        refreshBeforeSeconds: int({
+        refreshBeforeSeconds: seconds({
           env: 'COZE_REFRESH_BEFORE_SECONDS',
           default: 60,
           min: 0,
@@ -297,7 +313,7 @@ export const configSchema = z
           max: 3600,
           description: 'Lifetime (exp - iat) of each signed JWT. Short: the JWT is exchanged at once.',
         }),
-        mintDeadlineSeconds: int({
+        mintDeadlineSeconds: seconds({
           env: 'COZE_MINT_DEADLINE_SECONDS',
           default: 10,
           min: 1,
@@ -392,12 +408,12 @@ export const configSchema = z
               description: 'Claim that names the user; a dotted path is allowed. Must be a non-empty string.',
             }),
             clockToleranceSeconds: int({ default: 30, min: 0, max: 300, description: 'Clock skew tolerated on exp and nbf.' }),
-            jwksCooldownSeconds: int({
+            jwksCooldownSeconds: seconds({
               default: 30,
               min: 1,
               description: 'Minimum time between two JWKS refetches (an unknown kid cannot make the gateway hammer the IdP).',
             }),
-            jwksCacheMaxAgeSeconds: int({ default: 600, min: 1, description: 'Refetch the JWKS after this long.' }),
+            jwksCacheMaxAgeSeconds: seconds({ default: 600, min: 1, description: 'Refetch the JWKS after this long.' }),
             jwksTimeoutSeconds: int({
               default: 5,
               min: 1,

@@ -91,6 +91,26 @@ describe('command line', () => {
     }
   });
 
+  it('duration-past-timer-limit-refused: check-config exits 2 naming each too-long timeout by YAML key and environment variable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csg-durations-'));
+    try {
+      const file = join(dir, 'gateway.yaml');
+      writeFileSync(file, 'server:\n  keepAliveTimeoutSeconds: 3000000\n');
+      const res = await run(['check-config'], { ...env, GATEWAY_CONFIG: file, UPSTREAM_TIMEOUT_SECONDS: '3000000', COZE_MINT_DEADLINE_SECONDS: '3000000' });
+      assert.equal(res.code, 2, res.stderr);
+      for (const line of [
+        '  - server.keepAliveTimeoutSeconds: Too big: expected number to be <=86400',
+        '  - server.upstreamTimeoutSeconds (UPSTREAM_TIMEOUT_SECONDS): Too big: expected number to be <=86400',
+        '  - coze.mintDeadlineSeconds (COZE_MINT_DEADLINE_SECONDS): Too big: expected number to be <=86400',
+      ]) {
+        assert.ok(res.stderr.includes(line), `${line} in: ${res.stderr}`);
+      }
+      assert.ok(!res.stderr.includes('TimeoutOverflowWarning'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);
