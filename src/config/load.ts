@@ -253,6 +253,17 @@ function derive(config: ParsedConfig, settings: SettingInfo[], issues: ConfigIss
   if (server.port !== 0 && server.port === admin.port && hostsOverlap(server.host, admin.host)) {
     issues.push(issueFor(settings, 'admin.port', `is server.port too (${server.port}): the API and the admin endpoints need a port each`));
   }
+  // Node's http.createServer throws on it (`The value of "headersTimeout" is out of range`), which
+  // crashed serve with no setting named while check-config called the configuration valid.
+  if (server.requestTimeoutSeconds !== 0 && server.requestTimeoutSeconds < server.headersTimeoutSeconds) {
+    issues.push(
+      issueFor(
+        settings,
+        'server.requestTimeoutSeconds',
+        `(${server.requestTimeoutSeconds}) is below server.headersTimeoutSeconds (${server.headersTimeoutSeconds}): a whole request cannot have less time than its headers. Raise it to at least ${server.headersTimeoutSeconds}, set it to 0 for no deadline, or lower server.headersTimeoutSeconds`,
+      ),
+    );
+  }
   const maxRefreshBefore = maxRefreshBeforeSeconds(coze.tokenTtlSeconds);
   if (coze.refreshBeforeSeconds > maxRefreshBefore) {
     issues.push(

@@ -205,7 +205,7 @@ export const configSchema = z
         requestTimeoutSeconds: seconds({
           default: 0,
           min: 0,
-          description: 'Deadline for receiving a whole request body, 0 for none (long uploads stay possible; idle uploads are cut by streamIdleTimeoutSeconds).',
+          description: 'Deadline for receiving a whole request body, 0 for none (long uploads stay possible; idle uploads are cut by streamIdleTimeoutSeconds). Unless 0, at least server.headersTimeoutSeconds.',
         }),
         bodyReadTimeoutSeconds: seconds({
           env: 'BODY_READ_TIMEOUT_SECONDS',

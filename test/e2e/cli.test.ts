@@ -111,6 +111,13 @@ describe('command line', () => {
     }
   });
 
+  it('request-timeout-below-headers-timeout-refused: serve exits 2 naming both settings instead of crashing in Node', async () => {
+    const res = await run(['serve', '--server.requestTimeoutSeconds=30', '--server.headersTimeoutSeconds=66'], { ...env, HOST: '127.0.0.1', PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0' });
+    assert.equal(res.code, 2, res.stderr);
+    assert.match(res.stderr, /^ {2}- server\.requestTimeoutSeconds: \(30\) is below server\.headersTimeoutSeconds \(66\)/m);
+    assert.ok(!res.stderr.includes('out of range') && !res.stderr.includes('fatal'), res.stderr);
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);

@@ -35,6 +35,19 @@ describe('config loading', () => {
     assert.equal(issues[0]?.key, 'coze.baseUrl', 'base URLs still take no path');
   });
 
+  it('request-timeout-below-headers-timeout-refused: serve crashed in http.createServer while check-config said valid', () => {
+    const flags = (request: number, headers = 66) => ({ 'server.requestTimeoutSeconds': String(request), 'server.headersTimeoutSeconds': String(headers) });
+    assert.deepEqual(issuesOf(() => loadConfig({ env: baseEnv, flags: flags(30) })), [
+      {
+        key: 'server.requestTimeoutSeconds',
+        message:
+          '(30) is below server.headersTimeoutSeconds (66): a whole request cannot have less time than its headers. Raise it to at least 66, set it to 0 for no deadline, or lower server.headersTimeoutSeconds',
+      },
+    ]);
+    assert.equal(loadConfig({ env: baseEnv, flags: flags(66) }).server.requestTimeoutSeconds, 66, 'equal is what Node accepts');
+    assert.equal(loadConfig({ env: baseEnv, flags: flags(0) }).server.requestTimeoutSeconds, 0, '0 is no deadline');
+  });
+
   it('applies defaults < file < env < flags', () => {
     const file = join(dir, 'precedence.yaml');
     writeFileSync(file, 'server:\n  port: 7000\n  host: 127.0.0.1\ncoze:\n  baseUrl: https://api.coze.com\n  tokenTtlSeconds: 1200\nlog:\n  level: warn\n');
