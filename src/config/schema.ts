@@ -129,6 +129,10 @@ function urlSchema(options: { ws?: boolean; withPath?: boolean }) {
       },
       { message: `expected an absolute ${protocols.map((p) => p.slice(0, -1)).join(' or ')} URL${options.withPath ? '' : ' with no path'}` },
     )
+    // Printed by check-config and the start-up log, and refused by fetch (a JWKS would never load).
+    .refine((s) => !URL.canParse(s) || (!new URL(s).username && !new URL(s).password), {
+      message: 'takes no user name or password (user:password@): it would be printed in logs, and the gateway does not send it',
+    })
     .transform((s) => (options.withPath ? s : s.replace(/\/+$/, '')));
   return schema;
 }

@@ -118,6 +118,13 @@ describe('command line', () => {
     assert.ok(!res.stderr.includes('out of range') && !res.stderr.includes('fatal'), res.stderr);
   });
 
+  it('url-settings-refuse-userinfo: check-config exits 2 naming the setting and never echoes the password', async () => {
+    const res = await run(['check-config'], { ...env, COZE_BASE_URL: 'http://svc:Pass1234@127.0.0.1:1' });
+    assert.equal(res.code, 2, res.stdout + res.stderr);
+    assert.ok(res.stderr.includes('  - coze.baseUrl (COZE_BASE_URL): takes no user name or password (user:password@)'), res.stderr);
+    assert.ok(!(res.stdout + res.stderr).includes('Pass1234'));
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);

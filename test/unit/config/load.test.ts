@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../../src/config/load.js';
+import { listSettings } from '../../../src/config/schema.js';
 import { issuesOf } from '../../helpers/config-issues.js';
 import { generateRsaKey } from '../../helpers/keys.js';
 
@@ -46,6 +47,24 @@ describe('config loading', () => {
     ]);
     assert.equal(loadConfig({ env: baseEnv, flags: flags(66) }).server.requestTimeoutSeconds, 66, 'equal is what Node accepts');
     assert.equal(loadConfig({ env: baseEnv, flags: flags(0) }).server.requestTimeoutSeconds, 0, '0 is no deadline');
+  });
+
+  it('url-settings-refuse-userinfo: a user name or password in a URL setting is refused (printed by check-config and the listening log; fetch refuses a JWKS URL with one)', () => {
+    const { IDENTITY_API_KEYS_FILE: _keys, ...env } = baseEnv;
+    const jwt = { IDENTITY_JWT_ISSUER: 'https://idp.example.com', IDENTITY_JWT_AUDIENCE: 'my-app' };
+    const withUserinfo: Record<string, string> = { 'coze.baseUrl': 'http://svc:Pass@coze.internal', 'coze.wsBaseUrl': 'ws://svc:Pass@coze.internal', 'identity.jwt.jwksUrl': 'http://u:pw@idp/jwks' };
+    const urlSettings = listSettings().filter((s) => s.type === 'url' && s.key !== 'cache.redisUrl');
+    assert.deepEqual(urlSettings.map((s) => s.key).sort(), Object.keys(withUserinfo).sort(), 'every URL setting is in this table');
+    for (const s of urlSettings) {
+      for (const value of [withUserinfo[s.key] as string, (withUserinfo[s.key] as string).replace(':Pass@', '@').replace(':pw@', '@')]) {
+        const issues = issuesOf(() => loadConfig({ env: { ...env, ...jwt, IDENTITY_JWT_JWKS_URL: 'https://idp.example.com/jwks', [s.env as string]: value } }));
+        assert.deepEqual(issues, [{ key: s.key, env: s.env, message: 'takes no user name or password (user:password@): it would be printed in logs, and the gateway does not send it' }], value);
+      }
+    }
+    // A Redis password belongs in its URL: accepted, and a secret (never printed).
+    const redis = loadConfig({ env: { ...baseEnv, REDIS_URL: 'redis://app:S3cret@redis:6379/0', CACHE_ENCRYPTION_KEY: 'a'.repeat(64) } });
+    assert.equal(redis.cache.redisUrl, 'redis://app:S3cret@redis:6379/0');
+    assert.equal(listSettings().find((s) => s.key === 'cache.redisUrl')?.secret, true);
   });
 
   it('applies defaults < file < env < flags', () => {
