@@ -1,10 +1,12 @@
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   errors,
   importSPKI,
   jwtVerify,
   type CryptoKey,
+  type FetchImplementation,
   type JWK,
   type JWTPayload,
   type JWTVerifyGetKey,
@@ -82,6 +84,7 @@ export async function createJwtSource(options: JwtSourceOptions): Promise<Identi
       cooldownDuration: options.jwksCooldownSeconds * 1000,
       cacheMaxAge: options.jwksCacheMaxAgeSeconds * 1000,
       timeoutDuration: (options.jwksTimeoutSeconds ?? 5) * 1000,
+      [customFetch]: fetchKeySet,
     });
     key = failFastWhileDown(remote, Math.min(JWKS_FAILURE_HOLD_MS, options.jwksCooldownSeconds * 1000), now);
   } else if (options.publicKey) {
@@ -209,8 +212,26 @@ function failFastWhileDown(remote: JWTVerifyGetKey, holdMs: number, now: () => n
   };
 }
 
+/** The key set could not be fetched at all: refused, DNS, TLS, or a URL fetch will not request. */
+class KeySetFetchError extends Error {}
+
+/**
+ * fetch, with its failures marked where they happen: they are TypeErrors, as is a key-confusion
+ * attempt (the caller's fault, 401), so only the place tells them apart. An unmarked one made
+ * every JWT a 401 "malformed" while the identity provider could not be reached.
+ */
+const fetchKeySet: FetchImplementation = (url, init) =>
+  fetch(url, init).catch((err: unknown) => {
+    // jose turns the timeout of its own signal into JWKSTimeout.
+    throw err instanceof Error && err.name === 'TimeoutError' ? err : new KeySetFetchError('the key set could not be fetched', { cause: err });
+  });
+
+/**
+ * Any failure to obtain the key set. jose throws a plain JOSEError (no subclass) only for an
+ * answer other than 200 and for a body that is not JSON.
+ */
 function isFetchFailure(err: unknown): boolean {
-  return err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof Error && /fetch|ECONNREFUSED|network|Expected 200 OK/i.test(err.message));
+  return err instanceof KeySetFetchError || err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof errors.JOSEError && err.constructor === errors.JOSEError);
 }
 
 /** Media type names are case-insensitive and "application/" may be left out (RFC 7515 section 4.1.9). */

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { AuthError } from '../../../src/auth/identity.js';
@@ -86,5 +88,30 @@ describe('jwt source: one verification per token', () => {
     const noAud = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setSubject('alice').setIssuer('https://idp').setExpirationTime('1h').sign(privateKey);
     assert.equal((await optedOut.authenticate(request(noAud)))?.subject, 'alice');
     await assert.rejects(async () => optedOut.authenticate(request(await sign('alice'))), (err: unknown) => err instanceof AuthError && err.failure === 'bad_claims' && /aud/.test(err.message));
+  });
+
+  it('jwks-fetch-failure-is-unavailable: a key set fetch that throws (a TypeError from fetch) or answers no JSON is 503 identity-provider-unavailable, not 401 malformed', async () => {
+    const html = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>'));
+    await new Promise<void>((resolve) => html.listen(0, '127.0.0.1', resolve));
+    try {
+      const urls = {
+        'a URL with credentials, which fetch refuses with a TypeError': 'http://user:pw@127.0.0.1:1/jwks',
+        'a refused connection': 'http://127.0.0.1:1/jwks',
+        'an HTML page': `http://127.0.0.1:${(html.address() as AddressInfo).port}/jwks`,
+      };
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('alice').setIssuer('https://idp').setAudience('gateway').setExpirationTime('1h').sign(privateKey);
+      for (const [what, jwksUrl] of Object.entries(urls)) {
+        const { publicKey: _key, ...rest } = settings();
+        const jwt = await createJwtSource({ ...rest, jwksUrl, issuer: ['https://idp'], audience: ['gateway'] });
+        await assert.rejects(
+          async () => jwt.authenticate(request(token)),
+          (err: unknown) => err instanceof AuthError && err.failure === 'jwks_unavailable' && err.reason === 'identity-provider-unavailable' && err.status === 503,
+          what,
+        );
+        assert.equal(await jwt.ready?.(), false, `${what}: not ready`);
+      }
+    } finally {
+      html.close();
+    }
   });
 });
