@@ -5,7 +5,7 @@ import { createEmulator, generateEmulatorApp } from '../emulator/index.js';
 import { createLogger } from '../log/logger.js';
 import { createGateway, createMainServer } from '../server.js';
 import { UsageError, type ParsedArgs } from './args.js';
-import { addressPort, listen } from './serve.js';
+import { addressPort, listen, listenFailure } from './listen.js';
 import { untilSignal } from './signals.js';
 
 const DEMO_ISSUER = 'https://demo-idp.local';
@@ -52,12 +52,11 @@ export async function runDemo(args: ParsedArgs): Promise<number> {
   const main = createMainServer(gateway, config.server);
   main.on('upgrade', gateway.onUpgrade);
   const admin = http.createServer(gateway.adminHandler);
-  try {
-    await listen(main, port, '127.0.0.1', '--port');
-    await listen(admin, adminPort, '127.0.0.1', '--admin-port');
-  } catch (err) {
-    await emulator.close();
-    throw new UsageError(`${(err as Error).message}: choose another port with --port / --admin-port`);
+  for (const [server, at, flag] of [[main, port, '--port'], [admin, adminPort, '--admin-port']] as const) {
+    await listen(server, at, '127.0.0.1').catch(async (err: unknown) => {
+      await emulator.close();
+      throw new UsageError(`${listenFailure(err, '127.0.0.1', at)} (${flag}): choose another port with --port / --admin-port`);
+    });
   }
   const url = `http://127.0.0.1:${addressPort(main)}`;
   const adminUrl = `http://127.0.0.1:${addressPort(admin)}`;

@@ -1,10 +1,11 @@
-import http, { type Server } from 'node:http';
+import http from 'node:http';
 import { configuredSources } from '../auth/identity.js';
 import { configuredTopology } from '../cache/redis-topology.js';
 import { loadConfig } from '../config/load.js';
 import { drain, trackInflight } from '../lifecycle/drain.js';
 import { createGateway, createMainServer } from '../server.js';
 import type { ParsedArgs } from './args.js';
+import { addressPort, listen, listenError } from './listen.js';
 import { untilSignal } from './signals.js';
 
 /** Closing the admin port, Redis and flushing the log after the drain share this long at most. */
@@ -19,8 +20,12 @@ export async function runServe(args: ParsedArgs): Promise<number> {
   const inflight = trackInflight(main);
   const admin = http.createServer(gateway.adminHandler);
 
-  await listen(main, config.server.port, config.server.host, 'server.port');
-  await listen(admin, config.admin.port, config.admin.host, 'admin.port');
+  for (const [server, section] of [[main, 'server'], [admin, 'admin']] as const) {
+    const { host, port } = config[section];
+    await listen(server, port, host).catch((err: unknown) => {
+      throw listenError(section, host, port, err);
+    });
+  }
   const [port, adminPort] = [addressPort(main), addressPort(admin)];
   gateway.logger.info(
     {
@@ -71,22 +76,4 @@ function bounded(deadline: number, work: Promise<void>): Promise<boolean> {
       timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-export function listen(server: Server, port: number, host: string, setting: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${host} is already in use (${setting})` : `cannot listen on ${host}:${port} (${setting}): ${err.code ?? err.message}`));
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-export function addressPort(server: Server): number {
-  const address = server.address();
-  return typeof address === 'object' && address ? address.port : 0;
 }

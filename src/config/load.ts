@@ -238,6 +238,11 @@ function secretSafe(message: string): string {
   return message.replace(/received .*/i, 'received an invalid value');
 }
 
+/** An issue about one setting, named by YAML key and environment variable, for checks outside the loader. */
+export function settingIssue(key: string, message: string): ConfigIssue {
+  return issueFor(listSettings(), key, message);
+}
+
 function issueFor(settings: SettingInfo[], key: string, message: string): ConfigIssue {
   const s = settings.find((x) => x.key === key);
   return { key, ...(s?.env ? { env: s.env } : {}), message };

@@ -125,6 +125,21 @@ describe('command line', () => {
     assert.ok(!(res.stdout + res.stderr).includes('Pass1234'));
   });
 
+  it('listen-failure-names-both-settings: serve exits 2 naming host and port of the listener that cannot start', async () => {
+    const listeners = { HOST: '127.0.0.1', PORT: '0', ADMIN_HOST: '127.0.0.1', ADMIN_PORT: '0' };
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine, and nothing is sent to it.
+    const foreignHost = await run(['serve'], { ...env, ...listeners, HOST: '192.0.2.1' });
+    assert.equal(foreignHost.code, 2, foreignHost.stderr);
+    assert.ok(
+      foreignHost.stderr.includes('  - server.host (HOST): cannot listen on 192.0.2.1:0: 192.0.2.1 is not an address of this machine (EADDRNOTAVAIL); with server.port (PORT) 0'),
+      foreignHost.stderr,
+    );
+    const busyAdmin = await run(['serve'], { ...env, ...listeners, ADMIN_PORT: String(emulator.port) });
+    assert.equal(busyAdmin.code, 2, busyAdmin.stderr);
+    assert.ok(busyAdmin.stderr.includes(`  - admin.port (ADMIN_PORT): port ${emulator.port} on 127.0.0.1 is already in use; with admin.host (ADMIN_HOST) 127.0.0.1`), busyAdmin.stderr);
+    assert.ok(!(foreignHost.stderr + busyAdmin.stderr).includes('fatal'), 'a configuration error, not a crash');
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);
@@ -165,6 +180,6 @@ describe('command line', () => {
   it('demo names a busy port', async () => {
     const res = await run(['demo', '--once', '--port', String(emulator.port), '--admin-port', '0', '--emulator-port', '0']);
     assert.equal(res.code, 2);
-    assert.match(res.stderr, new RegExp(`port ${emulator.port} on 127.0.0.1 is already in use`));
+    assert.match(res.stderr, new RegExp(`port ${emulator.port} on 127.0.0.1 is already in use \\(--port\\)`));
   });
 });

@@ -7,7 +7,7 @@ import { createEmulator, generateEmulatorApp, type Emulator, type EmulatorOption
 import { createLogger } from '../../src/log/logger.js';
 import { DEFERRED_STEPS, type Steps } from '../../src/maybe.js';
 import { createGateway, createMainServer, type Gateway, type GatewayDeps } from '../../src/server.js';
-import { addressPort, listen } from '../../src/cli/serve.js';
+import { addressPort, listen } from '../../src/cli/listen.js';
 
 let steps: Steps | undefined;
 
@@ -104,7 +104,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const gateway = await createGateway(config, { ...options.gatewayDeps, logger: createLogger({ level: 'debug', destination }), registry: new Registry(), ...((options.steps ?? steps) ? { steps: options.steps ?? steps } : {}) });
     const server = createMainServer(gateway, config.server);
     server.on('upgrade', gateway.onUpgrade);
-    await listen(server, 0, '127.0.0.1', 'server.port');
+    await listen(server, 0, '127.0.0.1');
     const replica = {
       config,
       gateway,
