@@ -28,10 +28,11 @@ COPY config ./config
 USER 10001:10001
 EXPOSE 8080 9091
 # For Docker and Compose (Kubernetes ignores it and probes /healthz and /readyz itself). The
-# image has no curl: node asks the admin port on loopback (ADMIN_HOST 0.0.0.0, the default,
-# includes it).
+# image has no curl: the gateway's own healthcheck command asks the admin /healthz, at the
+# admin.host and admin.port that GATEWAY_CONFIG and the environment give (a wildcard host is
+# asked on loopback).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ADMIN_PORT || 9091) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "dist/main.js", "healthcheck"]
 # node is PID 1 itself (exec form, no npm, no shell), so SIGTERM reaches it and the drain runs.
 ENTRYPOINT ["node", "dist/main.js"]
 CMD ["serve"]

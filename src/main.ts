@@ -40,6 +40,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return runEmulator(args);
     case 'check-config':
       return runCheckConfig(args);
+    case 'healthcheck': {
+      const { runHealthcheck } = await import('./cli/healthcheck.js');
+      return runHealthcheck(args);
+    }
     default:
       throw new UsageError(`unknown command "${args.command}"`);
   }

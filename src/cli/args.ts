@@ -7,7 +7,7 @@ export interface ParsedArgs {
 }
 
 /** Flags that take no value. Everything else is `--name value` or `--name=value`. */
-const SWITCHES = new Set(['help', 'version', 'once', 'json']);
+const SWITCHES = new Set(['help', 'version', 'once', 'json', 'ready']);
 
 export class UsageError extends Error {
   constructor(message: string) {

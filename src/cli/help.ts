@@ -10,6 +10,7 @@ Usage:
   coze-session-gateway emulator [--port N] [--host ADDR] [--app-id ID] [--audience AUD]
                                 [--write-private-key FILE | --public-key-file FILE --key-id KID]
   coze-session-gateway check-config [--config FILE] [--mint SESSION_NAME]
+  coze-session-gateway healthcheck [--ready] [--config FILE] [--admin.port N] [--admin.host ADDR]
   coze-session-gateway --help | --version
 
 Commands:
@@ -23,6 +24,10 @@ Commands:
                  is the JWT aud it expects (api.coze.cn), --app-id the app id (the JWT iss).
   check-config   Validate the configuration; with --mint, perform one real token exchange
                  and print the session and expiry (never the token).
+  healthcheck    Ask the running gateway's admin port whether it is alive (/healthz; with
+                 --ready, whether it takes traffic: /readyz). The admin address comes from
+                 the same config file, environment and flags as serve. Exit 0 healthy, 1 not.
+                 The Docker image's HEALTHCHECK runs it.
 
 Most used settings (YAML key / environment variable):
   coze.appId / COZE_APP_ID                       OAuth app id (required)

@@ -64,21 +64,9 @@ export const DEFAULTS_FILE = resolve(PACKAGE_ROOT, 'config', 'default.yaml');
 type Tree = Record<string, unknown>;
 
 export function loadConfig(options: LoadOptions = {}): GatewayConfig {
-  const env = options.env ?? process.env;
-  const flags = { ...(options.flags ?? {}) };
   const settings = listSettings();
   const issues: ConfigIssue[] = [];
-
-  const configFile = flags.config ?? env.GATEWAY_CONFIG;
-  delete flags.config;
-
-  const layers: Tree[] = [readYaml(options.defaultsFile ?? DEFAULTS_FILE, 'config/default.yaml', issues)];
-  if (configFile) layers.push(readYaml(configFile, configFile, issues));
-  layers.push(fromEnv(settings, env));
-  layers.push(fromFlags(settings, flags, issues));
-
-  const merged: Tree = {};
-  for (const layer of layers) deepMerge(merged, layer);
+  const merged = mergeLayers(options, settings, issues);
   resolveSecretFiles(settings, merged, issues);
 
   // Required settings and the key are checked on the raw values, so that they are reported
@@ -105,6 +93,38 @@ export function loadConfig(options: LoadOptions = {}): GatewayConfig {
   const derived = config ? derive(config, settings, issues, options.requireIdentity ?? true) : undefined;
   if (issues.length > 0 || !derived) throw new ConfigError(issues);
   return deepFreeze(derived);
+}
+
+/** defaults < --config FILE (or GATEWAY_CONFIG) < environment < flags, as one tree of raw values. */
+function mergeLayers(options: LoadOptions, settings: SettingInfo[], issues: ConfigIssue[]): Tree {
+  const env = options.env ?? process.env;
+  const flags = { ...(options.flags ?? {}) };
+  const configFile = flags.config ?? env.GATEWAY_CONFIG;
+  delete flags.config;
+
+  const layers: Tree[] = [readYaml(options.defaultsFile ?? DEFAULTS_FILE, 'config/default.yaml', issues)];
+  if (configFile) layers.push(readYaml(configFile, configFile, issues));
+  layers.push(fromEnv(settings, env));
+  layers.push(fromFlags(settings, flags, issues));
+
+  const merged: Tree = {};
+  for (const layer of layers) deepMerge(merged, layer);
+  return merged;
+}
+
+/**
+ * Only the admin listener's address, through the same layers as loadConfig: for `healthcheck`,
+ * which runs every few seconds beside a running gateway and must neither read its secrets nor
+ * turn unhealthy over a setting the gateway reloads (the API key file).
+ */
+export function loadAdminAddress(options: LoadOptions = {}): ParsedConfig['admin'] {
+  const settings = listSettings();
+  const issues: ConfigIssue[] = [];
+  const merged = mergeLayers(options, settings, issues);
+  const parsed = configSchema.pick({ admin: true }).safeParse({ admin: merged.admin });
+  if (parsed.success && issues.length === 0) return parsed.data.admin;
+  if (!parsed.success) issues.push(...zodIssues(parsed.error, settings));
+  throw new ConfigError(issues);
 }
 
 /** The config with every setting zod refused left out, or undefined if it still fails. */

@@ -23,7 +23,7 @@ describe('command line', () => {
     assert.match(version.stdout, /^coze-session-gateway \d+\.\d+\.\d+\n$/);
     const help = await run(['--help']);
     assert.equal(help.code, 0);
-    for (const word of ['serve', 'demo', 'emulator', 'check-config', 'COZE_APP_ID', 'docs/configuration.md']) assert.ok(help.stdout.includes(word), word);
+    for (const word of ['serve', 'demo', 'emulator', 'check-config', 'healthcheck [--ready]', 'COZE_APP_ID', 'docs/configuration.md']) assert.ok(help.stdout.includes(word), word);
     // help-lists-emulator-flags: every flag the emulator reads is in its usage.
     const usage = help.stdout.slice(help.stdout.indexOf('coze-session-gateway emulator'), help.stdout.indexOf('coze-session-gateway check-config'));
     for (const flag of ['--port N', '--host ADDR', '--app-id ID', '--audience AUD', '--write-private-key FILE', '--public-key-file FILE', '--key-id KID']) {

@@ -43,13 +43,12 @@ describe('Dockerfile', () => {
     assert.match(user?.args ?? '', /^[1-9]\d*(:\d+)?$/, 'a numeric non-root uid');
   });
 
-  it('dockerfile-healthcheck: a HEALTHCHECK that needs no curl asks the admin /healthz on loopback', () => {
+  it('dockerfile-healthcheck: a HEALTHCHECK that needs no curl runs the gateway\'s own healthcheck command (it follows admin.port from every config layer, not ADMIN_PORT only)', () => {
     const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK');
     assert.ok(healthcheck, 'the runtime stage has a HEALTHCHECK');
-    assert.match(healthcheck.args, /--interval=\d+s --timeout=\d+s --start-period=\d+s --retries=\d+\s+CMD \[/);
-    const command = healthCommand();
-    assert.equal(command[0], 'node', 'node, not curl: the image has no curl');
-    assert.match(command.join(' '), /http:\/\/127\.0\.0\.1:' \+ \(process\.env\.ADMIN_PORT \|\| 9091\) \+ '\/healthz'/);
+    assert.match(healthcheck.args, /--interval=\d+s --timeout=(\d+)s --start-period=\d+s --retries=\d+\s+CMD \[/);
+    assert.ok(Number(/--timeout=(\d+)s/.exec(healthcheck.args)?.[1]) >= 3, 'above the command\'s own 2 s probe timeout, so the command reports why');
+    assert.deepEqual(healthCommand(), [...(JSON.parse(runtime.find((i) => i.op === 'ENTRYPOINT')?.args ?? '[]') as string[]), 'healthcheck'], 'node, not curl: the image has no curl');
   });
 
   it('npm-pack-builds: npm pack builds dist first, so the package holds what its bin names', () => {
@@ -196,6 +195,9 @@ async function buildAndRun(work: string): Promise<void> {
   writeFileSync(join(secrets, 'key.pem'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   writeFileSync(join(secrets, 'keys.yaml'), '[]\n');
   const [port, adminPort] = [await freePort(), await freePort()];
+  // The admin port from a config file: the HEALTHCHECK must find it there too (it used to read ADMIN_PORT only).
+  const configFile = join(secrets, 'gateway.yaml');
+  writeFileSync(configFile, `admin:\n  host: 127.0.0.1\n  port: ${adminPort}\n`);
   const [command, ...rest] = entrypoint;
   assert.equal(command, 'node');
   const child = spawn(process.execPath, [...rest, ...cmd], {
@@ -209,9 +211,8 @@ async function buildAndRun(work: string): Promise<void> {
       COZE_BASE_URL: 'http://127.0.0.1:9',
       IDENTITY_API_KEYS_FILE: join(secrets, 'keys.yaml'),
       PORT: String(port),
-      ADMIN_PORT: String(adminPort),
       HOST: '127.0.0.1',
-      ADMIN_HOST: '127.0.0.1',
+      GATEWAY_CONFIG: configFile,
       SHUTDOWN_GRACE_SECONDS: '1',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -227,7 +228,7 @@ async function buildAndRun(work: string): Promise<void> {
   }
   assert.equal(status, 200, output);
   // The HEALTHCHECK as Docker runs it: inside the container, with the container's environment.
-  const health = () => spawnSync(process.execPath, healthCommand().slice(1), { cwd: runtimeDir, env: { ...env, PATH: process.env.PATH ?? '', ADMIN_PORT: String(adminPort) }, timeout: 30_000 }).status;
+  const health = () => spawnSync(process.execPath, healthCommand().slice(1), { cwd: runtimeDir, env: { ...env, PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configFile }, timeout: 30_000 }).status;
   assert.equal(health(), 0, 'healthy while serving');
   child.kill('SIGTERM');
   assert.equal(await exited, 0, output);
