@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './config/load.js';
-import { parseArgs, UsageError } from './cli/args.js';
+import { checkCommandArgs, parseArgs, UsageError } from './cli/args.js';
 import { helpText } from './cli/help.js';
 import { runCheckConfig } from './cli/check-config.js';
 import { runEmulator } from './cli/emulator-command.js';
@@ -27,7 +27,9 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(helpText(packageVersion()));
     return 0;
   }
-  switch (args.command ?? 'serve') {
+  const command = args.command ?? 'serve';
+  checkCommandArgs(command, args);
+  switch (command) {
     case 'serve': {
       const { runServe } = await import('./cli/serve.js');
       return runServe(args);

@@ -140,6 +140,24 @@ describe('command line', () => {
     assert.ok(!(foreignHost.stderr + busyAdmin.stderr).includes('fatal'), 'a configuration error, not a crash');
   });
 
+  it('command-flags-checked: a flag a command does not take, or a stray word, is a usage error naming it (exit 2), not ignored', async () => {
+    const cases: Array<[string[], string]> = [
+      [['demo', '--once', '--port', '0', '--admin-port', '0', '--emulator-port', '0', '--bogus', '1'], 'demo takes no --bogus; its flags: --once, --port N, --admin-port N, --emulator-port N'],
+      [['demo', '--once', 'now'], 'demo takes no argument "now"'],
+      [['emulator', '--prot', '1'], 'emulator takes no --prot; its flags: --port N, --host ADDR, --app-id ID, --audience AUD, --write-private-key FILE, --public-key-file FILE, --key-id KID'],
+      [['serve', '--once'], 'serve takes no --once; its flags: --config FILE, --<yaml.key>=VALUE'],
+      [['check-config', 'extra'], 'check-config takes no argument "extra"'],
+      [['healthcheck', '--once'], 'healthcheck takes no --once; its flags: --ready, --config FILE, --<yaml.key>=VALUE'],
+    ];
+    for (const [args, message] of cases) {
+      // Short: on the old code the emulator started and never returned.
+      const res = await run(args, env, 20_000);
+      assert.equal(res.code, 2, `${args.join(' ')}: ${res.stdout}${res.stderr}`);
+      assert.equal(res.stderr, `coze-session-gateway: ${message}\nRun "coze-session-gateway --help" for usage.\n`);
+      assert.equal(res.stdout, '', 'nothing started');
+    }
+  });
+
   it('exits 2 on an unknown command or flag', async () => {
     assert.equal((await run(['frobnicate'])).code, 2);
     assert.equal((await run(['check-config', '--no-such-setting=1'], env)).code, 2);
