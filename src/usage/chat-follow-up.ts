@@ -33,7 +33,7 @@ export interface ChatFollowUpOptions {
   concurrency?: number;
   retrieve(chat: OpenChat): Promise<RetrieveResult>;
   /** Counts a retrieved chat as a client's retrieve would (UsageObservers.countChat); false: not counted now. */
-  count(chat: OpenChat, data: unknown, ended: boolean): boolean;
+  count(chat: OpenChat, data: unknown, abandoned: boolean): boolean;
   /** With Redis: another replica counted this chat already, so no retrieve is needed. */
   countedElsewhere?(chat: OpenChat): Promise<boolean>;
   onOutcome(outcome: FollowUpOutcome): void;
@@ -144,7 +144,8 @@ export function createChatFollowUps(options: ChatFollowUpOptions): ChatFollowUps
     const status = STATUS(result.data);
     // Ended, but this replica counted it meanwhile (a client's retrieve raced this one).
     if (status === 'completed' || status === 'failed' || status === 'canceled') return 'followed';
-    // Still waiting for tool outputs at the end of its time: abandoned; what it spent is counted.
+    // Still waiting for tool outputs at the end of its time: abandoned; what it spent so far is
+    // counted, and its end, should it come through the gateway after all, counts the rest.
     if (status === 'requires_action' && now() >= deadline(e) && options.count(e.chat, result.data, true)) return 'abandoned';
     return 'retry';
   }

@@ -54,10 +54,11 @@ export interface UsageObservers {
   watch(endpoint: Pick<Endpoint, 'name' | 'usage'>, sessionName: string, tokenKey?: string): RequestUsage | undefined;
   /**
    * A Chat object the gateway retrieved itself: counted as a client's retrieve of it would be
-   * (once per chat id). `ended` counts it whatever its status (one abandoned waiting for tool
-   * outputs). False when it was not counted now: still running, or counted before.
+   * (once per chat id). `abandoned` counts what a chat still waiting for tool outputs has spent
+   * so far, without settling its id: should it end after all, its end counts the rest. False
+   * when it was not counted now: still running, or counted before.
    */
-  countChat(chat: OpenChat, data: unknown, ended?: boolean): boolean;
+  countChat(chat: OpenChat, data: unknown, abandoned?: boolean): boolean;
 }
 
 /** One answer (or one socket) being watched for usage. */
@@ -120,12 +121,26 @@ export function createUsageObservers(options: {
     const id = field(obj, 'id');
     return typeof id === 'string' ? `chat:${id}` : undefined;
   };
-  const countChat = (route: string, sessionName: string, obj: unknown, ended: boolean, counted?: (counts: TokenCounts) => void): boolean => {
+  // What chats given up while waiting for tool outputs were counted for, by chat id: Coze
+  // reports one running total, so such a chat's end counts only what came after.
+  const abandonedCounts = new LRUCache<string, TokenCounts>({ max: options.maxRememberedIds ?? 100_000 });
+  const countChat = (route: string, sessionName: string, obj: unknown, ended: boolean, counted?: (counts: TokenCounts) => void, abandoned = false): boolean => {
     const status = field(obj, 'status');
-    if (!ended && !(typeof status === 'string' && ENDED_CHAT.has(status))) return false;
-    const counts = readUsage(field(obj, 'usage'));
+    if (!ended && !abandoned && !(typeof status === 'string' && ENDED_CHAT.has(status))) return false;
+    let counts = readUsage(field(obj, 'usage'));
     const id = chatId(obj);
+    if (abandoned) {
+      if (!counts || id === undefined || !firstTime(`${id}:abandoned`)) return false;
+      abandonedCounts.set(id, counts);
+      options.onCount(route, sessionName, counts, `${id}:abandoned`);
+      return true;
+    }
     if (!counts || !firstTime(id)) return false;
+    const before = id === undefined ? undefined : abandonedCounts.get(id);
+    if (before) {
+      const rest = (a: number, b: number) => Math.max(0, a - b);
+      counts = { input: rest(counts.input, before.input), output: rest(counts.output, before.output), total: rest(counts.total, before.total) };
+    }
     counted?.(counts);
     options.onCount(route, sessionName, counts, id);
     return true;
@@ -247,5 +262,5 @@ export function createUsageObservers(options: {
     return request;
   }
 
-  return { watch, countChat: (open, data, ended = false) => countChat(open.route, open.sessionName, data, ended) };
+  return { watch, countChat: (open, data, abandoned = false) => countChat(open.route, open.sessionName, data, false, undefined, abandoned) };
 }

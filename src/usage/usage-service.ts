@@ -116,7 +116,7 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
       maxAgeMs: followConfig.maxAgeMs,
       maxPending: followConfig.maxPending,
       retrieve: retrieveChat,
-      count: (chat, data, ended) => observers.countChat(chat, data, ended),
+      count: (chat, data, abandoned) => observers.countChat(chat, data, abandoned),
       // Redis errors answer "not claimed": the retrieve is then made, and the claim decides.
       ...(store ? { countedElsewhere: (chat: OpenChat) => (store.available ? store.isClaimed(identityTag(chat.sessionName), `${CHAT_ID}${chat.chatId}`) : Promise.resolve(false)) } : {}),
       onOutcome: (outcome) => metrics.countFollowUp(outcome),

@@ -125,6 +125,36 @@ describe('usage of chats nobody follows to their end', () => {
   });
 });
 
+describe('a chat given up while waiting for tool outputs', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({
+      env: { ALLOWED_BOT_IDS: 'bot-tool', BUDGET_TOKENS_PER_DAY: '20', BUDGET_FOLLOW_UP_DELAY_MS: '10', BUDGET_FOLLOW_UP_MAX_AGE_MS: '200' },
+      emulator: { bots: { 'bot-tool': 'tool' } },
+    });
+  });
+  after(() => stack.close());
+
+  it('usage-follow-up-abandoned-then-completed-counts-the-rest: tool outputs sent after max age still count the chat\'s end, and the budget then refuses', async () => {
+    const jwt = await stack.callerToken('waits-out-max-age');
+    const started = await (await post(stack.url, '/v3/chat', jwt, { bot_id: 'bot-tool', user_id: 'u', stream: true, additional_messages: QUESTION })).text();
+    assert.match(started, /event:conversation\.chat\.requires_action\n/);
+    const [, chatId, conversationId] = /"id":"([^"]+)","conversation_id":"([^"]+)"/.exec(started) ?? [];
+    const toolCallId = /"tool_calls":\[\{"id":"([^"]+)"/.exec(started)?.[1];
+    assert.ok(chatId && conversationId && toolCallId);
+    await until(async () => (await followUps(stack, 'abandoned')) === 1, 'the chat was given up as abandoned');
+
+    const finished = await post(stack.url, `/v3/chat/submit_tool_outputs?conversation_id=${conversationId}&chat_id=${chatId}`, jwt, { stream: true, tool_outputs: [{ tool_call_id: toolCallId, output: 'a long tool answer' }] });
+    const text = await finished.text();
+    const usage = JSON.parse(/event:conversation\.chat\.completed\ndata:(.*)\n/.exec(text)?.[1] ?? '{}').usage as { token_count: number };
+    assert.ok(usage.token_count > 20, `Coze reported the chat's whole usage at its end (${usage.token_count})`);
+    assert.equal((await usageOf(stack.url, jwt)).day.total_tokens, usage.token_count, 'its end is counted, not lost to the abandoned count');
+    const refused = await post(stack.url, '/v3/chat', jwt, { bot_id: 'bot-tool', user_id: 'u', stream: false, additional_messages: QUESTION });
+    assert.equal(refused.status, 429);
+    assert.equal(((await refused.json()) as { code: number }).code, 429003);
+  });
+});
+
 describe('a chat that never ends is given up', () => {
   let stack: Stack;
   before(async () => {

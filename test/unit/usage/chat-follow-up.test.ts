@@ -13,7 +13,7 @@ function setup(overrides: Partial<ChatFollowUpOptions> & { answer?: (chat: OpenC
   const timers = new Set<{ fn: () => void; at: number }>();
   const outcomes: FollowUpOutcome[] = [];
   const retrieves: Array<{ id: string; at: number }> = [];
-  const counted: Array<{ id: string; ended: boolean }> = [];
+  const counted: Array<{ id: string; abandoned: boolean }> = [];
   const followUps = createChatFollowUps({
     delayMs: 1000,
     maxAgeMs: 60_000,
@@ -22,10 +22,10 @@ function setup(overrides: Partial<ChatFollowUpOptions> & { answer?: (chat: OpenC
       retrieves.push({ id: c.chatId, at: clock.now() });
       return (overrides.answer ?? (() => ({ kind: 'chat', data: { id: c.chatId, status: 'completed' } })))(c);
     },
-    count: (c, data, ended) => {
+    count: (c, data, abandoned) => {
       const status = (data as { status: string }).status;
-      if (!ended && status !== 'completed') return false;
-      counted.push({ id: c.chatId, ended });
+      if (!abandoned && status !== 'completed') return false;
+      counted.push({ id: c.chatId, abandoned });
       return true;
     },
     onOutcome: (o) => outcomes.push(o),
@@ -62,7 +62,7 @@ describe('chat follow-ups', () => {
     assert.equal(t.retrieves.length, 0, 'nothing before the delay');
     await t.advanceTo(1000);
     assert.deepEqual(t.retrieves, [{ id: 'a', at: 1000 }]);
-    assert.deepEqual(t.counted, [{ id: 'a', ended: false }]);
+    assert.deepEqual(t.counted, [{ id: 'a', abandoned: false }]);
     assert.deepEqual(t.outcomes, ['counted']);
     assert.equal(t.followUps.pending, 0);
     assert.equal(t.timers.size, 0, 'no timer left once nothing is pending');
@@ -94,7 +94,7 @@ describe('chat follow-ups', () => {
     waiting.followUps.open(chat('tool'));
     await waiting.advanceTo(5000);
     assert.deepEqual(waiting.outcomes, ['retried', 'abandoned']);
-    assert.deepEqual(waiting.counted, [{ id: 'tool', ended: true }]);
+    assert.deepEqual(waiting.counted, [{ id: 'tool', abandoned: true }]);
   });
 
   it('tries again after a failed retrieve (no token, Coze down) and drops a chat Coze says is gone', async () => {

@@ -141,6 +141,21 @@ describe('usage observers', () => {
     }
   });
 
+  it('abandoned-chat-end-counts-the-rest: a chat counted as abandoned while waiting for tool outputs counts only what its end adds, once', () => {
+    const counted: Array<{ total: number; id: string | undefined }> = [];
+    const { watch, countChat } = createUsageObservers({ onCount: (_r, _k, c, id) => counted.push({ total: c.total, id }), onOpenChat: () => {} });
+    const chat: OpenChat = { route: 'chat', sessionName: 'jwt:ann', tokenKey: 'jwt:ann', chatId: 't1', conversationId: 'conv-t1' };
+    const waiting = { id: 't1', conversation_id: 'conv-t1', status: 'requires_action', usage: { token_count: 10, input_count: 6, output_count: 4 } };
+    assert.equal(countChat(chat, waiting, true), true);
+    assert.equal(countChat(chat, waiting, true), false, 'abandoned once');
+    const end = watch(endpoint('chat.submit_tool_outputs'), 'jwt:ann');
+    end?.sse.onData('conversation.chat.completed', JSON.stringify({ id: 't1', conversation_id: 'conv-t1', status: 'completed', usage: { token_count: 40, input_count: 11, output_count: 29 } }));
+    end?.end();
+    assert.deepEqual(end?.counted, { input: 5, output: 25, total: 30 });
+    watch(endpoint('chat.retrieve'), 'jwt:ann')?.onBody(Buffer.from(JSON.stringify({ code: 0, data: { id: 't1', status: 'completed', usage: { token_count: 40 } } })), true);
+    assert.deepEqual(counted, [{ total: 10, id: 'chat:t1:abandoned' }, { total: 30, id: 'chat:t1' }], 'the end counted once, under the chat id, for what it added');
+  });
+
   it('chat-follow-up-handover: a chat seen running but not ended is handed over once, a stream cut before its end too; an ended or counted one is not', () => {
     const opened: OpenChat[] = [];
     const counts: TokenCounts[] = [];
