@@ -95,10 +95,12 @@ export function createUsageService(options: UsageServiceOptions): UsageService {
       if (id === undefined || !store?.available) return metrics.countTokens(route, counts.input, counts.output);
       // A chat read through two replicas is the first claimant's: the others take their count
       // back. A claim Redis does not answer keeps it, as a replica alone would (once per replica).
+      const countedOn = windows.at(now()).day.label;
       const claim = store.claimOnce(identityTag(sessionName), id).then(
         (first) => {
           if (first) metrics.countTokens(route, counts.input, counts.output);
-          else counter.record(sessionName, { input: -counts.input, output: -counts.output, total: -counts.total });
+          // Only in the day it was counted in: taken from the next one, it would lend that day tokens.
+          else if (windows.at(now()).day.label === countedOn) counter.record(sessionName, { input: -counts.input, output: -counts.output, total: -counts.total });
         },
         () => {
           metrics.redisErrors.labels('usage').inc();
