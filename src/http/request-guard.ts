@@ -48,11 +48,12 @@ const MAX_LOGGED_TARGET = 256;
  * request log escapes what is left as JSON. Called on refusals only, never on a forwarded request.
  */
 export function targetForLog(rawUrl: string): string {
-  const end = rawUrl.search(/[?#]/);
-  let target = end === -1 ? rawUrl : rawUrl.slice(0, end);
-  // Everything up to the last @ goes: a password may hold a / that would end the authority early.
-  const userinfo = /^((?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/).*@/.exec(target);
-  if (userinfo) target = `${userinfo[1] as string}${target.slice(userinfo[0].length)}`;
+  // Userinfo goes first, everything up to the last @: a password may hold a /, ? or # that would
+  // end the authority, or the path, early (an @ in the query then costs the logged path, never more).
+  const userinfo = /^((?:[A-Za-z][A-Za-z0-9+.-]*:)?\/\/).*@/.exec(rawUrl);
+  let target = userinfo ? `${userinfo[1] as string}${rawUrl.slice(userinfo[0].length)}` : rawUrl;
+  const end = target.search(/[?#]/);
+  if (end !== -1) target = target.slice(0, end);
   if (target === '') return '-';
   return target.length > MAX_LOGGED_TARGET ? `${target.slice(0, MAX_LOGGED_TARGET)}…` : target;
 }
