@@ -33,7 +33,8 @@ ${rows.join('\n')}
 Label values:
 - \`route\`: the name of the allowlist rule that matched (\`chat\`, \`conversation.list\`, ...), \`gateway.token\`,
   \`gateway.usage\`, or \`unmatched\` (no rule matched, or the request was refused before routing: a bad
-  path, an absolute URI, and the requests Node refuses itself, 431, 408 and malformed ones, whose method is \`OTHER\`),
+  path, an absolute URI, and the requests Node refuses itself, 431, 408 and malformed ones, whose method is \`OTHER\`; a
+  connection that never sent a byte is closed unanswered and counted nowhere),
   or \`preflight\` (a CORS preflight, which the gateway answers itself whatever its path, so that it counts in no
   route's traffic or latency; method \`OTHER\`, status 204, or 403 for an origin not in \`cors.allowedOrigins\`).
 - \`result\` (token cache): \`hit\`, \`stale\` (served while one background refresh runs), \`miss\`, \`coalesced\`

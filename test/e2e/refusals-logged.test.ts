@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createFakeClock } from '../helpers/clock.js';
 import { assertEnvelope, rawExchange } from '../helpers/http.js';
@@ -21,6 +22,38 @@ async function lineOf(stack: Pick<Stack, 'logs'>, requestId: string | undefined)
 async function requestsTotal(stack: Stack): Promise<string[]> {
   return (await stack.gateway.metrics.registry.metrics()).split('\n').filter((l) => l.startsWith('coze_gateway_http_requests_total{'));
 }
+
+/** What a raw connection to the gateway received before the gateway closed it. */
+async function untilClosed(url: string, bytes: string): Promise<string> {
+  const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+  let got = '';
+  socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  socket.on('error', () => undefined);
+  if (bytes) socket.write(bytes);
+  await new Promise((resolve) => socket.on('close', resolve));
+  return got;
+}
+
+describe('connections that time out before their request', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ flags: { 'server.keepAliveTimeoutSeconds': '1', 'server.headersTimeoutSeconds': '2' } });
+  });
+  after(() => stack.close());
+
+  it('idle-connection-is-not-a-request: a connection that never sends a byte is closed with no answer, log line or count; one that sent part of its headers gets a logged, counted 408', async () => {
+    assert.equal(await untilClosed(stack.url, ''), '', 'no answer to a request never made');
+    const partial = await untilClosed(stack.url, 'GET /v1/bots/b HTTP/1.1\r\nHost: x\r\n');
+    assert.match(partial, /^HTTP\/1\.1 408 /);
+    const requestId = /x-request-id: (\S+)/i.exec(partial)?.[1];
+    const line = await lineOf(stack, requestId);
+    assert.equal(line.status, 408);
+    assert.equal(line.error, 'request-timeout');
+    assert.equal(stack.logs.filter((l) => l.includes('"status":408')).length, 1, 'the idle connection wrote no line');
+    const series = await requestsTotal(stack);
+    assert.ok(series.includes('coze_gateway_http_requests_total{route="unmatched",method="OTHER",status="408"} 1'), series.join('\n'));
+  });
+});
 
 /** Every answer the gateway gives leads, by its logid, to a log line, and is counted. */
 describe('refusals are logged and counted', () => {
