@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { ConfigError, loadAdminAddress } from '../config/load.js';
 import type { ParsedArgs } from './args.js';
 
@@ -31,20 +32,50 @@ export async function runHealthcheck(args: ParsedArgs): Promise<number> {
   const path = args.switches.has('ready') ? '/readyz' : '/healthz';
   const url = `http://${probeHost(address.host)}:${address.port}${path}`;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    const body = (await res.json().catch(() => undefined)) as { status?: unknown } | undefined;
+    const res = await probe(url);
+    const body = parse(res.body) as { status?: unknown } | undefined;
     // Another process on the port (a 200 from something else) is no sign of the gateway's health.
     const ours = typeof body?.status === 'string';
-    const healthy = res.ok && ours;
+    const healthy = res.status === 200 && ours;
     const write = healthy ? process.stdout : process.stderr;
     write.write(`${healthy ? 'healthy' : 'unhealthy'}: ${url} answered ${res.status}${ours ? ` (${String(body?.status)})` : ', not the gateway admin endpoint'}\n`);
     return healthy ? 0 : 1;
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-    process.stderr.write(`unhealthy: ${url}: ${cause}\n`);
+    process.stderr.write(`unhealthy: ${url}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
     return 1;
   }
 }
+
+/**
+ * One GET with node:http: fetch refuses the ports browsers block (6000, 6665-6669, 10080, ...),
+ * which are valid admin ports all the same.
+ */
+function probe(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: PROBE_TIMEOUT_MS, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        // The admin endpoints answer a few bytes; a stranger streaming more is not read on.
+        if (body.length < MAX_BODY_CHARS) body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${PROBE_TIMEOUT_MS} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+  });
+}
+
+const MAX_BODY_CHARS = 64 * 1024;
+
+const parse = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
 
 /** A wildcard bind address is reached on loopback; a named one as itself. */
 function probeHost(host: string): string {

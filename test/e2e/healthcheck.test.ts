@@ -57,6 +57,30 @@ describe('healthcheck command', () => {
     }
   });
 
+  it('healthcheck-on-fetch-blocked-port: an admin port browsers block (fetch refuses it) is probed all the same', async () => {
+    const admin = http.createServer((_req, res) => res.setHeader('content-type', 'application/json').end('{"status":"ok"}'));
+    // Ports on the fetch standard's bad-port list; the first free one serves.
+    let port: number | undefined;
+    for (const candidate of [10080, 6665, 6666, 6667, 6668, 6669, 6000, 5060, 2049]) {
+      const bound = await new Promise<boolean>((resolve) => {
+        admin.once('error', () => resolve(false));
+        admin.listen(candidate, '127.0.0.1', () => resolve(true));
+      });
+      if (bound) {
+        port = candidate;
+        break;
+      }
+    }
+    if (port === undefined) return assert.fail('none of the fetch-blocked ports is free on this machine');
+    try {
+      const res = await run(['healthcheck'], { ADMIN_PORT: String(port) });
+      assert.equal(res.stdout, `healthy: http://127.0.0.1:${port}/healthz answered 200 (ok)\n`);
+      assert.equal(res.code, 0);
+    } finally {
+      admin.close();
+    }
+  });
+
   it('healthcheck-bad-config-is-unhealthy: exit 1, never Docker\'s reserved 2, naming the setting and printing no secret', async () => {
     const res = await run(['healthcheck'], { ADMIN_PORT: 'nine', COZE_PRIVATE_KEY: 'not-a-key-SECRET' });
     assert.equal(res.code, 1);
