@@ -85,10 +85,10 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const registers = [options.registry];
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: options.registry, prefix: PREFIX });
 
-  const httpRequests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered, by route rule name, method and status.', labelNames: ['route', 'method', 'status'] as const, registers });
+  const httpRequests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered, by route rule name, method and status. A WebSocket upgrade is one request: 101 when it was accepted, or the status it was refused with (499 when its client left first).', labelNames: ['route', 'method', 'status'] as const, registers });
   const httpDuration = new BoundHistogram({
     name: `${PREFIX}http_request_duration_seconds`,
-    help: 'Time from the request to the end of the response, by route.',
+    help: 'Time from the request to the end of the response, by route. For a WebSocket upgrade, the time to its answer (the 101 or the refusal), not the life of the socket.',
     labelNames: ['route', 'method'] as const,
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers,
@@ -135,7 +135,7 @@ export function createMetrics(options: MetricsOptions): GatewayMetrics {
   const rateLimited = new Counter({ name: `${PREFIX}rate_limited_total`, help: 'Requests refused by the per-session rate limit.', registers });
   const requestLimits = new Counter({ name: `${PREFIX}request_limits_total`, help: 'Requests refused by a resource limit, by limit: header_count (431), concurrency (429), body_budget (503), body_timeout (408).', labelNames: ['limit'] as const, registers });
   const bufferedRequestBytes = new Gauge({ name: `${PREFIX}buffered_request_bytes`, help: 'Request body bytes held in memory now (JSON bodies being read and checked), out of server.bufferedBodyBudgetBytes.', registers });
-  const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind.', labelNames: ['kind'] as const, registers });
+  const upstreamErrors = new Counter({ name: `${PREFIX}upstream_errors_total`, help: 'Failures talking to Coze, by kind, over HTTP and WebSocket dials: connect (not reached: refused, DNS, TLS), reset (cut), timeout (no answer, or no WebSocket handshake, within server.upstreamTimeoutSeconds), idle_timeout (an answer stalled), bad_response (a WebSocket handshake Coze refused for another reason than the token), retried_token (a token Coze refused, retried with a fresh one).', labelNames: ['kind'] as const, registers });
   const cozeErrorCodes = new Counter({ name: `${PREFIX}coze_error_codes_total`, help: 'Non-zero Coze error codes seen in JSON answers and SSE error events.', labelNames: ['code'] as const, registers });
 
   const redisUp = new Gauge({ name: `${PREFIX}redis_up`, help: '1 while the shared Redis is connected (one node, the master named by the Sentinels, or the cluster); 0 while it is down (the gateway serves from memory) or when no Redis is configured.', registers });

@@ -4,9 +4,9 @@ import { WebSocket, type RawData } from 'ws';
 import { lookupToken } from '../coze/coze-errors.js';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
-import type { GatewayMetrics } from '../metrics/metrics.js';
-import { answerFromStream } from './forwarder.js';
-import { inspectResponse, type InspectedResponse } from './rewrite-response.js';
+import type { GatewayMetrics, UpstreamErrorKind } from '../metrics/metrics.js';
+import { answerFromStream, toUpstreamError } from './forwarder.js';
+import { InspectionIdle, inspectResponse, type InspectedResponse } from './rewrite-response.js';
 
 /**
  * Coze refused the handshake because it does not accept the session's token, even a freshly
@@ -75,10 +75,12 @@ export async function dialCoze(deps: DialDeps, request: DialRequest): Promise<Di
   const { refused, inspected } = dialed;
   if (inspected.cozeCode !== undefined) deps.metrics.countCozeCode(inspected.cozeCode);
   if (inspected.tokenRejected) {
+    // Coze's answer about the token, passed on as it is: not a failure to reach Coze.
     const body = Buffer.concat(inspected.prefix);
     const logId = refused.headers['x-tt-logid'];
     throw new CozeUpgradeRefusal(inspected.complete && inspected.cozeCode !== undefined ? body : AUTH_INVALID, typeof logId === 'string' ? logId : undefined);
   }
+  deps.metrics.upstreamErrors.labels('bad_response').inc();
   throw new GatewayError('upstream-bad-response', { detail: `(Coze refused the WebSocket with HTTP ${refused.statusCode})` });
 }
 
@@ -94,11 +96,18 @@ async function tokenOf(deps: DialDeps, request: DialRequest): Promise<string> {
 
 function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Promise<Dialed> {
   const { url, headers } = request.target(accessToken);
-  const upstream = new WebSocket(url, { headers, perMessageDeflate: false, handshakeTimeout: deps.connectTimeoutMs });
+  const upstream = new WebSocket(url, { headers, perMessageDeflate: false });
   upstream.on('message', (data, isBinary) => request.onMessage(upstream, data, isBinary));
   // The client may give up while Coze is being dialled: nothing must be left open then.
   const onClientGone = () => upstream.terminate();
   request.client.once('close', onClientGone);
+  // The handshake's deadline is kept here rather than by ws (whose error for it carries no code),
+  // so that its passing is told apart from a failure to connect, as for HTTP: 504 and `timeout`.
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    upstream.terminate();
+  }, deps.connectTimeoutMs);
   let logId: string | undefined;
   upstream.once('upgrade', (response: IncomingMessage) => {
     const header = response.headers['x-tt-logid'];
@@ -107,18 +116,37 @@ function dialOnce(deps: DialDeps, request: DialRequest, accessToken: string): Pr
   return new Promise<Dialed>((resolve, reject) => {
     upstream.once('open', () => resolve({ upstream, logId }));
     upstream.once('unexpected-response', (handshake, response) => {
+      clearTimeout(deadline);
       // No 'error' follows an answered refusal, except from the abort below: swallow it.
       upstream.on('error', () => undefined);
       // The handshake answer in the forwarder's shape, so HTTP and upgrades read refusals alike.
-      // A refusal that stalls is bounded by the handshake's own deadline.
-      inspectResponse(answerFromStream(response.statusCode ?? 0, response.headers, response), { idleTimeoutMs: deps.connectTimeoutMs }, (_err, inspected) => {
+      // A refusal that stalls is bounded by the same time, without a byte.
+      inspectResponse(answerFromStream(response.statusCode ?? 0, response.headers, response), { idleTimeoutMs: deps.connectTimeoutMs }, (err, inspected) => {
         handshake.destroy();
         if (inspected) resolve({ refused: response, inspected });
-        else reject(new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' }));
+        else reject(dialFailure(deps, request, err instanceof InspectionIdle ? 'idle_timeout' : 'reset', new GatewayError('upstream-bad-response', { detail: '(the refusal was cut)' })));
       });
     });
-    upstream.once('error', (err: NodeJS.ErrnoException) =>
-      reject(request.client.destroyed ? new ClientLeft() : new GatewayError('upstream-unavailable', { detail: err.code ? `(${err.code})` : undefined })),
-    );
-  }).finally(() => request.client.off('close', onClientGone));
+    upstream.once('error', (err: NodeJS.ErrnoException) => {
+      if (timedOut) {
+        reject(dialFailure(deps, request, 'timeout', new GatewayError('upstream-timeout', { detail: '(Coze did not complete the WebSocket handshake within server.upstreamTimeoutSeconds.)' })));
+        return;
+      }
+      const failure = toUpstreamError(err);
+      reject(dialFailure(deps, request, failure.failure === 'reset' ? 'reset' : 'connect', new GatewayError('upstream-unavailable', { detail: failure.code ? `(${failure.code})` : undefined })));
+    });
+  }).finally(() => {
+    clearTimeout(deadline);
+    request.client.off('close', onClientGone);
+  });
+}
+
+/**
+ * A dial that failed: counted in upstream_errors_total by `kind`, as the HTTP path counts its
+ * failures, unless the client left first (the dial was cut for it, Coze did nothing wrong).
+ */
+function dialFailure(deps: DialDeps, request: DialRequest, kind: UpstreamErrorKind, err: GatewayError): Error {
+  if (request.client.destroyed) return new ClientLeft();
+  deps.metrics.upstreamErrors.labels(kind).inc();
+  return err;
 }

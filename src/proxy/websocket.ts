@@ -5,9 +5,10 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { TokenCache } from '../coze/token-cache.js';
 import { GatewayError } from '../errors.js';
 import { scrubRequestHeaders } from '../http/headers.js';
-import { sessionHash, type Logger } from '../log/logger.js';
+import type { Logger } from '../log/logger.js';
 import { admit, type Admission, type AdmissionTrace, type AdmitDeps } from './admit.js';
 import { watchClientLeaving } from './upgrade-client.js';
+import { createUpgradeRecord, type UpgradeRecord } from './upgrade-record.js';
 import { answerUpgrade, rejectUpgrade } from './upgrade-reject.js';
 import { ClientLeft, CozeUpgradeRefusal, dialCoze } from './websocket-dial.js';
 import { checkHandshake } from './websocket-handshake.js';
@@ -48,12 +49,19 @@ const HIGH_WATER_BYTES = 1024 * 1024;
  * Sends one frame on, with backpressure: while `to` holds more than HIGH_WATER_BYTES unsent,
  * `from` is paused, so a reader that stops reading stops its sender instead of filling memory.
  */
-function relayFrame(from: WebSocket, to: WebSocket, data: RawData, isBinary: boolean): void {
-  if (to.readyState !== WebSocket.OPEN) return;
+function relayFrame(from: WebSocket, to: WebSocket, data: RawData, isBinary: boolean): number {
+  if (to.readyState !== WebSocket.OPEN) return 0;
   to.send(data, { binary: isBinary }, () => {
     if (from.isPaused && to.bufferedAmount < HIGH_WATER_BYTES / 2) from.resume();
   });
   if (to.bufferedAmount > HIGH_WATER_BYTES && !from.isPaused) from.pause();
+  return payloadLength(data);
+}
+
+/** A frame's payload bytes, for the log line's bytesIn and bytesOut. */
+function payloadLength(data: RawData): number {
+  if (Buffer.isBuffer(data)) return data.length;
+  return Array.isArray(data) ? data.reduce((sum, chunk) => sum + chunk.length, 0) : data.byteLength;
 }
 
 /** WebSocket close codes a relay may forward as they are; others become 1000. */
@@ -117,15 +125,17 @@ const HEARTBEAT_MS = 30_000;
  */
 export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const server = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
-  const cozeLogIds = new WeakMap<IncomingMessage, string>();
+  const records = new WeakMap<IncomingMessage, UpgradeRecord>();
   server.on('headers', (headers, req) => {
-    const logId = cozeLogIds.get(req);
+    const logId = records.get(req)?.cozeLogId;
     if (logId) headers.push(`X-Tt-Logid: ${logId}`);
   });
   // checkHandshake refuses what ws would; should the two ever disagree, the answer is still ours.
   server.on('wsClientError', (err, socket, req) => {
     untrackClientSocket(socket);
-    rejectUpgrade(socket, req, new GatewayError('bad-request', { detail: `(${err.message})` }));
+    const refusal = new GatewayError('bad-request', { detail: `(${err.message})` });
+    records.get(req)?.refused(refusal.status);
+    rejectUpgrade(socket, req, refusal);
   });
   const live = new Set<{ client: WebSocket; upstream: WebSocket }>();
   // Every client socket from its upgrade request until it closes, relayed or still being dialled:
@@ -133,7 +143,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   const clientSockets = new Set<Duplex>();
   let idleWaiters: Array<() => void> = [];
 
-  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace, stopWatch: () => void): Promise<void> {
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, trace: AdmissionTrace, record: UpgradeRecord, stopWatch: () => void): Promise<void> {
     if (deps.isDraining()) throw new GatewayError('draining');
     // Before anything is spent on it: ws answers a malformed handshake itself, without calling back.
     checkHandshake(req);
@@ -145,7 +155,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     // Only a relayed socket keeps its count against the budgets: one refused or given up before
     // (a drain, a failed mint or dial, a client gone) never reached the caller as a WebSocket.
     try {
-      await relay(req, socket, head, requestId, admission, stopWatch);
+      await relay(req, socket, head, requestId, admission, record, stopWatch);
     } catch (err) {
       admission.uncount();
       throw err;
@@ -153,7 +163,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
   }
 
   /** Dials Coze for an admitted upgrade, then accepts the client and relays the pair. */
-  async function relay(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, admission: Admission, stopWatch: () => void): Promise<void> {
+  async function relay(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string, admission: Admission, record: UpgradeRecord, stopWatch: () => void): Promise<void> {
     // Nothing is minted or dialled for a client gone.
     if (socket.destroyed) throw new ClientLeft();
     const { endpoint } = admission;
@@ -165,6 +175,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
 
     const pending: Array<{ data: RawData; isBinary: boolean }> = [];
     let client: WebSocket | undefined;
+    const bytes = { in: 0, out: 0 };
     const usage = deps.usage?.track(admission.endpoint, admission.sessionName, admission.tokenKey);
     const { upstream, logId } = await dialCoze(deps, {
       tokenKey: admission.tokenKey,
@@ -174,7 +185,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
         return { url: `${deps.wsBaseUrl}${admission.path}?${query.toString()}`, headers: { ...(headers as Record<string, string>), authorization: `Bearer ${accessToken}` } };
       },
       onMessage(from, data, isBinary) {
-        if (client) relayFrame(from, client, data, isBinary);
+        if (client) bytes.out += relayFrame(from, client, data, isBinary);
         else pending.push({ data, isBinary });
         if (usage && Buffer.isBuffer(data)) usage.onFrame(data);
       },
@@ -194,7 +205,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       throw new GatewayError('draining');
     }
     // Coze's log id on the client's handshake too, as Coze's own handshake carries it.
-    if (logId) cozeLogIds.set(req, logId);
+    record.cozeLogId = logId;
     // Until ws hands the client over, nothing else watches its socket: should ws refuse the
     // handshake after all (it answers and closes without calling back), Coze's socket goes too.
     const onClientGone = () => {
@@ -206,18 +217,18 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
     server.handleUpgrade(req, socket, head, (accepted) => {
       socket.off('close', onClientGone);
       client = accepted;
+      record.accepted();
       const pair = { client: accepted, upstream };
       live.add(pair);
       deps.metrics.activeWebsockets.inc();
-      const opened = Date.now();
-      for (const m of pending.splice(0)) relayFrame(upstream, accepted, m.data, m.isBinary);
+      for (const m of pending.splice(0)) bytes.out += relayFrame(upstream, accepted, m.data, m.isBinary);
 
       const rewriteEvent = endpoint.rules.rewriteEvent;
       accepted.on('message', (data, isBinary) => {
         const frame = rewriteEvent ? rewriteEvent(frameBytes(data), admission.sessionName) : data;
         // An event the gateway cannot check (ambiguous, too deeply nested) never reaches Coze.
         if (frame === undefined) accepted.close(1008, 'event could not be checked');
-        else relayFrame(accepted, upstream, frame, isBinary);
+        else bytes.in += relayFrame(accepted, upstream, frame, isBinary);
       });
 
       // A dead end is cut: its 'close' (1006) then tells the other end as for any drop.
@@ -238,7 +249,7 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
           upstream.terminate();
         }, CLOSE_BACKSTOP_MS).unref();
         usage?.end();
-        deps.logger.info({ requestId, route: admission.route, path: admission.path, status: 101, durationMs: Date.now() - opened, source: admission.identity.source, session: sessionHash(admission.sessionName), closeCode: code, closedBy, cozeLogId: logId, tokens: usage?.counted });
+        record.closed({ closeCode: code, closedBy, bytesIn: bytes.in, bytesOut: bytes.out, tokens: usage?.counted });
       };
       accepted.on('close', (code, reason) => finish('client', code, reason));
       upstream.on('close', (code, reason) => finish('coze', code, reason));
@@ -265,13 +276,19 @@ export function createWebSocketProxy(deps: WebSocketProxyDeps): WebSocketProxy {
       const trace: AdmissionTrace = { route: 'unmatched', path: '-', source: undefined, sessionName: undefined };
       socket.on('error', () => undefined);
       trackClientSocket(socket);
+      const record = createUpgradeRecord(deps, req, trace, requestId);
+      records.set(req, record);
+      // A client gone before its answer is a 499 from that moment, as for HTTP, whatever step
+      // its upgrade was at (some never reach the catch below: ws drops one that leaves as it
+      // accepts it). An answered upgrade has been recorded already: this does nothing then.
+      socket.once('close', () => record.refused(499));
       const stopWatch = watchClientLeaving(socket);
-      upgrade(req, socket, head, requestId, trace, stopWatch).catch((err: unknown) => {
+      upgrade(req, socket, head, requestId, trace, record, stopWatch).catch((err: unknown) => {
         stopWatch();
         const refusal = err instanceof CozeUpgradeRefusal ? err : undefined;
+        if (refusal) record.cozeLogId = refusal.logId;
         // 499, as for an HTTP request whose client left before its answer.
-        const status = refusal ? 401 : err instanceof ClientLeft ? 499 : err instanceof GatewayError ? err.status : 500;
-        deps.logger.info({ requestId, route: trace.route, path: trace.path, status, source: trace.source, upgrade: true, cozeLogId: refusal?.logId });
+        record.refused(refusal ? 401 : err instanceof ClientLeft ? 499 : err instanceof GatewayError ? err.status : 500);
         if (socket.destroyed) return;
         // A refused socket is the gateway's to close (upgrade-reject.ts): a drain does not wait for it.
         untrackClientSocket(socket);

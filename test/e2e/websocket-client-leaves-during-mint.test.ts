@@ -84,6 +84,12 @@ describe('WebSocket: a client that leaves while the token of its upgrade is mint
       // The gateway logs the upgrade it gave up (499); the old code dialled Coze instead.
       await until(() => s.emulator.websockets.length > 0 || s.logs.some((line) => line.includes('"upgrade":true') && line.includes('"status":499')), 'the gateway gave the upgrade up');
       assert.equal(s.emulator.websockets.length, 0, 'no Coze WebSocket for a client gone');
+      // Its line has the fields of an HTTP request's (ws-abort-line-has-request-fields), and it is counted.
+      const gone = s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.upgrade === true);
+      assert.equal(gone.length, 1, 'one line');
+      assert.deepEqual({ ...gone[0], level: undefined, time: undefined, service: undefined, requestId: undefined, durationMs: undefined, session: undefined }, { level: undefined, time: undefined, service: undefined, requestId: undefined, method: 'GET', route: 'ws.chat', path: '/v1/chat', status: 499, durationMs: undefined, source: 'jwt', session: undefined, bytesIn: 0, bytesOut: 0, upgrade: true });
+      assert.equal(typeof gone[0]?.durationMs, 'number');
+      assert.match(await s.gateway.metrics.registry.metrics(), /^coze_gateway_http_requests_total\{route="ws.chat",method="GET",status="499"\} 1$/m);
       assert.equal(s.gateway.websockets.size, 0, 'nothing relayed');
       assert.match(await s.gateway.metrics.registry.metrics(), /^coze_gateway_active_websockets 0$/m);
       assert.equal(s.gateway.usage.counter.view('alice').day.requests, 0, 'an upgrade never relayed is not counted against the budgets');
