@@ -73,7 +73,9 @@ export function createMintBreaker(mint: (key: string) => Promise<CozeToken>, opt
   function refusal(key: string): TokenMintError | undefined {
     let hold: Hold | undefined;
     let whose = 'the token endpoint';
-    // Once the hold has passed, the first mint is the probe; the others wait for its verdict.
+    // Once the hold has passed, the first mint is the probe; the others, while it runs, are refused
+    // at once with the held 502 token-mint-failed (they do not wait for it), so a failing endpoint
+    // is asked once, not once per caller.
     if (app && (now() < app.heldUntil || probing)) hold = app;
     else {
       const own = keys.get(key);
