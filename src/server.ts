@@ -241,6 +241,7 @@ export async function createGateway(config: GatewayConfig, deps: GatewayDeps = {
     ...admitDeps,
     tokens,
     logger,
+    sessionHash,
     wsBaseUrl: config.coze.wsBaseUrl,
     forwardHeaders,
     connectTimeoutMs: config.server.upstreamTimeoutSeconds * 1000,

@@ -1,4 +1,4 @@
-import { createHash, createHmac, createPrivateKey, hkdfSync } from 'node:crypto';
+import { createHmac, createPrivateKey, hkdfSync } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { createBatchedDestination } from './batched-destination.js';
@@ -92,18 +92,3 @@ export function sessionHashKey(privateKeyPem: string): Buffer {
   return Buffer.from(hkdfSync('sha256', der, '', SESSION_HASH_INFO, 32));
 }
 
-const unkeyedHashes = new LRUCache<string, string>({ max: SESSION_HASHES_KEPT });
-
-/**
- * @deprecated An unkeyed hash, reversible with a list of user ids: use the gateway's
- * createSessionHasher (ProxyHandlerDeps.sessionHash). Kept only for src/proxy/websocket.ts, which
- * is being reworked elsewhere and moves to the keyed hasher with that change.
- */
-export function sessionHash(sessionName: string): string {
-  let hash = unkeyedHashes.get(sessionName);
-  if (hash === undefined) {
-    hash = createHash('sha256').update(sessionName).digest('base64url').slice(0, 12);
-    unkeyedHashes.set(sessionName, hash);
-  }
-  return hash;
-}

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { sessionHash, type Logger } from '../log/logger.js';
+import type { Logger } from '../log/logger.js';
 import type { RequestLogFields } from '../log/request-log.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { AdmissionTrace } from './admit.js';
@@ -48,7 +48,7 @@ export interface UpgradeRecord {
  * the socket's bytes, close code and whole duration (request to close, as an SSE request's
  * duration runs to the stream's end).
  */
-export function createUpgradeRecord(deps: { metrics: GatewayMetrics; logger: Logger }, req: IncomingMessage, trace: AdmissionTrace, requestId: string): UpgradeRecord {
+export function createUpgradeRecord(deps: { metrics: GatewayMetrics; logger: Logger; sessionHash(sessionName: string): string }, req: IncomingMessage, trace: AdmissionTrace, requestId: string): UpgradeRecord {
   const started = performance.now();
   let status: number | undefined;
   let handshakeMs = 0;
@@ -71,7 +71,7 @@ export function createUpgradeRecord(deps: { metrics: GatewayMetrics; logger: Log
       status: status ?? 0,
       durationMs: Math.round(durationMs),
       source: trace.source,
-      session: trace.sessionName ? sessionHash(trace.sessionName) : undefined,
+      session: trace.sessionName ? deps.sessionHash(trace.sessionName) : undefined,
       cozeLogId: record.cozeLogId,
       bytesIn: end?.bytesIn ?? 0,
       bytesOut: end?.bytesOut ?? 0,

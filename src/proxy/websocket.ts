@@ -18,6 +18,8 @@ import type { UsageService } from '../usage/usage-service.js';
 export interface WebSocketProxyDeps extends AdmitDeps {
   tokens: TokenCache;
   logger: Logger;
+  /** The log's keyed session pseudonym, the same the HTTP lines carry (logger.ts createSessionHasher). */
+  sessionHash(sessionName: string): string;
   /** coze.wsBaseUrl: the only host WebSockets are ever relayed to. */
   wsBaseUrl: string;
   /** policy.forwardHeaders: names forwarded beyond the built-in allowlist (headers.ts). */

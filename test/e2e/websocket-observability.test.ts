@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
@@ -137,5 +138,16 @@ describe('WebSocket upgrades in the metrics and the request log', () => {
     assert.ok((line.durationMs as number) >= (line.handshakeMs as number), 'the duration runs from the request to the close');
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(upgradeLines(s).length, 2, 'one line per upgrade');
+
+    // ws-close-line-keyed-pseudonym: the socket's line names alice as her HTTP lines do, by the
+    // deployment's keyed pseudonym, never the unkeyed SHA-256 anyone can compute.
+    const http = await fetch(`${s.url}/v1/bots/bot-ok`, { headers: { authorization: `Bearer ${await s.callerToken('alice')}` } });
+    await http.arrayBuffer();
+    const requestId = http.headers.get('x-request-id') ?? assert.fail('no request id');
+    await until(() => s.logs.some((l) => l.includes(requestId)), 'the HTTP line is written');
+    const httpLine = JSON.parse(s.logs.find((l) => l.includes(requestId)) as string) as { session?: string };
+    assert.match(String(httpLine.session), /^[A-Za-z0-9_-]{12}$/);
+    assert.equal(line.session, httpLine.session, 'one pseudonym per session across HTTP and WebSocket lines');
+    assert.notEqual(line.session, createHash('sha256').update('alice').digest('base64url').slice(0, 12));
   });
 });
