@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { redisMissing, useRedisServer } from '../helpers/redis.js';
 import type { ReplicaLike } from '../helpers/replicas.js';
 import { startStack, type Stack } from '../helpers/stack.js';
+import { until as waitUntil } from '../helpers/websocket.js';
 
 /**
  * Chats nobody follows to their end through the gateway are followed up by it (budgets.followUp,
@@ -39,14 +40,8 @@ async function followUps(replica: ReplicaLike, outcome: string): Promise<number>
   return Number(new RegExp(`^coze_gateway_usage_follow_ups_total\\{outcome="${outcome}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
 }
 
-/** Waits for a condition the gateway reaches on its own (no time is asserted). */
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`gave up waiting: ${what}`);
-}
+/** Follow-ups back off between retrieves: a wait may take a few of them on a busy machine. */
+const until = (check: () => Promise<boolean>, what: string) => waitUntil(check, what, 10_000);
 
 /** The retrieves of one chat the emulator (Coze) received, from anyone. */
 const retrievesOf = (stack: Stack, chatId: string) => stack.emulator.requests.filter((r) => r.path === '/v3/chat/retrieve' && r.query.chat_id === chatId).length;

@@ -74,8 +74,11 @@ export function refusedUpgrade(url: string, headers: Record<string, string> = {}
 export const closed = (ws: WebSocket) =>
   new Promise<number>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve(ws.readyState) : ws.once('close', (code) => resolve(code))));
 
-/** Polls `check` for up to 3 s; fails with `what` if it never holds. */
-export async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 300 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(check(), what);
+/**
+ * Polls `check` (answered now or later) every 10 ms for up to `timeoutMs`; fails with `what` if
+ * it never holds. A wait for a state the gateway reaches on its own: no time is asserted.
+ */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 3000): Promise<void> {
+  for (let waited = 0; waited < timeoutMs && !(await check()); waited += 10) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(await check(), what);
 }
